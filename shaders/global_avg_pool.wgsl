@@ -1,0 +1,27 @@
+// Global average pool over height and width, NHWC -> [batch][channels].
+
+struct Params {
+    batch: u32,
+    pixels: u32,
+    channels: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let index = gid.x;
+    if (index >= params.batch * params.channels) {
+        return;
+    }
+    let c = index % params.channels;
+    let n = index / params.channels;
+    var sum = 0.0;
+    for (var p = 0u; p < params.pixels; p++) {
+        sum += input[(n * params.pixels + p) * params.channels + c];
+    }
+    output[index] = sum / f32(params.pixels);
+}

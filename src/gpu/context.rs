@@ -1,0 +1,124 @@
+//! The wgpu device the runtime works on: created here, or handed in by a host application.
+
+use crate::error::{Error, Result};
+
+/// A wgpu device and queue, with what is known about the adapter behind them.
+#[derive(Debug, Clone)]
+pub struct GpuContext {
+    /// The device all buffers and pipelines live on.
+    pub device: wgpu::Device,
+    /// The queue forward passes are submitted to.
+    pub queue: wgpu::Queue,
+    /// The adapter's name, backend and type.
+    pub adapter: wgpu::AdapterInfo,
+}
+
+impl GpuContext {
+    /// Opens the high-performance adapter with the limits it supports.
+    ///
+    /// Fails with [`Error::NoAdapter`] when no adapter is present (no GPU and no software
+    /// driver such as Mesa's lavapipe installed).
+    pub fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            ..Default::default()
+        };
+        let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|e| {
+            Error::NoAdapter(format!(
+                "{e} (install a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's \
+                 software driver: `apt-get install mesa-vulkan-drivers`)"
+            ))
+        })?;
+        let info = adapter.get_info();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("xception"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| Error::NoAdapter(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        Ok(Self {
+            device,
+            queue,
+            adapter: info,
+        })
+    }
+
+    /// Wraps a device and queue owned by the host application.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let adapter = device.adapter_info();
+        Self {
+            device,
+            queue,
+            adapter,
+        }
+    }
+
+    /// `name, backend` of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`.
+    pub fn description(&self) -> String {
+        format!("{}, {:?}", self.adapter.name, self.adapter.backend)
+    }
+
+    /// Runs `f`, turning validation and out-of-memory errors it raises into [`Error::Gpu`].
+    pub fn checked<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+            None => Ok(value),
+        }
+    }
+
+    /// Waits until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    }
+
+    /// Copies `size` bytes of `buffer` back to the CPU as `f32`s.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        self.map_f32(&staging)
+    }
+
+    /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its contents.
+    pub fn map_f32(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        self.wait()?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("buffer mapping was abandoned".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the output buffer: {e}")))?;
+        let values = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("reading the output buffer: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+}

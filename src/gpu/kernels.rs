@@ -1,0 +1,310 @@
+//! The typed kernel registry: one WGSL file per op, one compute pipeline each, created up front.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Every compute kernel of the runtime; each is `shaders/<name>.wgsl` with entry point `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Regular convolution (stem 3x3 and shortcut 1x1/2) with bias and optional ReLU.
+    Conv2d,
+    /// Depthwise 3x3 'same' convolution with optional ReLU on read.
+    DepthwiseConv,
+    /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
+    PointwiseConv,
+    /// Folds batchnorm into a convolution's kernel and bias.
+    BatchnormFold,
+    /// Elementwise ReLU.
+    Relu,
+    /// Elementwise residual add.
+    ResidualAdd,
+    /// Max-pool 3x3/2 'same' with optional residual add.
+    MaxPool,
+    /// Global average pool.
+    GlobalAvgPool,
+    /// Dense layer with optional ReLU.
+    Dense,
+    /// Row-wise softmax.
+    Softmax,
+}
+
+impl Kernel {
+    /// All kernels, in registry order.
+    pub const ALL: [Kernel; 10] = [
+        Kernel::Conv2d,
+        Kernel::DepthwiseConv,
+        Kernel::PointwiseConv,
+        Kernel::BatchnormFold,
+        Kernel::Relu,
+        Kernel::ResidualAdd,
+        Kernel::MaxPool,
+        Kernel::GlobalAvgPool,
+        Kernel::Dense,
+        Kernel::Softmax,
+    ];
+
+    /// The shader file's stem.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kernel::Conv2d => "conv2d",
+            Kernel::DepthwiseConv => "depthwise_conv",
+            Kernel::PointwiseConv => "pointwise_conv",
+            Kernel::BatchnormFold => "batchnorm_fold",
+            Kernel::Relu => "relu",
+            Kernel::ResidualAdd => "residual_add",
+            Kernel::MaxPool => "max_pool",
+            Kernel::GlobalAvgPool => "global_avg_pool",
+            Kernel::Dense => "dense",
+            Kernel::Softmax => "softmax",
+        }
+    }
+
+    /// The WGSL source, compiled into the crate.
+    pub const fn source(self) -> &'static str {
+        match self {
+            Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
+            Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
+            Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
+            Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
+            Kernel::ResidualAdd => include_str!("../../shaders/residual_add.wgsl"),
+            Kernel::MaxPool => include_str!("../../shaders/max_pool.wgsl"),
+            Kernel::GlobalAvgPool => include_str!("../../shaders/global_avg_pool.wgsl"),
+            Kernel::Dense => include_str!("../../shaders/dense.wgsl"),
+            Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
+        }
+    }
+
+    fn index(self) -> usize {
+        Kernel::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("kernel is registered")
+    }
+}
+
+/// Compiled pipelines for every [`Kernel`].
+#[derive(Debug)]
+pub struct Kernels {
+    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Bound in place of an absent optional input (such as a residual).
+    pub(crate) placeholder: wgpu::Buffer,
+}
+
+/// A recorded kernel launch: pipeline, bindings and grid, ready to replay in a compute pass.
+#[derive(Debug)]
+pub struct Dispatch {
+    kernel: Kernel,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+/// Largest workgroup count per grid dimension that every adapter supports.
+const MAX_GROUPS: u32 = 65535;
+
+/// Grid for a 64-wide 1-D kernel over `len` elements, folded into y when it is long.
+/// Kernels recover the index as `gid.x + gid.y * num_workgroups.x * 64`.
+pub fn linear_grid(len: usize) -> [u32; 3] {
+    let groups = len.div_ceil(64).max(1) as u32;
+    let x = groups.min(MAX_GROUPS);
+    [x, groups.div_ceil(x), 1]
+}
+
+/// Grid for an 8x8 tiled kernel with `x` by `y` workgroups, folding y into z when it is long.
+/// Kernels recover the row tile as `gid.y + gid.z * num_workgroups.y * 8`.
+pub fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
+    let (x, y) = (x.max(1) as u32, y.max(1) as u32);
+    let rows = y.min(MAX_GROUPS);
+    [x, rows, y.div_ceil(rows)]
+}
+
+impl Kernels {
+    /// Compiles every kernel on `device`.
+    pub fn new(device: &wgpu::Device) -> Self {
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|kernel| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                });
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.name()),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Self {
+            pipelines,
+            placeholder,
+        }
+    }
+
+    /// The pipeline of `kernel`.
+    pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[kernel.index()]
+    }
+
+    /// Prepares a launch of `kernel`: binding 0 is a uniform holding `params`, bindings
+    /// 1.. are `buffers` in order.
+    pub fn dispatch<P: Pod>(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        use wgpu::util::DeviceExt;
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(kernel.name()),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: b.as_entire_binding(),
+        }));
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &self.pipeline(kernel).get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch {
+            kernel,
+            bind_group,
+            workgroups,
+        }
+    }
+
+    /// Replays `dispatches` in order inside one compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
+        for d in dispatches {
+            pass.set_pipeline(self.pipeline(d.kernel));
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            let [x, y, z] = d.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+}
+
+/// Uniform parameters of `conv2d.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Conv2dParams {
+    pub(crate) batch: u32,
+    pub(crate) in_height: u32,
+    pub(crate) in_width: u32,
+    pub(crate) in_channels: u32,
+    pub(crate) out_height: u32,
+    pub(crate) out_width: u32,
+    pub(crate) out_channels: u32,
+    pub(crate) out_vec4s: u32,
+    pub(crate) kernel: u32,
+    pub(crate) stride: u32,
+    pub(crate) pad_top: u32,
+    pub(crate) pad_left: u32,
+    pub(crate) relu: u32,
+    pub(crate) _pad: [u32; 3],
+}
+
+/// Uniform parameters of `pointwise_conv.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct PointwiseParams {
+    pub(crate) rows: u32,
+    pub(crate) in_channels: u32,
+    pub(crate) out_channels: u32,
+    pub(crate) out_vec4s: u32,
+    pub(crate) relu: u32,
+    pub(crate) has_residual: u32,
+    pub(crate) _pad: [u32; 2],
+}
+
+/// Uniform parameters of `depthwise_conv.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct DepthwiseParams {
+    pub(crate) batch: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    pub(crate) channels: u32,
+    pub(crate) relu_input: u32,
+    pub(crate) _pad: [u32; 3],
+}
+
+/// Uniform parameters of `batchnorm_fold.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct FoldParams {
+    pub(crate) rows: u32,
+    pub(crate) channels: u32,
+    pub(crate) padded_channels: u32,
+    pub(crate) epsilon: f32,
+}
+
+/// Uniform parameters of `max_pool.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct MaxPoolParams {
+    pub(crate) batch: u32,
+    pub(crate) in_height: u32,
+    pub(crate) in_width: u32,
+    pub(crate) channels: u32,
+    pub(crate) out_height: u32,
+    pub(crate) out_width: u32,
+    pub(crate) pad_top: u32,
+    pub(crate) pad_left: u32,
+    pub(crate) has_residual: u32,
+    pub(crate) _pad: [u32; 3],
+}
+
+/// Uniform parameters of the elementwise kernels (`relu.wgsl`, `residual_add.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct ElementwiseParams {
+    pub(crate) len: u32,
+    pub(crate) _pad: [u32; 3],
+}
+
+/// Uniform parameters of `global_avg_pool.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct GlobalAvgPoolParams {
+    pub(crate) batch: u32,
+    pub(crate) pixels: u32,
+    pub(crate) channels: u32,
+    pub(crate) _pad: u32,
+}
+
+/// Uniform parameters of `dense.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct DenseParams {
+    pub(crate) batch: u32,
+    pub(crate) inputs: u32,
+    pub(crate) units: u32,
+    pub(crate) relu: u32,
+}
+
+/// Uniform parameters of `softmax.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct SoftmaxParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) _pad: [u32; 2],
+}

@@ -1,0 +1,12 @@
+//! The GPU backend: WGSL kernels on wgpu, the device context, single-op launches and the
+//! network dispatcher.
+
+mod context;
+mod kernels;
+mod network;
+mod ops;
+
+pub use context::GpuContext;
+pub use kernels::{linear_grid, tiled_grid, Dispatch, Kernel, Kernels};
+pub use network::GpuModel;
+pub use ops::{padded_channels, storage, upload, FoldedConv, GpuOps};

@@ -1,0 +1,337 @@
+//! The GPU dispatcher: Xception's weights folded on the device once, and per input shape a
+//! plan of buffers and launches that records a whole forward pass into one command encoder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::context::GpuContext;
+use super::kernels::{Dispatch, Kernels};
+use super::ops::{storage, upload, FoldedConv};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
+use crate::model::Outputs;
+use crate::tensor::{Shape, Tensor};
+use crate::weights::{Activation, Weights};
+
+/// Input shapes whose plans are kept; running more distinct shapes rebuilds them.
+const MAX_CACHED_PLANS: usize = 4;
+
+/// Device-resident weights of one graph node.
+#[derive(Debug)]
+enum NodeWeights {
+    Conv(FoldedConv),
+    Separable {
+        depthwise: wgpu::Buffer,
+        pointwise: FoldedConv,
+    },
+    None,
+}
+
+#[derive(Debug)]
+struct HeadLayer {
+    kernel: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    inputs: usize,
+    units: usize,
+    relu: bool,
+}
+
+/// Everything needed to run one input shape: buffers allocated once, launches recorded once.
+#[derive(Debug)]
+struct Plan {
+    batch: usize,
+    input: wgpu::Buffer,
+    dispatches: Vec<Dispatch>,
+    /// `(buffer, floats)` copied back after each run: embeddings, then logits and probabilities.
+    outputs: Vec<(wgpu::Buffer, usize)>,
+    readback: wgpu::Buffer,
+}
+
+/// Xception on a wgpu device.
+#[derive(Debug)]
+pub struct GpuModel {
+    context: GpuContext,
+    kernels: Kernels,
+    graph: Graph,
+    num_classes: usize,
+    nodes: Vec<NodeWeights>,
+    head: Vec<HeadLayer>,
+    plans: Mutex<HashMap<(usize, usize, usize), Arc<Plan>>>,
+}
+
+impl GpuModel {
+    /// Compiles every kernel, uploads the weights and folds batchnorm into them on the device.
+    pub fn new(context: GpuContext, weights: Arc<Weights>) -> Result<Self> {
+        let graph = Graph::xception();
+        let device = &context.device;
+        let (kernels, nodes, head, folds) = context.checked("loading the model onto the GPU", || {
+            let kernels = Kernels::new(device);
+            let mut folds = Vec::new();
+            let mut nodes = Vec::new();
+            for node in &graph.nodes {
+                nodes.push(match &node.op {
+                    Op::Conv(c) => {
+                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
+                        let (folded, fold) =
+                            kernels.fold_batchnorm(device, kernel, c.out_channels, &weights.batchnorm(&c.bn));
+                        folds.push(fold);
+                        NodeWeights::Conv(folded)
+                    }
+                    Op::Separable(s) => {
+                        let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
+                        let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
+                        let (folded, fold) =
+                            kernels.fold_batchnorm(device, pointwise, s.out_channels, &weights.batchnorm(&s.bn));
+                        folds.push(fold);
+                        NodeWeights::Separable {
+                            depthwise: upload(device, &s.conv, depthwise),
+                            pointwise: folded,
+                        }
+                    }
+                    Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
+                });
+            }
+            let head = weights
+                .info
+                .head
+                .iter()
+                .map(|layer| HeadLayer {
+                    kernel: upload(device, &layer.name, weights.tensor(&format!("{}.kernel", layer.name))),
+                    bias: upload(device, &layer.name, weights.tensor(&format!("{}.bias", layer.name))),
+                    inputs: layer.inputs,
+                    units: layer.units,
+                    relu: layer.activation == Activation::Relu,
+                })
+                .collect::<Vec<_>>();
+            (kernels, nodes, head, folds)
+        })?;
+        context.checked("folding batchnorm", || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                kernels.record(&mut pass, &folds);
+            }
+            context.queue.submit([encoder.finish()]);
+        })?;
+        context.wait()?;
+        Ok(Self {
+            num_classes: weights.info.num_classes(),
+            context,
+            kernels,
+            graph,
+            nodes,
+            head,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The device in use.
+    pub fn context(&self) -> &GpuContext {
+        &self.context
+    }
+
+    /// Largest batch one plan can hold at `height` x `width`, given the device's buffer limits.
+    pub fn max_batch(&self, height: usize, width: usize) -> Result<usize> {
+        let per_image = self.largest_activation(1, height, width)? * 4;
+        let limits = self.context.device.limits();
+        let limit = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let batch = (limit / per_image as u64) as usize;
+        if batch == 0 {
+            return Err(Error::Input(format!(
+                "a {width}x{height} image needs {per_image} bytes for one activation, more than the \
+                 device's storage buffer limit of {limit} bytes"
+            )));
+        }
+        Ok(batch)
+    }
+
+    fn largest_activation(&self, batch: usize, height: usize, width: usize) -> Result<usize> {
+        let shapes = self.graph.infer_shapes(batch, height, width)?;
+        Ok(shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0))
+    }
+
+    /// Runs the network on an NHWC batch, splitting it into batches the device can hold.
+    pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+        let s = input.shape;
+        self.graph.infer_shapes(s.batch, s.height, s.width)?;
+        let chunk = self.max_batch(s.height, s.width)?;
+        let image_len = s.height * s.width * s.channels;
+        let mut outputs = Outputs {
+            batch: s.batch,
+            embedding_dim: EMBEDDING_DIM,
+            num_classes: self.num_classes,
+            embeddings: Vec::with_capacity(s.batch * EMBEDDING_DIM),
+            logits: Vec::with_capacity(s.batch * self.num_classes),
+            probabilities: Vec::with_capacity(s.batch * self.num_classes),
+        };
+        for images in input.data.chunks(chunk * image_len) {
+            let batch = images.len() / image_len;
+            let plan = self.plan(batch, s.height, s.width)?;
+            let mut values = self.run(&plan, images)?.into_iter();
+            let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<_>>();
+            outputs.embeddings.extend(take(batch * EMBEDDING_DIM));
+            outputs.logits.extend(take(batch * self.num_classes));
+            outputs.probabilities.extend(take(batch * self.num_classes));
+        }
+        Ok(outputs)
+    }
+
+    fn plan(&self, batch: usize, height: usize, width: usize) -> Result<Arc<Plan>> {
+        let mut plans = self.plans.lock().map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        if let Some(plan) = plans.get(&(batch, height, width)) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(self.context.checked("allocating activation buffers", || {
+            self.build_plan(batch, height, width)
+        })??);
+        if plans.len() >= MAX_CACHED_PLANS {
+            plans.clear();
+        }
+        plans.insert((batch, height, width), plan.clone());
+        Ok(plan)
+    }
+
+    fn build_plan(&self, batch: usize, height: usize, width: usize) -> Result<Plan> {
+        let device = &self.context.device;
+        let k = &self.kernels;
+        let shapes = self.graph.infer_shapes(batch, height, width)?;
+        let activation_len = self.largest_activation(batch, height, width)?;
+        let input = storage(device, "input", shapes[0].len());
+
+        // Activation buffers, all of the largest activation's size, reused once a value is dead.
+        let mut last_use = vec![0; shapes.len()];
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            for v in node.inputs() {
+                last_use[v.0] = i;
+            }
+        }
+        let mut pool: Vec<wgpu::Buffer> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut slot_of: Vec<Option<usize>> = vec![None; shapes.len()];
+        let alloc = |pool: &mut Vec<wgpu::Buffer>, free: &mut Vec<usize>| {
+            free.pop().unwrap_or_else(|| {
+                pool.push(storage(device, "activation", activation_len));
+                pool.len() - 1
+            })
+        };
+
+        let embedding = storage(device, "embedding", batch * EMBEDDING_DIM);
+        let mut dispatches = Vec::new();
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let in_shape = shapes[node.input.0];
+            let buffer_of = |pool: &Vec<wgpu::Buffer>, v: ValueId| -> wgpu::Buffer {
+                match slot_of[v.0] {
+                    Some(slot) => pool[slot].clone(),
+                    None => input.clone(),
+                }
+            };
+            let x = buffer_of(&pool, node.input);
+            match (&node.op, &self.nodes[i]) {
+                (Op::Conv(c), NodeWeights::Conv(w)) => {
+                    let out = alloc(&mut pool, &mut free);
+                    let (d, _) = k.conv2d(device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out]);
+                    dispatches.push(d);
+                    slot_of[node.output.0] = Some(out);
+                }
+                (Op::Separable(s), NodeWeights::Separable { depthwise, pointwise }) => {
+                    let tmp = alloc(&mut pool, &mut free);
+                    dispatches.push(k.depthwise_conv(device, &x, in_shape, depthwise, s.relu_in, &pool[tmp]));
+                    let out = alloc(&mut pool, &mut free);
+                    let residual = s.residual.map(|r| buffer_of(&pool, r));
+                    dispatches.push(k.pointwise_conv(
+                        device,
+                        &pool[tmp],
+                        in_shape,
+                        pointwise,
+                        s.relu_out,
+                        residual.as_ref(),
+                        &pool[out],
+                    ));
+                    free.push(tmp);
+                    slot_of[node.output.0] = Some(out);
+                }
+                (Op::MaxPoolAdd { residual }, _) => {
+                    let out = alloc(&mut pool, &mut free);
+                    let r = buffer_of(&pool, *residual);
+                    let (d, _) = k.max_pool(device, &x, in_shape, Some(&r), &pool[out]);
+                    dispatches.push(d);
+                    slot_of[node.output.0] = Some(out);
+                }
+                (Op::GlobalAvgPool, _) => {
+                    dispatches.push(k.global_avg_pool(device, &x, in_shape, &embedding));
+                }
+                (op, _) => unreachable!("weights prepared for every node, not for {op:?}"),
+            }
+            for v in node.inputs() {
+                if last_use[v.0] == i {
+                    if let Some(slot) = slot_of[v.0] {
+                        free.push(slot);
+                    }
+                }
+            }
+        }
+
+        let mut outputs = vec![(embedding.clone(), batch * EMBEDDING_DIM)];
+        if !self.head.is_empty() {
+            let mut x = embedding;
+            for layer in &self.head {
+                let out = storage(device, "dense", batch * layer.units);
+                dispatches.push(k.dense(
+                    device,
+                    &x,
+                    batch,
+                    &layer.kernel,
+                    &layer.bias,
+                    layer.inputs,
+                    layer.units,
+                    layer.relu,
+                    &out,
+                ));
+                x = out;
+            }
+            let probabilities = storage(device, "probabilities", batch * self.num_classes);
+            dispatches.push(k.softmax(device, &x, batch, self.num_classes, &probabilities));
+            outputs.push((x, batch * self.num_classes));
+            outputs.push((probabilities, batch * self.num_classes));
+        }
+        let total: usize = outputs.iter().map(|(_, n)| n).sum();
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (total * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Plan {
+            batch,
+            input,
+            dispatches,
+            outputs,
+            readback,
+        })
+    }
+
+    fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {
+        debug_assert_eq!(images.len() % plan.batch, 0);
+        // One run at a time per plan: the plan's buffers are shared state.
+        let _guard = self.plans.lock().map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        self.context.checked("running the network", || {
+            let queue = &self.context.queue;
+            queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(images));
+            let mut encoder = self.context.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("xception forward"),
+                    timestamp_writes: None,
+                });
+                self.kernels.record(&mut pass, &plan.dispatches);
+            }
+            let mut offset = 0;
+            for (buffer, len) in &plan.outputs {
+                encoder.copy_buffer_to_buffer(buffer, 0, &plan.readback, offset, (*len * 4) as u64);
+                offset += (*len * 4) as u64;
+            }
+            queue.submit([encoder.finish()]);
+        })?;
+        self.context.map_f32(&plan.readback)
+    }
+}

@@ -1,0 +1,506 @@
+//! Op-level launches built on the kernel registry, and [`GpuOps`] to run any single op on
+//! CPU tensors (what the parity tests and curious embedders use).
+
+use wgpu::util::DeviceExt;
+
+use super::context::GpuContext;
+use super::kernels::*;
+use crate::error::Result;
+use crate::graph::{Padding, BN_EPSILON};
+use crate::tensor::{Shape, Tensor};
+use crate::weights::BatchNorm;
+
+/// Output channels rounded up to the 8-channel tiles of the convolution kernels.
+pub fn padded_channels(channels: usize) -> usize {
+    channels.div_ceil(8) * 8
+}
+
+/// A convolution's batchnorm-folded weights on the GPU.
+#[derive(Debug)]
+pub struct FoldedConv {
+    /// `[rows][padded_channels(out_channels)]` scaled kernel, zero in the padding columns.
+    pub weights: wgpu::Buffer,
+    /// `[padded_channels(out_channels)]` bias.
+    pub bias: wgpu::Buffer,
+    /// Kernel rows (`kh * kw * in_channels`).
+    pub rows: usize,
+    /// Real output channels.
+    pub out_channels: usize,
+}
+
+impl FoldedConv {
+    fn out_vec4s(&self) -> u32 {
+        (padded_channels(self.out_channels) / 4) as u32
+    }
+}
+
+/// Creates a storage buffer holding `data`.
+pub fn upload(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(data),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+/// Creates an uninitialised storage buffer for `len` floats.
+pub fn storage(device: &wgpu::Device, label: &str, len: usize) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (len.max(4) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+fn u(v: usize) -> u32 {
+    v as u32
+}
+
+impl Kernels {
+    /// Uploads a bias-free kernel (output channels innermost) with its batchnorm; returns the
+    /// folded weights and the launch that fills them.
+    pub fn fold_batchnorm(
+        &self,
+        device: &wgpu::Device,
+        kernel: &[f32],
+        out_channels: usize,
+        bn: &BatchNorm<'_>,
+    ) -> (FoldedConv, Dispatch) {
+        let rows = kernel.len() / out_channels;
+        let padded = padded_channels(out_channels);
+        let folded = FoldedConv {
+            weights: storage(device, "folded kernel", rows * padded),
+            bias: storage(device, "folded bias", padded),
+            rows,
+            out_channels,
+        };
+        let inputs = [
+            upload(device, "kernel", kernel),
+            upload(device, "gamma", bn.gamma),
+            upload(device, "beta", bn.beta),
+            upload(device, "mean", bn.mean),
+            upload(device, "variance", bn.variance),
+        ];
+        let params = FoldParams {
+            rows: u(rows),
+            channels: u(out_channels),
+            padded_channels: u(padded),
+            epsilon: BN_EPSILON,
+        };
+        let dispatch = self.dispatch(
+            device,
+            Kernel::BatchnormFold,
+            &params,
+            &[
+                &inputs[0],
+                &inputs[1],
+                &inputs[2],
+                &inputs[3],
+                &inputs[4],
+                &folded.weights,
+                &folded.bias,
+            ],
+            linear_grid(rows * padded),
+        );
+        (folded, dispatch)
+    }
+
+    /// Regular convolution with folded batchnorm; returns the launch and the output shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        weights: &FoldedConv,
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+        relu: bool,
+        output: &wgpu::Buffer,
+    ) -> (Dispatch, Shape) {
+        let (out_h, pad_top) = padding.resolve(shape.height, kernel, stride);
+        let (out_w, pad_left) = padding.resolve(shape.width, kernel, stride);
+        let out = Shape::new(shape.batch, out_h, out_w, weights.out_channels);
+        let params = Conv2dParams {
+            batch: u(shape.batch),
+            in_height: u(shape.height),
+            in_width: u(shape.width),
+            in_channels: u(shape.channels),
+            out_height: u(out_h),
+            out_width: u(out_w),
+            out_channels: u(weights.out_channels),
+            out_vec4s: weights.out_vec4s(),
+            kernel: u(kernel),
+            stride: u(stride),
+            pad_top: u(pad_top),
+            pad_left: u(pad_left),
+            relu: relu.into(),
+            _pad: [0; 3],
+        };
+        let grid = tiled_grid(weights.out_channels.div_ceil(8).div_ceil(8), out.pixels().div_ceil(8));
+        let dispatch = self.dispatch(
+            device,
+            Kernel::Conv2d,
+            &params,
+            &[input, &weights.weights, &weights.bias, output],
+            grid,
+        );
+        (dispatch, out)
+    }
+
+    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`), optionally rectifying its input.
+    pub fn depthwise_conv(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        kernel: &wgpu::Buffer,
+        relu_input: bool,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = DepthwiseParams {
+            batch: u(shape.batch),
+            height: u(shape.height),
+            width: u(shape.width),
+            channels: u(shape.channels),
+            relu_input: relu_input.into(),
+            _pad: [0; 3],
+        };
+        self.dispatch(
+            device,
+            Kernel::DepthwiseConv,
+            &params,
+            &[input, kernel, output],
+            linear_grid(shape.len()),
+        )
+    }
+
+    /// Pointwise convolution with folded batchnorm, then residual add and ReLU if asked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pointwise_conv(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        weights: &FoldedConv,
+        relu: bool,
+        residual: Option<&wgpu::Buffer>,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let rows = shape.pixels();
+        let params = PointwiseParams {
+            rows: u(rows),
+            in_channels: u(shape.channels),
+            out_channels: u(weights.out_channels),
+            out_vec4s: weights.out_vec4s(),
+            relu: relu.into(),
+            has_residual: residual.is_some().into(),
+            _pad: [0; 2],
+        };
+        let grid = tiled_grid(weights.out_channels.div_ceil(8).div_ceil(8), rows.div_ceil(4).div_ceil(8));
+        self.dispatch(
+            device,
+            Kernel::PointwiseConv,
+            &params,
+            &[
+                input,
+                &weights.weights,
+                &weights.bias,
+                residual.unwrap_or(&self.placeholder),
+                output,
+            ],
+            grid,
+        )
+    }
+
+    /// Max-pool 3x3/2 'same', plus `residual` if given; returns the launch and output shape.
+    pub fn max_pool(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        residual: Option<&wgpu::Buffer>,
+        output: &wgpu::Buffer,
+    ) -> (Dispatch, Shape) {
+        let (out_h, pad_top) = Padding::Same.resolve(shape.height, 3, 2);
+        let (out_w, pad_left) = Padding::Same.resolve(shape.width, 3, 2);
+        let out = Shape::new(shape.batch, out_h, out_w, shape.channels);
+        let params = MaxPoolParams {
+            batch: u(shape.batch),
+            in_height: u(shape.height),
+            in_width: u(shape.width),
+            channels: u(shape.channels),
+            out_height: u(out_h),
+            out_width: u(out_w),
+            pad_top: u(pad_top),
+            pad_left: u(pad_left),
+            has_residual: residual.is_some().into(),
+            _pad: [0; 3],
+        };
+        let dispatch = self.dispatch(
+            device,
+            Kernel::MaxPool,
+            &params,
+            &[input, residual.unwrap_or(&self.placeholder), output],
+            linear_grid(out.len()),
+        );
+        (dispatch, out)
+    }
+
+    /// Elementwise ReLU over `len` values.
+    pub fn relu(&self, device: &wgpu::Device, input: &wgpu::Buffer, len: usize, output: &wgpu::Buffer) -> Dispatch {
+        let params = ElementwiseParams { len: u(len), _pad: [0; 3] };
+        self.dispatch(device, Kernel::Relu, &params, &[input, output], linear_grid(len))
+    }
+
+    /// Elementwise `a + b` over `len` values.
+    pub fn residual_add(
+        &self,
+        device: &wgpu::Device,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        len: usize,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = ElementwiseParams { len: u(len), _pad: [0; 3] };
+        self.dispatch(device, Kernel::ResidualAdd, &params, &[a, b, output], linear_grid(len))
+    }
+
+    /// Global average pool of an NHWC tensor into `[batch][channels]`.
+    pub fn global_avg_pool(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = GlobalAvgPoolParams {
+            batch: u(shape.batch),
+            pixels: u(shape.height * shape.width),
+            channels: u(shape.channels),
+            _pad: 0,
+        };
+        let len = shape.batch * shape.channels;
+        self.dispatch(device, Kernel::GlobalAvgPool, &params, &[input, output], [len.div_ceil(64) as u32, 1, 1])
+    }
+
+    /// Dense layer over `batch` rows: kernel `[inputs][units]`, bias `[units]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        batch: usize,
+        kernel: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        inputs: usize,
+        units: usize,
+        relu: bool,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = DenseParams {
+            batch: u(batch),
+            inputs: u(inputs),
+            units: u(units),
+            relu: relu.into(),
+        };
+        let len = batch * units;
+        self.dispatch(device, Kernel::Dense, &params, &[input, kernel, bias, output], [len.div_ceil(64) as u32, 1, 1])
+    }
+
+    /// Row-wise softmax of a `[rows][cols]` matrix.
+    pub fn softmax(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = SoftmaxParams {
+            rows: u(rows),
+            cols: u(cols),
+            _pad: [0; 2],
+        };
+        self.dispatch(device, Kernel::Softmax, &params, &[input, output], [rows.div_ceil(64) as u32, 1, 1])
+    }
+}
+
+/// Runs single ops on CPU tensors: upload, one launch (or two with a batchnorm fold), read back.
+#[derive(Debug)]
+pub struct GpuOps {
+    context: GpuContext,
+    kernels: Kernels,
+}
+
+impl GpuOps {
+    /// Compiles the kernels on `context`'s device.
+    pub fn new(context: GpuContext) -> Self {
+        let kernels = Kernels::new(&context.device);
+        Self { context, kernels }
+    }
+
+    /// The device in use.
+    pub fn context(&self) -> &GpuContext {
+        &self.context
+    }
+
+    fn device(&self) -> &wgpu::Device {
+        &self.context.device
+    }
+
+    fn run(&self, dispatches: &[Dispatch], output: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.context.checked("running a kernel", || {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.kernels.record(&mut pass, dispatches);
+            }
+            self.context.queue.submit([encoder.finish()]);
+        })?;
+        let mut values = self.context.read_f32(output, (len.max(1) * 4) as u64)?;
+        values.truncate(len);
+        Ok(values)
+    }
+
+    fn tensor(&self, shape: Shape, dispatches: &[Dispatch], output: &wgpu::Buffer) -> Result<Tensor> {
+        Tensor::new(shape, self.run(dispatches, output, shape.len())?)
+    }
+
+    /// Folds batchnorm into `kernel` (output channels innermost): `(kernel, bias)` without padding.
+    pub fn fold_batchnorm(&self, kernel: &[f32], out_channels: usize, bn: &BatchNorm<'_>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (folded, dispatch) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let padded = padded_channels(out_channels);
+        let weights = self.run(&[dispatch], &folded.weights, folded.rows * padded)?;
+        let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
+        let unpad = |v: &[f32]| -> Vec<f32> { v.chunks(padded).flat_map(|r| r[..out_channels].to_vec()).collect() };
+        Ok((unpad(&weights), unpad(&bias)))
+    }
+
+    /// Convolution (HWIO kernel) + batchnorm (+ ReLU), folded on the GPU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        x: &Tensor,
+        kernel: &[f32],
+        bn: &BatchNorm<'_>,
+        size: usize,
+        stride: usize,
+        padding: Padding,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let out_channels = kernel.len() / (size * size * x.shape.channels);
+        let (folded, fold) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let input = upload(self.device(), "input", &x.data);
+        let (oh, _) = padding.resolve(x.shape.height, size, stride);
+        let (ow, _) = padding.resolve(x.shape.width, size, stride);
+        let output = storage(self.device(), "output", x.shape.batch * oh * ow * out_channels);
+        let (conv, shape) = self
+            .kernels
+            .conv2d(self.device(), &input, x.shape, &folded, size, stride, padding, relu, &output);
+        self.tensor(shape, &[fold, conv], &output)
+    }
+
+    /// Depthwise 3x3 'same' convolution, optionally rectifying the input as it is read.
+    pub fn depthwise_conv(&self, x: &Tensor, kernel: &[f32], relu_input: bool) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let kernel = upload(self.device(), "kernel", kernel);
+        let output = storage(self.device(), "output", x.shape.len());
+        let d = self
+            .kernels
+            .depthwise_conv(self.device(), &input, x.shape, &kernel, relu_input, &output);
+        self.tensor(x.shape, &[d], &output)
+    }
+
+    /// Pointwise convolution (`[cin][cout]` kernel) + batchnorm, then `+ residual` and ReLU if asked.
+    pub fn pointwise_conv(
+        &self,
+        x: &Tensor,
+        kernel: &[f32],
+        bn: &BatchNorm<'_>,
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let out_channels = kernel.len() / x.shape.channels;
+        let shape = x.shape.with_channels(out_channels);
+        let (folded, fold) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let input = upload(self.device(), "input", &x.data);
+        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
+        let output = storage(self.device(), "output", shape.len());
+        let d = self.kernels.pointwise_conv(
+            self.device(),
+            &input,
+            x.shape,
+            &folded,
+            relu,
+            residual.as_ref(),
+            &output,
+        );
+        self.tensor(shape, &[fold, d], &output)
+    }
+
+    /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.
+    pub fn max_pool(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
+        let (oh, _) = Padding::Same.resolve(x.shape.height, 3, 2);
+        let (ow, _) = Padding::Same.resolve(x.shape.width, 3, 2);
+        let output = storage(self.device(), "output", x.shape.batch * oh * ow * x.shape.channels);
+        let (d, shape) = self
+            .kernels
+            .max_pool(self.device(), &input, x.shape, residual.as_ref(), &output);
+        self.tensor(shape, &[d], &output)
+    }
+
+    /// Elementwise ReLU.
+    pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let output = storage(self.device(), "output", x.shape.len());
+        let d = self.kernels.relu(self.device(), &input, x.shape.len(), &output);
+        self.tensor(x.shape, &[d], &output)
+    }
+
+    /// Elementwise sum of two tensors of the same shape.
+    pub fn residual_add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if a.shape != b.shape {
+            return Err(crate::Error::Input(format!("cannot add tensors of shapes {} and {}", a.shape, b.shape)));
+        }
+        let (ga, gb) = (upload(self.device(), "a", &a.data), upload(self.device(), "b", &b.data));
+        let output = storage(self.device(), "output", a.shape.len());
+        let d = self.kernels.residual_add(self.device(), &ga, &gb, a.shape.len(), &output);
+        self.tensor(a.shape, &[d], &output)
+    }
+
+    /// Global average pool into `[batch][channels]`.
+    pub fn global_avg_pool(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let input = upload(self.device(), "input", &x.data);
+        let len = x.shape.batch * x.shape.channels;
+        let output = storage(self.device(), "output", len);
+        let d = self.kernels.global_avg_pool(self.device(), &input, x.shape, &output);
+        self.run(&[d], &output, len)
+    }
+
+    /// Dense layer over the rows of `x`: kernel `[inputs][units]`, bias `[units]`.
+    pub fn dense(&self, x: &[f32], kernel: &[f32], bias: &[f32], relu: bool) -> Result<Vec<f32>> {
+        let units = bias.len();
+        let inputs = kernel.len() / units;
+        let batch = x.len() / inputs;
+        let input = upload(self.device(), "input", x);
+        let (k, b) = (upload(self.device(), "kernel", kernel), upload(self.device(), "bias", bias));
+        let output = storage(self.device(), "output", batch * units);
+        let d = self
+            .kernels
+            .dense(self.device(), &input, batch, &k, &b, inputs, units, relu, &output);
+        self.run(&[d], &output, batch * units)
+    }
+
+    /// Softmax over each row of `cols` values.
+    pub fn softmax(&self, x: &[f32], cols: usize) -> Result<Vec<f32>> {
+        let input = upload(self.device(), "input", x);
+        let output = storage(self.device(), "output", x.len());
+        let d = self.kernels.softmax(self.device(), &input, x.len() / cols, cols, &output);
+        self.run(&[d], &output, x.len())
+    }
+}

@@ -1,0 +1,35 @@
+//! Xception (Chollet, CVPR 2017) inference on any GPU through wgpu compute shaders, with a
+//! plain CPU reference implementation of every op.
+//!
+//! - [`weights`] loads pretrained Keras weights from safetensors (float16 or float32).
+//! - [`graph`] describes the network as data, with Keras' layer names and shape rules.
+//! - [`gpu`] holds the WGSL kernels, the device context and the dispatcher.
+//! - [`cpu`] is the readable reference backend used as the oracle in tests.
+//! - [`preprocess`] turns image files into network input.
+//!
+//! ```no_run
+//! use xception_wgpu::{preprocess, BackendKind, Xception};
+//!
+//! let model = Xception::load("weights/xception_kitchenware.safetensors", BackendKind::Gpu)?;
+//! let (height, width) = model.info().input_size;
+//! let image = preprocess::load_image("samples/fork.jpg", Some((width, height)))?;
+//! let outputs = model.forward(&image)?;
+//! for p in model.top_k(&outputs, 0, 3)? {
+//!     println!("{:>8} {:.4}", p.label, p.probability);
+//! }
+//! # Ok::<(), xception_wgpu::Error>(())
+//! ```
+
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod graph;
+mod model;
+pub mod preprocess;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use model::{BackendKind, Outputs, Prediction, Xception};
+pub use tensor::{Shape, Tensor};
+pub use weights::{ModelInfo, Weights};

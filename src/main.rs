@@ -1,0 +1,217 @@
+//! `xception`: classify images or extract embeddings with Xception on the GPU (or the CPU).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Xception};
+
+/// Weights used when `--weights` is not given: the kitchenware model in the repository.
+const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
+/// Images run together in one forward pass.
+const BATCH: usize = 8;
+
+#[derive(Parser)]
+#[command(name = "xception", version, about = "Xception image classification and embeddings on any GPU through wgpu")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the most probable classes of each image.
+    ///
+    /// Example: xception classify --top 3 samples/cup.jpg samples/fork.jpg
+    Classify {
+        #[command(flatten)]
+        common: Common,
+        /// How many classes to print per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
+    /// Print the 2048-d global-average-pooled embedding of each image.
+    ///
+    /// Example: xception embed --json samples/*.jpg > embeddings.jsonl
+    Embed {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Image files (PNG or JPEG, any colour type).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Print one JSON object per image and line.
+    #[arg(long)]
+    json: bool,
+    /// Weights file (safetensors, float16 or float32) [default: the bundled kitchenware model].
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Where the network runs.
+    #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+    backend: Backend,
+    /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
+    #[arg(long)]
+    size: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// WGSL compute shaders through wgpu.
+    Gpu,
+    /// The plain Rust reference implementation.
+    Cpu,
+}
+
+/// How images are sized before they enter the network.
+#[derive(Clone, Copy)]
+enum Sizing {
+    Fixed { width: usize, height: usize },
+    Native,
+}
+
+fn parse_size(text: &str) -> Result<Sizing, String> {
+    if text == "native" {
+        return Ok(Sizing::Native);
+    }
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match parsed {
+        Some((width, height)) => Ok(Sizing::Fixed { width, height }),
+        None => Err(format!("--size `{text}` is neither WxH (e.g. 299x299) nor `native`")),
+    }
+}
+
+fn default_weights() -> PathBuf {
+    let local = PathBuf::from(DEFAULT_WEIGHTS);
+    if local.exists() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_WEIGHTS)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, top) = match &cli.command {
+        Command::Classify { common, top } => (common, Some(*top)),
+        Command::Embed { common } => (common, None),
+    };
+    match run(common, top) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every image; returns whether all of them succeeded.
+fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
+    let sizing = match &common.size {
+        Some(text) => parse_size(text).map_err(Error::Input)?,
+        None => Sizing::Native, // replaced by the model's size below
+    };
+    let weights = common.weights.clone().unwrap_or_else(default_weights);
+    let backend = match common.backend {
+        Backend::Gpu => BackendKind::Gpu,
+        Backend::Cpu => BackendKind::Cpu,
+    };
+    let model = Xception::load(&weights, backend)?;
+    if top.is_some() && model.info().num_classes() == 0 {
+        return Err(Error::NoHead);
+    }
+    let (model_h, model_w) = model.info().input_size;
+    let sizing = match common.size {
+        Some(_) => sizing,
+        None => Sizing::Fixed {
+            width: model_w,
+            height: model_h,
+        },
+    };
+    let target = match sizing {
+        Sizing::Fixed { width, height } => Some((width, height)),
+        Sizing::Native => None,
+    };
+
+    let mut all_ok = true;
+    let mut pending: Vec<(&Path, Tensor)> = Vec::new();
+    for (i, path) in common.images.iter().enumerate() {
+        match preprocess::load_image(path, target) {
+            Ok(tensor) => pending.push((path, tensor)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                all_ok = false;
+            }
+        }
+        let last = i + 1 == common.images.len();
+        let shape_changes = matches!(sizing, Sizing::Native);
+        if pending.len() == BATCH || (last || shape_changes) && !pending.is_empty() {
+            all_ok &= run_batch(&model, &pending, common.json, top);
+            pending.clear();
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Runs images of one shape together and prints their results; returns whether it succeeded.
+fn run_batch(model: &Xception, images: &[(&Path, Tensor)], json: bool, top: Option<usize>) -> bool {
+    let tensors: Vec<Tensor> = images.iter().map(|(_, t)| t.clone()).collect();
+    let outputs = Tensor::stack(&tensors).and_then(|batch| model.forward(&batch));
+    let outputs = match outputs {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            for (path, _) in images {
+                eprintln!("error: {}: {e}", path.display());
+            }
+            return false;
+        }
+    };
+    for (i, (path, _)) in images.iter().enumerate() {
+        match top {
+            Some(k) => print_classes(model, &outputs, i, path, k, json),
+            None => print_embedding(&outputs, i, path, json),
+        }
+    }
+    true
+}
+
+fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize, json: bool) {
+    let predictions = match model.top_k(outputs, i, k) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return;
+        }
+    };
+    if json {
+        let top: Vec<_> = predictions
+            .iter()
+            .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
+            .collect();
+        let line = json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
+        println!("{line}");
+    } else {
+        let ranked: Vec<String> = predictions
+            .iter()
+            .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
+            .collect();
+        println!("{}: {}", path.display(), ranked.join(", "));
+    }
+}
+
+fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
+    let embedding = outputs.embedding(i);
+    if json {
+        println!("{}", json!({"image": path.display().to_string(), "embedding": embedding}));
+    } else {
+        let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
+        println!("{}: {}", path.display(), values.join(" "));
+    }
+}

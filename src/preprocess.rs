@@ -1,0 +1,77 @@
+//! Image decoding and preprocessing: any PNG/JPEG to the network's RGB `x / 127.5 - 1` input.
+
+use std::path::Path;
+
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::graph::MIN_INPUT_SIZE;
+use crate::tensor::{Shape, Tensor};
+
+/// Largest width or height accepted, checked before decoding so a huge image cannot exhaust memory.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+fn image_error(path: &Path, problem: impl std::fmt::Display) -> Error {
+    Error::Image {
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Decodes an image file as 8-bit RGB, honouring its EXIF orientation.
+pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
+    let path = path.as_ref();
+    let reader = ImageReader::open(path)
+        .map_err(|e| image_error(path, e))?
+        .with_guessed_format()
+        .map_err(|e| image_error(path, e))?;
+    if reader.format().is_none() {
+        return Err(image_error(path, "not a recognised image format (PNG or JPEG)"));
+    }
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| image_error(path, format!("cannot read the image header: {e}")))?;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(image_error(
+            path,
+            format!("image is {width}x{height}; the largest side accepted is {MAX_IMAGE_SIDE}"),
+        ));
+    }
+    let mut decoder = ImageReader::open(path)
+        .map_err(|e| image_error(path, e))?
+        .with_guessed_format()
+        .map_err(|e| image_error(path, e))?
+        .into_decoder()
+        .map_err(|e| image_error(path, e))?;
+    let orientation = decoder.orientation().map_err(|e| image_error(path, e))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
+    image.apply_orientation(orientation);
+    Ok(image.to_rgb8())
+}
+
+/// Converts 8-bit RGB pixels (`height * width * 3`, row-major) to a batch-1 input tensor,
+/// computing `p / 127.5 - 1` in `f32` as Keras' `preprocess_input` does.
+pub fn normalize(pixels: &[u8], height: usize, width: usize) -> Result<Tensor> {
+    let data = pixels.iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
+    Tensor::new(Shape::new(1, height, width, 3), data)
+}
+
+/// Decodes `path`, resizes it to `size` (`(width, height)`, or keeps its own size with
+/// `None`) and preprocesses it into a batch-1 NHWC tensor.
+pub fn load_image(path: impl AsRef<Path>, size: Option<(usize, usize)>) -> Result<Tensor> {
+    let path = path.as_ref();
+    let mut image = decode(path)?;
+    if let Some((width, height)) = size {
+        if (image.width() as usize, image.height() as usize) != (width, height) {
+            image = image::imageops::resize(&image, width as u32, height as u32, FilterType::Triangle);
+        }
+    }
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    if width < MIN_INPUT_SIZE || height < MIN_INPUT_SIZE {
+        return Err(image_error(
+            path,
+            format!("image is {width}x{height}; Xception needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels"),
+        ));
+    }
+    normalize(image.as_raw(), height, width)
+}

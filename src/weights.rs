@@ -1,0 +1,317 @@
+//! Loading pretrained weights from safetensors (float16 or float32, computed in f32).
+//!
+//! Tensor names are Keras layer and variable names (`block1_conv1.kernel`,
+//! `block4_sepconv2_bn.moving_variance`, `dense_1.bias`) in Keras layouts; the file's
+//! `__metadata__` describes the input size, labels, preprocessing and head. See
+//! `weights/README.md` for the format and `weights/convert.py` for producing it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, BN_EPSILON, EMBEDDING_DIM};
+
+/// The `format` metadata value this loader understands.
+pub const FORMAT: &str = "xception-keras/1";
+
+/// Activation of a dense head layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// Softmax over the layer's outputs (only as the last layer; its inputs are the logits).
+    Softmax,
+}
+
+/// One dense layer of the classification head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseLayer {
+    /// Keras layer name (`dense`, `dense_1`, `predictions`).
+    pub name: String,
+    /// Input features.
+    pub inputs: usize,
+    /// Output features.
+    pub units: usize,
+    /// Activation after the affine map.
+    pub activation: Activation,
+}
+
+/// What the weights file says about the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Input height and width the model was trained at.
+    pub input_size: (usize, usize),
+    /// Class labels, one per output of the head (empty without a head).
+    pub labels: Vec<String>,
+    /// Dense layers after the global average pool, in order (empty for a bare backbone).
+    pub head: Vec<DenseLayer>,
+    /// Free-form description of where the weights came from.
+    pub source: Option<String>,
+}
+
+impl ModelInfo {
+    /// Number of classes, or 0 for a backbone without head.
+    pub fn num_classes(&self) -> usize {
+        self.head.last().map_or(0, |l| l.units)
+    }
+}
+
+/// Validated Xception weights in float32, keyed by tensor name.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// The model description from the file's metadata.
+    pub info: ModelInfo,
+    tensors: HashMap<String, Vec<f32>>,
+}
+
+/// Batchnorm parameters of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchNorm<'a> {
+    /// Scale.
+    pub gamma: &'a [f32],
+    /// Shift.
+    pub beta: &'a [f32],
+    /// Running mean.
+    pub mean: &'a [f32],
+    /// Running variance.
+    pub variance: &'a [f32],
+}
+
+impl Weights {
+    /// Reads and validates a safetensors weights file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses and validates weights from an in-memory safetensors file; `origin` names it in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+        let fail = |problem: String| Error::Weights {
+            origin: origin.to_string(),
+            problem,
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let metadata = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| fail("the file has no __metadata__ describing the model".into()))?;
+        let info = parse_metadata(&metadata).map_err(fail)?;
+
+        let graph = Graph::xception();
+        let mut tensors = HashMap::new();
+        let mut problems = Vec::new();
+        for (name, shape) in expected_tensors(&graph, &info) {
+            match file.tensor(&name) {
+                Err(_) => problems.push(format!("tensor `{name}` is missing")),
+                Ok(view) if view.shape() != shape.as_slice() => problems.push(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    view.shape()
+                )),
+                Ok(view) => match to_f32(view.dtype(), view.data()) {
+                    Err(dtype) => problems.push(format!(
+                        "tensor `{name}` has dtype {dtype:?}; expected F16 or F32"
+                    )),
+                    Ok(values) if values.iter().any(|v| !v.is_finite()) => {
+                        problems.push(format!("tensor `{name}` holds NaN or infinite values"))
+                    }
+                    Ok(values) => {
+                        tensors.insert(name, values);
+                    }
+                },
+            }
+        }
+        if !problems.is_empty() {
+            let shown = problems.len().min(5);
+            let more = if problems.len() > shown {
+                format!(" (and {} more problems)", problems.len() - shown)
+            } else {
+                String::new()
+            };
+            return Err(fail(format!("{}{more}", problems[..shown].join("; "))));
+        }
+        Ok(Self { info, tensors })
+    }
+
+    /// The values of tensor `name`.
+    ///
+    /// # Panics
+    /// If `name` is not one of the tensors checked at load time (a programming error).
+    pub fn tensor(&self, name: &str) -> &[f32] {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("tensor `{name}` was not validated at load"))
+    }
+
+    /// The four batchnorm vectors of layer `bn`.
+    pub fn batchnorm(&self, bn: &str) -> BatchNorm<'_> {
+        BatchNorm {
+            gamma: self.tensor(&format!("{bn}.gamma")),
+            beta: self.tensor(&format!("{bn}.beta")),
+            mean: self.tensor(&format!("{bn}.moving_mean")),
+            variance: self.tensor(&format!("{bn}.moving_variance")),
+        }
+    }
+}
+
+/// Every tensor the model needs, with its Keras shape.
+pub fn expected_tensors(graph: &Graph, info: &ModelInfo) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let push_bn = |out: &mut Vec<(String, Vec<usize>)>, bn: &str, c: usize| {
+        for var in ["gamma", "beta", "moving_mean", "moving_variance"] {
+            out.push((format!("{bn}.{var}"), vec![c]));
+        }
+    };
+    for node in &graph.nodes {
+        match &node.op {
+            Op::Conv(c) => {
+                out.push((
+                    format!("{}.kernel", c.conv),
+                    vec![c.kernel, c.kernel, c.in_channels, c.out_channels],
+                ));
+                push_bn(&mut out, &c.bn, c.out_channels);
+            }
+            Op::Separable(s) => {
+                out.push((
+                    format!("{}.depthwise_kernel", s.conv),
+                    vec![3, 3, s.in_channels, 1],
+                ));
+                out.push((
+                    format!("{}.pointwise_kernel", s.conv),
+                    vec![1, 1, s.in_channels, s.out_channels],
+                ));
+                push_bn(&mut out, &s.bn, s.out_channels);
+            }
+            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => {}
+        }
+    }
+    for layer in &info.head {
+        out.push((
+            format!("{}.kernel", layer.name),
+            vec![layer.inputs, layer.units],
+        ));
+        out.push((format!("{}.bias", layer.name), vec![layer.units]));
+    }
+    out
+}
+
+fn to_f32(dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, Dtype> {
+    match dtype {
+        Dtype::F32 => Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        Dtype::F16 => Ok(data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()),
+        other => Err(other),
+    }
+}
+
+fn json_field(metadata: &HashMap<String, String>, key: &str) -> Result<Value, String> {
+    let raw = metadata
+        .get(key)
+        .ok_or_else(|| format!("metadata key `{key}` is missing"))?;
+    serde_json::from_str(raw).map_err(|e| format!("metadata `{key}` is not valid JSON: {e}"))
+}
+
+/// Parses the `__metadata__` map written by `weights/convert.py`.
+pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, String> {
+    match metadata.get("format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => return Err(format!("metadata format `{other}` is not `{FORMAT}`")),
+        None => return Err("metadata key `format` is missing".into()),
+    }
+    if let Some(p) = metadata.get("preprocessing") {
+        if p != "tf" {
+            return Err(format!(
+                "preprocessing `{p}` is not supported (only `tf`: RGB, x/127.5 - 1)"
+            ));
+        }
+    }
+    if let Some(eps) = metadata.get("bn_epsilon") {
+        if eps.parse::<f32>().ok() != Some(BN_EPSILON) {
+            return Err(format!(
+                "bn_epsilon `{eps}` differs from Xception's {BN_EPSILON}"
+            ));
+        }
+    }
+    let size = json_field(metadata, "input_size")?;
+    let input_size = match size.as_array().map(|a| a.as_slice()) {
+        Some([h, w]) => match (h.as_u64(), w.as_u64()) {
+            (Some(h), Some(w)) if h > 0 && w > 0 => (h as usize, w as usize),
+            _ => return Err(format!("metadata `input_size` {size} is not [height, width]")),
+        },
+        _ => return Err(format!("metadata `input_size` {size} is not [height, width]")),
+    };
+    let labels = match json_field(metadata, "labels")? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(format!("metadata `labels` holds a non-string: {other}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => return Err(format!("metadata `labels` is not a list: {other}")),
+    };
+    let head_json = json_field(metadata, "head")?;
+    let layers = head_json
+        .as_array()
+        .ok_or_else(|| format!("metadata `head` is not a list: {head_json}"))?;
+    let mut head = Vec::new();
+    let mut inputs = EMBEDDING_DIM;
+    for (i, layer) in layers.iter().enumerate() {
+        let name = layer["name"]
+            .as_str()
+            .ok_or_else(|| format!("head layer {i} has no `name`"))?;
+        let units = layer["units"]
+            .as_u64()
+            .filter(|&u| u > 0)
+            .ok_or_else(|| format!("head layer `{name}` has no positive `units`"))?
+            as usize;
+        let activation = match layer["activation"].as_str() {
+            Some("linear") => Activation::Linear,
+            Some("relu") => Activation::Relu,
+            Some("softmax") if i + 1 == layers.len() => Activation::Softmax,
+            Some("softmax") => return Err(format!("head layer `{name}`: softmax is only supported on the last layer")),
+            other => return Err(format!("head layer `{name}` has unsupported activation {other:?}")),
+        };
+        head.push(DenseLayer {
+            name: name.to_string(),
+            inputs,
+            units,
+            activation,
+        });
+        inputs = units;
+    }
+    let classes = head.last().map_or(0, |l| l.units);
+    if !labels.is_empty() && labels.len() != classes {
+        return Err(format!(
+            "metadata lists {} labels but the head has {classes} outputs",
+            labels.len()
+        ));
+    }
+    let labels = if labels.is_empty() {
+        (0..classes).map(|i| format!("class_{i}")).collect()
+    } else {
+        labels
+    };
+    Ok(ModelInfo {
+        input_size,
+        labels,
+        head,
+        source: metadata.get("source").cloned(),
+    })
+}
