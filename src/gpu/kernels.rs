@@ -74,6 +74,20 @@ impl Kernel {
         }
     }
 
+    /// Parses and validates the kernel's WGSL with naga, without a GPU; returns naga's
+    /// diagnostics, with file and line, on failure.
+    pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
+        let path = format!("shaders/{}.wgsl", self.name());
+        let module = naga::front::wgsl::parse_str(self.source())
+            .map_err(|e| e.emit_to_string_with_path(self.source(), &path))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(self.source(), &path))
+    }
+
     fn index(self) -> usize {
         Kernel::ALL
             .iter()

@@ -56,6 +56,7 @@ pub struct GpuModel {
     num_classes: usize,
     nodes: Vec<NodeWeights>,
     head: Vec<HeadLayer>,
+    batch_limit: Option<usize>,
     plans: Mutex<HashMap<(usize, usize, usize), Arc<Plan>>>,
 }
 
@@ -121,6 +122,7 @@ impl GpuModel {
             graph,
             nodes,
             head,
+            batch_limit: None,
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -130,7 +132,14 @@ impl GpuModel {
         &self.context
     }
 
-    /// Largest batch one plan can hold at `height` x `width`, given the device's buffer limits.
+    /// Runs at most `images` images per forward pass, splitting larger batches (to bound memory).
+    pub fn with_batch_limit(mut self, images: usize) -> Self {
+        self.batch_limit = Some(images.max(1));
+        self
+    }
+
+    /// Largest batch one pass runs at `height` x `width`: the device's buffer limits, or the
+    /// [`with_batch_limit`](Self::with_batch_limit) if lower.
     pub fn max_batch(&self, height: usize, width: usize) -> Result<usize> {
         let per_image = self.largest_activation(1, height, width)? * 4;
         let limits = self.context.device.limits();
@@ -142,7 +151,7 @@ impl GpuModel {
                  device's storage buffer limit of {limit} bytes"
             )));
         }
-        Ok(batch)
+        Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
     }
 
     fn largest_activation(&self, batch: usize, height: usize, width: usize) -> Result<usize> {

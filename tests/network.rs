@@ -1,0 +1,166 @@
+//! The whole network against Keras' own outputs (golden files made by
+//! `tests/golden/make_golden.py`, which runs Keras on the same float16-rounded weights), and
+//! the GPU path against the CPU reference.
+//!
+//! Tolerance: 1e-4 absolute on logits and on the 2048-d embedding. The float32 noise floor
+//! between two correct implementations that sum in different orders is about 1e-5.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::max_abs_diff;
+use safetensors::SafeTensors;
+use xception_wgpu::gpu::GpuModel;
+use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
+
+const TOL: f32 = 1e-4;
+
+struct Golden {
+    name: String,
+    input: Tensor,
+    embedding: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn goldens() -> &'static [Golden] {
+    static GOLDENS: OnceLock<Vec<Golden>> = OnceLock::new();
+    GOLDENS.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        paths.sort();
+        let goldens: Vec<Golden> = paths
+            .iter()
+            .map(|path| {
+                let bytes = std::fs::read(path).unwrap();
+                let file = SafeTensors::deserialize(&bytes).unwrap();
+                let pixels = file.tensor("pixels").unwrap();
+                let (h, w) = (pixels.shape()[0], pixels.shape()[1]);
+                Golden {
+                    name: path.file_stem().unwrap().to_string_lossy().into_owned(),
+                    input: preprocess::normalize(pixels.data(), h, w).unwrap(),
+                    embedding: f32s(file.tensor("embedding").unwrap().data()),
+                    logits: f32s(file.tensor("logits").unwrap().data()),
+                }
+            })
+            .collect();
+        let sizes: std::collections::HashSet<_> = goldens
+            .iter()
+            .map(|g| (g.input.shape.height, g.input.shape.width))
+            .collect();
+        assert!(goldens.len() >= 5, "expected the golden files in {}", dir.display());
+        assert!(sizes.len() >= 2 && sizes.iter().any(|(h, w)| h != w), "goldens cover too few sizes");
+        goldens
+    })
+}
+
+fn weights() -> Weights {
+    static WEIGHTS: OnceLock<Weights> = OnceLock::new();
+    WEIGHTS
+        .get_or_init(|| {
+            Weights::load(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors"))
+                .unwrap()
+        })
+        .clone()
+}
+
+fn cpu() -> &'static Xception {
+    static MODEL: OnceLock<Xception> = OnceLock::new();
+    MODEL.get_or_init(|| Xception::new(weights(), BackendKind::Cpu).unwrap())
+}
+
+fn gpu() -> &'static Xception {
+    static MODEL: OnceLock<Xception> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let context = common::gpu();
+        Xception::with_device(weights(), context.device, context.queue).unwrap()
+    })
+}
+
+fn check_against_keras(model: &Xception, backend: &str) {
+    for g in goldens() {
+        let out = model.forward(&g.input).unwrap();
+        let de = max_abs_diff(out.embedding(0), &g.embedding);
+        let dl = max_abs_diff(out.logits(0), &g.logits);
+        eprintln!("{backend} vs Keras, {}: max |d| embedding {de:.2e}, logits {dl:.2e}", g.name);
+        assert!(de <= TOL, "{backend} {}: embedding differs from Keras by {de:e}", g.name);
+        assert!(dl <= TOL, "{backend} {}: logits differ from Keras by {dl:e}", g.name);
+    }
+}
+
+#[test]
+fn cpu_reference_matches_keras() {
+    check_against_keras(cpu(), "cpu");
+}
+
+#[test]
+fn gpu_matches_keras() {
+    check_against_keras(gpu(), "gpu");
+}
+
+#[test]
+fn gpu_matches_cpu_reference() {
+    for g in goldens() {
+        let want = cpu().forward(&g.input).unwrap();
+        let got = gpu().forward(&g.input).unwrap();
+        let de = max_abs_diff(&got.embeddings, &want.embeddings);
+        let dl = max_abs_diff(&got.logits, &want.logits);
+        let dp = max_abs_diff(&got.probabilities, &want.probabilities);
+        eprintln!("gpu vs cpu, {}: max |d| embedding {de:.2e}, logits {dl:.2e}, probabilities {dp:.2e}", g.name);
+        assert!(de <= TOL && dl <= TOL && dp <= TOL, "{}: gpu and cpu disagree", g.name);
+    }
+}
+
+#[test]
+fn a_batch_gives_each_image_its_own_result() {
+    let same_size: Vec<&Golden> = goldens()
+        .iter()
+        .filter(|g| g.input.shape == goldens()[0].input.shape)
+        .collect();
+    assert!(same_size.len() >= 2, "need two goldens of one size for a batch");
+    let inputs: Vec<Tensor> = same_size.iter().map(|g| g.input.clone()).collect();
+    let batch = Tensor::stack(&inputs).unwrap();
+    for (backend, model) in [("gpu", gpu()), ("cpu", cpu())] {
+        let out = model.forward(&batch).unwrap();
+        assert_eq!(out.batch, same_size.len());
+        for (i, g) in same_size.iter().enumerate() {
+            let de = max_abs_diff(out.embedding(i), &g.embedding);
+            let dl = max_abs_diff(out.logits(i), &g.logits);
+            assert!(de <= TOL && dl <= TOL, "{backend} batch item {i} ({}): {de:e} / {dl:e}", g.name);
+        }
+    }
+}
+
+#[test]
+fn gpu_batches_larger_than_one_pass_are_split_in_order() {
+    let model = GpuModel::new(common::gpu(), std::sync::Arc::new(weights()))
+        .unwrap()
+        .with_batch_limit(2);
+    let first = &goldens()[0];
+    let same: Vec<&Golden> = goldens().iter().filter(|g| g.input.shape == first.input.shape).collect();
+    assert!(same.len() >= 3, "need three goldens of one size");
+    let (h, w) = (first.input.shape.height, first.input.shape.width);
+    assert_eq!(model.max_batch(h, w).unwrap(), 2);
+    // Five images in passes of 2, 2 and 1, in an order that repeats and interleaves them.
+    let order = [0, 1, 2, 1, 0];
+    let inputs: Vec<Tensor> = order.iter().map(|&i| same[i].input.clone()).collect();
+    let out = model.forward(&Tensor::stack(&inputs).unwrap()).unwrap();
+    assert_eq!(out.batch, order.len());
+    for (slot, &i) in order.iter().enumerate() {
+        let dl = max_abs_diff(out.logits(slot), &same[i].logits);
+        let de = max_abs_diff(out.embedding(slot), &same[i].embedding);
+        assert!(dl <= TOL && de <= TOL, "item {slot} ({}): {dl:e} / {de:e}", same[i].name);
+    }
+}

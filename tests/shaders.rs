@@ -1,0 +1,27 @@
+//! Every WGSL kernel parses and validates with naga, and every shader file is registered.
+
+use xception_wgpu::gpu::Kernel;
+
+#[test]
+fn every_kernel_validates_with_naga() {
+    for kernel in Kernel::ALL {
+        if let Err(e) = kernel.validate() {
+            panic!("{}", e);
+        }
+    }
+}
+
+#[test]
+fn every_shader_file_is_a_registered_kernel() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut registered: Vec<String> = Kernel::ALL.iter().map(|k| k.name().to_string()).collect();
+    registered.sort();
+    assert_eq!(files, registered);
+}
