@@ -114,10 +114,7 @@ fn main() -> ExitCode {
 
 /// Runs every image; returns whether all of them succeeded.
 fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
-    let sizing = match &common.size {
-        Some(text) => parse_size(text).map_err(Error::Input)?,
-        None => Sizing::Native, // replaced by the model's size below
-    };
+    let requested = common.size.as_deref().map(parse_size).transpose().map_err(Error::Input)?;
     let weights = common.weights.clone().unwrap_or_else(default_weights);
     let backend = match common.backend {
         Backend::Gpu => BackendKind::Gpu,
@@ -127,14 +124,8 @@ fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
     if top.is_some() && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }
-    let (model_h, model_w) = model.info().input_size;
-    let sizing = match common.size {
-        Some(_) => sizing,
-        None => Sizing::Fixed {
-            width: model_w,
-            height: model_h,
-        },
-    };
+    let (height, width) = model.info().input_size;
+    let sizing = requested.unwrap_or(Sizing::Fixed { width, height });
     let target = match sizing {
         Sizing::Fixed { width, height } => Some((width, height)),
         Sizing::Native => None,
@@ -150,9 +141,10 @@ fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
                 all_ok = false;
             }
         }
+        // Native sizes differ from image to image, so those run one at a time.
+        let full = pending.len() == BATCH || matches!(sizing, Sizing::Native);
         let last = i + 1 == common.images.len();
-        let shape_changes = matches!(sizing, Sizing::Native);
-        if pending.len() == BATCH || (last || shape_changes) && !pending.is_empty() {
+        if !pending.is_empty() && (full || last) {
             all_ok &= run_batch(&model, &pending, common.json, top);
             pending.clear();
         }

@@ -1,0 +1,111 @@
+//! End to end: the `xception` binary on the bundled photos.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const LABELS: [&str; 6] = ["cup", "fork", "glass", "knife", "plate", "spoon"];
+
+fn samples() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    LABELS.iter().map(|l| dir.join(format!("{l}.jpg"))).collect()
+}
+
+fn xception(args: &[&str], images: &[PathBuf]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(args)
+        .args(images)
+        .output()
+        .expect("the xception binary runs")
+}
+
+fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn classify_labels_every_bundled_photo_on_the_gpu() {
+    let out = xception(&["classify", "--json", "--top", "3"], &samples());
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), LABELS.len());
+    for (line, (label, path)) in lines.iter().zip(LABELS.iter().zip(samples())) {
+        assert_eq!(line["image"], path.display().to_string());
+        assert_eq!(line["top"].as_array().unwrap().len(), 3);
+        assert_eq!(line["top"][0]["label"], *label, "{line}");
+        assert!(line["top"][0]["probability"].as_f64().unwrap() > 0.5, "{line}");
+        assert_eq!(line["logits"].as_array().unwrap().len(), 6);
+    }
+}
+
+#[test]
+fn classify_on_the_cpu_prints_one_line_per_photo() {
+    let out = xception(&["classify", "--backend", "cpu", "--top", "1"], &samples());
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), LABELS.len());
+    for (line, label) in lines.iter().zip(LABELS) {
+        let (_, top) = line.split_once(": ").unwrap();
+        assert!(top.starts_with(&format!("{label} (")), "{line}");
+    }
+}
+
+#[test]
+fn a_bad_image_is_reported_and_the_others_still_run() {
+    let dir = std::env::temp_dir().join(format!("xception-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let missing = dir.join("missing.jpg");
+    let images = [samples()[0].clone(), broken.clone(), missing.clone(), samples()[3].clone()];
+    let out = xception(&["classify", "--json"], &images);
+    assert!(!out.status.success(), "a failed image must make the exit code non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&broken.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = stdout_lines(&out);
+    let labels: Vec<_> = lines.iter().map(|l| l["top"][0]["label"].clone()).collect();
+    assert_eq!(labels, ["cup", "knife"]);
+}
+
+#[test]
+fn embed_prints_a_2048_value_embedding_per_image_at_native_size() {
+    // Small grayscale and RGBA versions of two photos, at their own (non-square) sizes.
+    let dir = std::env::temp_dir().join(format!("xception-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gray = dir.join("fork_gray.png");
+    let rgba = dir.join("glass_rgba.png");
+    let fork = image::open(&samples()[1]).unwrap().resize_exact(97, 83, image::imageops::FilterType::Triangle);
+    fork.to_luma8().save(&gray).unwrap();
+    let glass = image::open(&samples()[2]).unwrap().resize_exact(80, 120, image::imageops::FilterType::Triangle);
+    glass.to_rgba8().save(&rgba).unwrap();
+
+    let out = xception(&["embed", "--json", "--size", "native"], &[gray, rgba]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let e = line["embedding"].as_array().unwrap();
+        assert_eq!(e.len(), 2048);
+        // An average of post-ReLU features: non-negative, and not all zero.
+        assert!(e.iter().all(|v| v.as_f64().unwrap() >= 0.0));
+        assert!(e.iter().any(|v| v.as_f64().unwrap() > 0.0));
+    }
+}
+
+#[test]
+fn bad_arguments_and_bad_weights_fail_cleanly() {
+    let out = xception(&["classify", "--size", "big"], &samples()[..1]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--size `big`"));
+
+    let out = xception(&["classify", "--weights", "Cargo.toml"], &samples()[..1]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Cargo.toml: not a valid safetensors file"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,196 @@
+//! The safetensors loader: float16 and float32 files, heads of any size or none, and a clear
+//! error naming the file and the problem for every kind of bad weights.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use safetensors::{Dtype, SafeTensors};
+use xception_wgpu::{BackendKind, Error, Tensor, Weights, Xception};
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors");
+
+/// The bundled file's tensors (name, dtype, shape, bytes) and metadata.
+struct Source {
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+}
+
+fn source() -> &'static Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let bytes = std::fs::read(PATH).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<_> = file
+            .iter()
+            .map(|(name, view)| (name.to_string(), view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Source {
+            tensors,
+            metadata: header.metadata().clone().unwrap(),
+        }
+    })
+}
+
+/// Serializes a modified copy of the bundled file.
+fn write(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], metadata: HashMap<String, String>) -> Vec<u8> {
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap())
+    });
+    safetensors::serialize(views, Some(metadata)).unwrap()
+}
+
+fn load_modified(
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+) -> Result<Weights, Error> {
+    let mut tensors = source().tensors.clone();
+    let mut metadata = source().metadata.clone();
+    edit(&mut tensors, &mut metadata);
+    Weights::from_bytes(&write(&tensors, metadata), "modified.safetensors")
+}
+
+fn error_text(result: Result<Weights, Error>) -> String {
+    let e = result.expect_err("bad weights must be rejected");
+    assert!(matches!(e, Error::Weights { .. }), "unexpected error kind: {e:?}");
+    let text = e.to_string();
+    assert!(text.starts_with("modified.safetensors: "), "error does not name the file: {text}");
+    text
+}
+
+fn f16_to_f32_bytes(data: &[u8]) -> Vec<u8> {
+    data.chunks_exact(2)
+        .flat_map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32().to_le_bytes())
+        .collect()
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn bundled_weights_describe_the_kitchenware_model() {
+    let w = Weights::load(PATH).unwrap();
+    assert_eq!(w.info.input_size, (150, 150));
+    assert_eq!(w.info.labels, ["cup", "fork", "glass", "knife", "plate", "spoon"]);
+    assert_eq!(w.info.head.len(), 2);
+    assert_eq!((w.info.head[0].inputs, w.info.head[0].units), (2048, 100));
+    assert_eq!(w.info.num_classes(), 6);
+    assert_eq!(w.tensor("block1_conv1.kernel").len(), 3 * 3 * 3 * 32);
+}
+
+#[test]
+fn float32_file_loads_the_same_values_as_float16() {
+    let f16 = Weights::load(PATH).unwrap();
+    let f32 = load_modified(|tensors, _| {
+        for (_, dtype, _, data) in tensors.iter_mut() {
+            *data = f16_to_f32_bytes(data);
+            *dtype = Dtype::F32;
+        }
+    })
+    .unwrap();
+    for name in ["block1_conv1.kernel", "block14_sepconv2.pointwise_kernel", "dense_1.bias"] {
+        assert_eq!(f16.tensor(name), f32.tensor(name), "{name}");
+    }
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let text = error_text(load_modified(|t, _| t.retain(|(n, ..)| n != "block4_sepconv2_bn.moving_variance")));
+    assert!(text.contains("`block4_sepconv2_bn.moving_variance` is missing"), "{text}");
+}
+
+#[test]
+fn wrong_shape_is_named_with_both_shapes() {
+    let text = error_text(load_modified(|t, _| {
+        let entry = t.iter_mut().find(|(n, ..)| n == "block1_conv1.kernel").unwrap();
+        entry.2 = vec![3, 3, 32, 3];
+    }));
+    assert!(text.contains("`block1_conv1.kernel` has shape [3, 3, 32, 3], expected [3, 3, 3, 32]"), "{text}");
+}
+
+#[test]
+fn unsupported_dtype_is_named() {
+    let text = error_text(load_modified(|t, _| {
+        let entry = t.iter_mut().find(|(n, ..)| n == "conv2d_1.kernel").unwrap();
+        entry.1 = Dtype::I16;
+    }));
+    assert!(text.contains("`conv2d_1.kernel` has dtype I16"), "{text}");
+}
+
+#[test]
+fn non_finite_values_are_rejected() {
+    let text = error_text(load_modified(|t, _| {
+        let entry = t.iter_mut().find(|(n, ..)| n == "dense.bias").unwrap();
+        entry.3[0..2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    }));
+    assert!(text.contains("`dense.bias` holds NaN or infinite values"), "{text}");
+}
+
+#[test]
+fn not_a_safetensors_file_is_reported() {
+    for bytes in [&b""[..], b"hello, world", &[0xff; 64]] {
+        let e = Weights::from_bytes(bytes, "junk.bin").unwrap_err().to_string();
+        assert!(e.starts_with("junk.bin: not a valid safetensors file"), "{e}");
+    }
+    let e = Weights::load("no/such/file.safetensors").unwrap_err().to_string();
+    assert!(e.starts_with("no/such/file.safetensors: "), "{e}");
+}
+
+#[test]
+fn missing_or_malformed_metadata_is_named() {
+    let text = error_text(load_modified(|_, m| {
+        m.remove("input_size");
+    }));
+    assert!(text.contains("metadata key `input_size` is missing"), "{text}");
+    let text = error_text(load_modified(|_, m| {
+        m.insert("head".into(), "[{\"name\": \"dense\"".into());
+    }));
+    assert!(text.contains("metadata `head` is not valid JSON"), "{text}");
+    let text = error_text(load_modified(|_, m| {
+        m.insert("labels".into(), "[\"cup\", \"fork\"]".into());
+    }));
+    assert!(text.contains("2 labels but the head has 6 outputs"), "{text}");
+}
+
+#[test]
+fn backbone_without_head_embeds_and_refuses_to_classify() {
+    let weights = load_modified(|t, m| {
+        t.retain(|(n, ..)| !n.starts_with("dense"));
+        m.insert("head".into(), "[]".into());
+        m.insert("labels".into(), "[]".into());
+    })
+    .unwrap();
+    assert_eq!(weights.info.num_classes(), 0);
+    let model = Xception::new(weights, BackendKind::Cpu).unwrap();
+    let input = Tensor::zeros(xception_wgpu::Shape::new(1, 71, 71, 3));
+    let out = model.forward(&input).unwrap();
+    assert_eq!(out.embedding(0).len(), 2048);
+    assert!(out.logits.is_empty());
+    assert!(matches!(model.top_k(&out, 0, 5), Err(Error::NoHead)));
+}
+
+#[test]
+fn imagenet_style_softmax_head_gives_1000_probabilities() {
+    let labels: Vec<String> = (0..1000).map(|i| format!("synset_{i}")).collect();
+    let weights = load_modified(|t, m| {
+        t.retain(|(n, ..)| !n.starts_with("dense"));
+        let kernel: Vec<f32> = (0..2048 * 1000).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+        let bias: Vec<f32> = (0..1000).map(|i| (i % 13) as f32 * 1e-2).collect();
+        t.push(("predictions.kernel".into(), Dtype::F32, vec![2048, 1000], f32_bytes(&kernel)));
+        t.push(("predictions.bias".into(), Dtype::F32, vec![1000], f32_bytes(&bias)));
+        m.insert("head".into(), r#"[{"name": "predictions", "units": 1000, "activation": "softmax"}]"#.into());
+        m.insert("labels".into(), serde_json::to_string(&labels).unwrap());
+        m.insert("input_size".into(), "[299, 299]".into());
+    })
+    .unwrap();
+    assert_eq!(weights.info.input_size, (299, 299));
+    let model = Xception::new(weights, BackendKind::Cpu).unwrap();
+    let input = Tensor::zeros(xception_wgpu::Shape::new(1, 80, 80, 3));
+    let out = model.forward(&input).unwrap();
+    assert_eq!(out.num_classes, 1000);
+    let sum: f32 = out.probabilities(0).iter().sum();
+    assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+    let top = model.top_k(&out, 0, 3).unwrap();
+    assert!(top[0].label.starts_with("synset_") && top[0].probability >= top[1].probability);
+}
