@@ -263,7 +263,11 @@ impl Graph {
             out_channels: cout,
             relu: true,
         };
-        let x = b.conv(ValueId(0), stem("block1_conv1", 3, 32, 2), "block1_conv1_act");
+        let x = b.conv(
+            ValueId(0),
+            stem("block1_conv1", 3, 32, 2),
+            "block1_conv1_act",
+        );
         let x = b.conv(x, stem("block1_conv2", 32, 64, 1), "block1_conv2_act");
 
         // Entry flow: the block-2 input is already rectified, later blocks start with a ReLU.
@@ -272,7 +276,16 @@ impl Graph {
         for (i, &(block, cin, cout)) in entry.iter().enumerate() {
             let conv = suffixed("conv2d", i);
             let bn = suffixed("batch_normalization", i);
-            x = b.downsampling_block(x, block, cin, cout, cout, block != 2, (&conv, &bn), &add_name(i));
+            x = b.downsampling_block(
+                x,
+                block,
+                cin,
+                cout,
+                cout,
+                block != 2,
+                (&conv, &bn),
+                &add_name(i),
+            );
         }
 
         // Middle flow: 8 modules of 3 x [ReLU, sepconv 728, BN] plus the identity shortcut.
@@ -287,7 +300,16 @@ impl Graph {
                 } else {
                     format!("{conv}_bn")
                 };
-                y = b.separable(y, &conv, 728, 728, true, false, last.then_some(shortcut), &name);
+                y = b.separable(
+                    y,
+                    &conv,
+                    728,
+                    728,
+                    true,
+                    false,
+                    last.then_some(shortcut),
+                    &name,
+                );
             }
             x = y;
         }
@@ -303,8 +325,26 @@ impl Graph {
             ("conv2d_3", "batch_normalization_3"),
             "add_11",
         );
-        let x = b.separable(x, "block14_sepconv1", 1024, 1536, false, true, None, "block14_sepconv1_act");
-        let x = b.separable(x, "block14_sepconv2", 1536, 2048, false, true, None, "block14_sepconv2_act");
+        let x = b.separable(
+            x,
+            "block14_sepconv1",
+            1024,
+            1536,
+            false,
+            true,
+            None,
+            "block14_sepconv1_act",
+        );
+        let x = b.separable(
+            x,
+            "block14_sepconv2",
+            1536,
+            2048,
+            false,
+            true,
+            None,
+            "block14_sepconv2_act",
+        );
         b.push(Op::GlobalAvgPool, x, "global_average_pooling2d");
         b.graph
     }
@@ -355,7 +395,9 @@ impl Graph {
             let px = (out.height * out.width) as u64;
             total += match &node.op {
                 Op::Conv(c) => px * (c.kernel * c.kernel * c.in_channels * c.out_channels) as u64,
-                Op::Separable(s) => px * (9 * s.in_channels + s.in_channels * s.out_channels) as u64,
+                Op::Separable(s) => {
+                    px * (9 * s.in_channels + s.in_channels * s.out_channels) as u64
+                }
                 _ => 0,
             };
         }
@@ -372,9 +414,28 @@ mod tests {
         let g = Graph::xception();
         let names = |n: &str| g.value_names.iter().position(|v| v == n).unwrap();
         for (h, w, expect) in [
-            (150, 150, [(74, 74), (72, 72), (36, 36), (18, 18), (9, 9), (5, 5)]),
-            (299, 299, [(149, 149), (147, 147), (74, 74), (37, 37), (19, 19), (10, 10)]),
-            (171, 203, [(85, 101), (83, 99), (42, 50), (21, 25), (11, 13), (6, 7)]),
+            (
+                150,
+                150,
+                [(74, 74), (72, 72), (36, 36), (18, 18), (9, 9), (5, 5)],
+            ),
+            (
+                299,
+                299,
+                [
+                    (149, 149),
+                    (147, 147),
+                    (74, 74),
+                    (37, 37),
+                    (19, 19),
+                    (10, 10),
+                ],
+            ),
+            (
+                171,
+                203,
+                [(85, 101), (83, 99), (42, 50), (21, 25), (11, 13), (6, 7)],
+            ),
         ] {
             let shapes = g.infer_shapes(1, h, w).unwrap();
             let at = |n: &str| {

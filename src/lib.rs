@@ -20,6 +20,7 @@
 //! # Ok::<(), xception_wgpu::Error>(())
 //! ```
 
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

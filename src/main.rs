@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use xception_wgpu::bench::BenchCase;
 use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Xception};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
@@ -13,7 +14,11 @@ const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
 const BATCH: usize = 8;
 
 #[derive(Parser)]
-#[command(name = "xception", version, about = "Xception image classification and embeddings on any GPU through wgpu")]
+#[command(
+    name = "xception",
+    version,
+    about = "Xception image classification and embeddings on any GPU through wgpu"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +43,29 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Time cold start and warm forward passes on a synthetic input and print a table.
+    ///
+    /// Example: xception bench --size 150 --size 299 --runs 10
+    Bench {
+        /// Input size: 150, 299 or WxH; repeat for several cases.
+        #[arg(long = "size", default_values = ["150", "299"])]
+        sizes: Vec<String>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Warm runs per case.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the network runs.
+        #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+        backend: Backend,
+        /// Weights file [default: the bundled kitchenware model].
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Print one JSON object per case and line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -59,12 +87,21 @@ struct Common {
     size: Option<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Backend {
     /// WGSL compute shaders through wgpu.
     Gpu,
     /// The plain Rust reference implementation.
     Cpu,
+}
+
+impl Backend {
+    fn kind(self) -> BackendKind {
+        match self {
+            Backend::Gpu => BackendKind::Gpu,
+            Backend::Cpu => BackendKind::Cpu,
+        }
+    }
 }
 
 /// How images are sized before they enter the network.
@@ -83,7 +120,9 @@ fn parse_size(text: &str) -> Result<Sizing, String> {
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
     match parsed {
         Some((width, height)) => Ok(Sizing::Fixed { width, height }),
-        None => Err(format!("--size `{text}` is neither WxH (e.g. 299x299) nor `native`")),
+        None => Err(format!(
+            "--size `{text}` is neither WxH (e.g. 299x299) nor `native`"
+        )),
     }
 }
 
@@ -98,11 +137,19 @@ fn default_weights() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (common, top) = match &cli.command {
-        Command::Classify { common, top } => (common, Some(*top)),
-        Command::Embed { common } => (common, None),
+    let outcome = match &cli.command {
+        Command::Classify { common, top } => run(common, Some(*top)),
+        Command::Embed { common } => run(common, None),
+        Command::Bench {
+            sizes,
+            batch,
+            runs,
+            backend,
+            weights,
+            json,
+        } => bench(sizes, *batch, *runs, *backend, weights.as_deref(), *json).map(|_| true),
     };
-    match run(common, top) {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -114,13 +161,14 @@ fn main() -> ExitCode {
 
 /// Runs every image; returns whether all of them succeeded.
 fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
-    let requested = common.size.as_deref().map(parse_size).transpose().map_err(Error::Input)?;
+    let requested = common
+        .size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(Error::Input)?;
     let weights = common.weights.clone().unwrap_or_else(default_weights);
-    let backend = match common.backend {
-        Backend::Gpu => BackendKind::Gpu,
-        Backend::Cpu => BackendKind::Cpu,
-    };
-    let model = Xception::load(&weights, backend)?;
+    let model = Xception::load(&weights, common.backend.kind())?;
     if top.is_some() && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }
@@ -187,7 +235,8 @@ fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: 
             .iter()
             .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
             .collect();
-        let line = json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
+        let line =
+            json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
         println!("{line}");
     } else {
         let ranked: Vec<String> = predictions
@@ -201,9 +250,75 @@ fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: 
 fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
     let embedding = outputs.embedding(i);
     if json {
-        println!("{}", json!({"image": path.display().to_string(), "embedding": embedding}));
+        println!(
+            "{}",
+            json!({"image": path.display().to_string(), "embedding": embedding})
+        );
     } else {
         let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
         println!("{}: {}", path.display(), values.join(" "));
     }
+}
+
+fn bench(
+    sizes: &[String],
+    batch: usize,
+    runs: usize,
+    backend: Backend,
+    weights: Option<&Path>,
+    json: bool,
+) -> Result<(), Error> {
+    let cases = sizes
+        .iter()
+        .map(|text| {
+            let size = match text.parse::<usize>() {
+                Ok(side) => (side, side),
+                Err(_) => match parse_size(text).map_err(Error::Input)? {
+                    Sizing::Fixed { width, height } => (width, height),
+                    Sizing::Native => {
+                        return Err(Error::Input("bench needs a fixed --size".into()))
+                    }
+                },
+            };
+            Ok(BenchCase { size, batch, runs })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let weights = weights.map_or_else(default_weights, Path::to_path_buf);
+    let results = xception_wgpu::bench::run(&weights, backend.kind(), &cases)?;
+    if !json {
+        println!(
+            "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "backend",
+            "size",
+            "batch",
+            "load ms",
+            "setup ms",
+            "first ms",
+            "min ms",
+            "median ms",
+            "max ms",
+            "img/s",
+            "GFLOP/s"
+        );
+    }
+    for r in &results {
+        let (w, h) = r.case.size;
+        if json {
+            let line = json!({
+                "adapter": r.backend, "backend": format!("{:?}", backend).to_lowercase(),
+                "size": [w, h], "batch": r.case.batch,
+                "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
+                "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
+                "images_per_s": r.images_per_s(), "gflops": r.gflops(),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<44} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
+                r.backend, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
+                r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
+            );
+        }
+    }
+    Ok(())
 }

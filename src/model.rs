@@ -85,7 +85,7 @@ pub struct Xception {
 #[derive(Debug)]
 enum Backend {
     Cpu(CpuModel),
-    Gpu(GpuModel),
+    Gpu(Box<GpuModel>),
 }
 
 impl Xception {
@@ -99,9 +99,10 @@ impl Xception {
         let weights = Arc::new(weights);
         let backend = match backend {
             BackendKind::Cpu => Backend::Cpu(CpuModel::new(weights.clone())),
-            BackendKind::Gpu => {
-                Backend::Gpu(GpuModel::new(GpuContext::new()?, weights.clone())?)
-            }
+            BackendKind::Gpu => Backend::Gpu(Box::new(GpuModel::new(
+                GpuContext::new()?,
+                weights.clone(),
+            )?)),
         };
         Ok(Self { weights, backend })
     }
@@ -110,7 +111,7 @@ impl Xception {
     pub fn with_device(weights: Weights, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let weights = Arc::new(weights);
         let context = GpuContext::from_device(device, queue);
-        let backend = Backend::Gpu(GpuModel::new(context, weights.clone())?);
+        let backend = Backend::Gpu(Box::new(GpuModel::new(context, weights.clone())?));
         Ok(Self { weights, backend })
     }
 

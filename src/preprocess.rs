@@ -26,7 +26,10 @@ pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
         .with_guessed_format()
         .map_err(|e| image_error(path, e))?;
     if reader.format().is_none() {
-        return Err(image_error(path, "not a recognised image format (PNG or JPEG)"));
+        return Err(image_error(
+            path,
+            "not a recognised image format (PNG or JPEG)",
+        ));
     }
     let (width, height) = reader
         .into_dimensions()
@@ -63,7 +66,8 @@ pub fn load_image(path: impl AsRef<Path>, size: Option<(usize, usize)>) -> Resul
     let mut image = decode(path)?;
     if let Some((width, height)) = size {
         if (image.width() as usize, image.height() as usize) != (width, height) {
-            image = image::imageops::resize(&image, width as u32, height as u32, FilterType::Triangle);
+            image =
+                image::imageops::resize(&image, width as u32, height as u32, FilterType::Triangle);
         }
     }
     let (width, height) = (image.width() as usize, image.height() as usize);

@@ -252,9 +252,17 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
     let input_size = match size.as_array().map(|a| a.as_slice()) {
         Some([h, w]) => match (h.as_u64(), w.as_u64()) {
             (Some(h), Some(w)) if h > 0 && w > 0 => (h as usize, w as usize),
-            _ => return Err(format!("metadata `input_size` {size} is not [height, width]")),
+            _ => {
+                return Err(format!(
+                    "metadata `input_size` {size} is not [height, width]"
+                ))
+            }
         },
-        _ => return Err(format!("metadata `input_size` {size} is not [height, width]")),
+        _ => {
+            return Err(format!(
+                "metadata `input_size` {size} is not [height, width]"
+            ))
+        }
     };
     let labels = match json_field(metadata, "labels")? {
         Value::Array(items) => items
@@ -285,8 +293,16 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             Some("linear") => Activation::Linear,
             Some("relu") => Activation::Relu,
             Some("softmax") if i + 1 == layers.len() => Activation::Softmax,
-            Some("softmax") => return Err(format!("head layer `{name}`: softmax is only supported on the last layer")),
-            other => return Err(format!("head layer `{name}` has unsupported activation {other:?}")),
+            Some("softmax") => {
+                return Err(format!(
+                    "head layer `{name}`: softmax is only supported on the last layer"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "head layer `{name}` has unsupported activation {other:?}"
+                ))
+            }
         };
         head.push(DenseLayer {
             name: name.to_string(),

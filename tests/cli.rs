@@ -7,7 +7,10 @@ const LABELS: [&str; 6] = ["cup", "fork", "glass", "knife", "plate", "spoon"];
 
 fn samples() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
-    LABELS.iter().map(|l| dir.join(format!("{l}.jpg"))).collect()
+    LABELS
+        .iter()
+        .map(|l| dir.join(format!("{l}.jpg")))
+        .collect()
 }
 
 fn xception(args: &[&str], images: &[PathBuf]) -> Output {
@@ -28,14 +31,21 @@ fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
 #[test]
 fn classify_labels_every_bundled_photo_on_the_gpu() {
     let out = xception(&["classify", "--json", "--top", "3"], &samples());
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), LABELS.len());
     for (line, (label, path)) in lines.iter().zip(LABELS.iter().zip(samples())) {
         assert_eq!(line["image"], path.display().to_string());
         assert_eq!(line["top"].as_array().unwrap().len(), 3);
         assert_eq!(line["top"][0]["label"], *label, "{line}");
-        assert!(line["top"][0]["probability"].as_f64().unwrap() > 0.5, "{line}");
+        assert!(
+            line["top"][0]["probability"].as_f64().unwrap() > 0.5,
+            "{line}"
+        );
         assert_eq!(line["logits"].as_array().unwrap().len(), 6);
     }
 }
@@ -43,7 +53,11 @@ fn classify_labels_every_bundled_photo_on_the_gpu() {
 #[test]
 fn classify_on_the_cpu_prints_one_line_per_photo() {
     let out = xception(&["classify", "--backend", "cpu", "--top", "1"], &samples());
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), LABELS.len());
@@ -60,9 +74,17 @@ fn a_bad_image_is_reported_and_the_others_still_run() {
     let broken = dir.join("broken.png");
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\n not really").unwrap();
     let missing = dir.join("missing.jpg");
-    let images = [samples()[0].clone(), broken.clone(), missing.clone(), samples()[3].clone()];
+    let images = [
+        samples()[0].clone(),
+        broken.clone(),
+        missing.clone(),
+        samples()[3].clone(),
+    ];
     let out = xception(&["classify", "--json"], &images);
-    assert!(!out.status.success(), "a failed image must make the exit code non-zero");
+    assert!(
+        !out.status.success(),
+        "a failed image must make the exit code non-zero"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&broken.display().to_string()), "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
@@ -79,13 +101,25 @@ fn embed_prints_a_2048_value_embedding_per_image_at_native_size() {
     std::fs::create_dir_all(&dir).unwrap();
     let gray = dir.join("fork_gray.png");
     let rgba = dir.join("glass_rgba.png");
-    let fork = image::open(&samples()[1]).unwrap().resize_exact(97, 83, image::imageops::FilterType::Triangle);
+    let fork = image::open(&samples()[1]).unwrap().resize_exact(
+        97,
+        83,
+        image::imageops::FilterType::Triangle,
+    );
     fork.to_luma8().save(&gray).unwrap();
-    let glass = image::open(&samples()[2]).unwrap().resize_exact(80, 120, image::imageops::FilterType::Triangle);
+    let glass = image::open(&samples()[2]).unwrap().resize_exact(
+        80,
+        120,
+        image::imageops::FilterType::Triangle,
+    );
     glass.to_rgba8().save(&rgba).unwrap();
 
     let out = xception(&["embed", "--json", "--size", "native"], &[gray, rgba]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 2);
     for line in &lines {
@@ -106,6 +140,9 @@ fn bad_arguments_and_bad_weights_fail_cleanly() {
     let out = xception(&["classify", "--weights", "Cargo.toml"], &samples()[..1]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Cargo.toml: not a valid safetensors file"), "{stderr}");
+    assert!(
+        stderr.contains("Cargo.toml: not a valid safetensors file"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

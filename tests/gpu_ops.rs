@@ -60,7 +60,12 @@ fn batchnorm_fold_matches_cpu() {
         let bn = RandomBn::new(&mut rng, cout);
         let (want_k, want_b) = ops::fold_batchnorm(&kernel, cout, &bn.view(), BN_EPSILON);
         let (got_k, got_b) = gpu.fold_batchnorm(&kernel, cout, &bn.view()).unwrap();
-        assert_close(&got_k, &want_k, TOL, &format!("folded kernel {rows}x{cout}"));
+        assert_close(
+            &got_k,
+            &want_k,
+            TOL,
+            &format!("folded kernel {rows}x{cout}"),
+        );
         assert_close(&got_b, &want_b, TOL, &format!("folded bias {cout}"));
     }
 }
@@ -90,7 +95,9 @@ fn conv2d_with_batchnorm_and_relu_matches_cpu() {
         if relu {
             want = ops::relu(&want);
         }
-        let got = gpu.conv2d(&x, &kernel, &bn.view(), k, stride, padding, relu).unwrap();
+        let got = gpu
+            .conv2d(&x, &kernel, &bn.view(), k, stride, padding, relu)
+            .unwrap();
         assert_eq!(got.shape, want.shape);
         let what = format!("conv2d {shape} k{k} s{stride} {padding:?} -> {cout}");
         assert_close(&got.data, &want.data, TOL, &what);
@@ -115,7 +122,12 @@ fn depthwise_conv_matches_cpu() {
             let input = if relu_input { ops::relu(&x) } else { x.clone() };
             let want = ops::depthwise_conv3x3(&input, &kernel);
             let got = gpu.depthwise_conv(&x, &kernel, relu_input).unwrap();
-            assert_close(&got.data, &want.data, TOL, &format!("depthwise {shape} relu_input={relu_input}"));
+            assert_close(
+                &got.data,
+                &want.data,
+                TOL,
+                &format!("depthwise {shape} relu_input={relu_input}"),
+            );
         }
     }
 }
@@ -137,7 +149,11 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
         let relu = i % 2 == 0;
         let with_residual = i % 3 != 1;
         let x = random_tensor(&mut rng, shape);
-        let kernel = uniform(&mut rng, shape.channels * cout, 1.0 / (shape.channels as f32).sqrt());
+        let kernel = uniform(
+            &mut rng,
+            shape.channels * cout,
+            1.0 / (shape.channels as f32).sqrt(),
+        );
         let bn = RandomBn::new(&mut rng, cout);
         let residual = random_tensor(&mut rng, shape.with_channels(cout));
         let mut want = ops::pointwise_conv(&x, &kernel, cout);
@@ -149,7 +165,13 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
             want = ops::relu(&want);
         }
         let got = gpu
-            .pointwise_conv(&x, &kernel, &bn.view(), relu, with_residual.then_some(&residual))
+            .pointwise_conv(
+                &x,
+                &kernel,
+                &bn.view(),
+                relu,
+                with_residual.then_some(&residual),
+            )
             .unwrap();
         let what = format!("pointwise {shape} -> {cout} relu={relu} residual={with_residual}");
         assert_close(&got.data, &want.data, TOL, &what);
@@ -180,7 +202,12 @@ fn max_pool_same_padding_matches_cpu() {
         let residual = random_tensor(&mut rng, want.shape);
         let want = ops::add(&want, &residual);
         let got = gpu.max_pool(&x, Some(&residual)).unwrap();
-        assert_close(&got.data, &want.data, TOL, &format!("max pool + residual {shape}"));
+        assert_close(
+            &got.data,
+            &want.data,
+            TOL,
+            &format!("max pool + residual {shape}"),
+        );
     }
 }
 
@@ -188,12 +215,26 @@ fn max_pool_same_padding_matches_cpu() {
 fn relu_and_residual_add_match_cpu() {
     let gpu = ops_on_gpu();
     let mut rng = rng();
-    for shape in [Shape::new(1, 1, 1, 1), Shape::new(1, 3, 5, 7), Shape::new(2, 19, 19, 728)] {
+    for shape in [
+        Shape::new(1, 1, 1, 1),
+        Shape::new(1, 3, 5, 7),
+        Shape::new(2, 19, 19, 728),
+    ] {
         let a = random_tensor(&mut rng, shape);
         let b = random_tensor(&mut rng, shape);
-        assert_close(&gpu.relu(&a).unwrap().data, &ops::relu(&a).data, 0.0, &format!("relu {shape}"));
+        assert_close(
+            &gpu.relu(&a).unwrap().data,
+            &ops::relu(&a).data,
+            0.0,
+            &format!("relu {shape}"),
+        );
         let sum = gpu.residual_add(&a, &b).unwrap();
-        assert_close(&sum.data, &ops::add(&a, &b).data, 0.0, &format!("add {shape}"));
+        assert_close(
+            &sum.data,
+            &ops::add(&a, &b).data,
+            0.0,
+            &format!("add {shape}"),
+        );
     }
 }
 
@@ -201,10 +242,19 @@ fn relu_and_residual_add_match_cpu() {
 fn global_avg_pool_matches_cpu() {
     let gpu = ops_on_gpu();
     let mut rng = rng();
-    for shape in [Shape::new(1, 1, 1, 2048), Shape::new(2, 5, 7, 13), Shape::new(3, 10, 10, 2048)] {
+    for shape in [
+        Shape::new(1, 1, 1, 2048),
+        Shape::new(2, 5, 7, 13),
+        Shape::new(3, 10, 10, 2048),
+    ] {
         let x = random_tensor(&mut rng, shape);
         let got = gpu.global_avg_pool(&x).unwrap();
-        assert_close(&got, &ops::global_avg_pool(&x), TOL, &format!("global average pool {shape}"));
+        assert_close(
+            &got,
+            &ops::global_avg_pool(&x),
+            TOL,
+            &format!("global average pool {shape}"),
+        );
     }
 }
 
@@ -212,7 +262,12 @@ fn global_avg_pool_matches_cpu() {
 fn dense_and_softmax_match_cpu() {
     let gpu = ops_on_gpu();
     let mut rng = rng();
-    for (rows, inputs, units, relu) in [(1, 2048, 100, true), (3, 100, 6, false), (2, 2048, 1000, false), (1, 1, 1, true)] {
+    for (rows, inputs, units, relu) in [
+        (1, 2048, 100, true),
+        (3, 100, 6, false),
+        (2, 2048, 1000, false),
+        (1, 1, 1, true),
+    ] {
         let x = uniform(&mut rng, rows * inputs, 1.0);
         let kernel = uniform(&mut rng, inputs * units, 1.0 / (inputs as f32).sqrt());
         let bias = uniform(&mut rng, units, 0.5);
@@ -221,7 +276,12 @@ fn dense_and_softmax_match_cpu() {
             want.iter_mut().for_each(|v| *v = v.max(0.0));
         }
         let got = gpu.dense(&x, &kernel, &bias, relu).unwrap();
-        assert_close(&got, &want, TOL, &format!("dense {rows}x{inputs} -> {units}"));
+        assert_close(
+            &got,
+            &want,
+            TOL,
+            &format!("dense {rows}x{inputs} -> {units}"),
+        );
     }
     for (rows, cols, scale) in [(1, 1, 1.0), (3, 6, 5.0), (2, 1000, 30.0)] {
         let x = uniform(&mut rng, rows * cols, scale);

@@ -60,8 +60,15 @@ fn goldens() -> &'static [Golden] {
             .iter()
             .map(|g| (g.input.shape.height, g.input.shape.width))
             .collect();
-        assert!(goldens.len() >= 5, "expected the golden files in {}", dir.display());
-        assert!(sizes.len() >= 2 && sizes.iter().any(|(h, w)| h != w), "goldens cover too few sizes");
+        assert!(
+            goldens.len() >= 5,
+            "expected the golden files in {}",
+            dir.display()
+        );
+        assert!(
+            sizes.len() >= 2 && sizes.iter().any(|(h, w)| h != w),
+            "goldens cover too few sizes"
+        );
         goldens
     })
 }
@@ -70,8 +77,11 @@ fn weights() -> Weights {
     static WEIGHTS: OnceLock<Weights> = OnceLock::new();
     WEIGHTS
         .get_or_init(|| {
-            Weights::load(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors"))
-                .unwrap()
+            Weights::load(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/weights/xception_kitchenware.safetensors"
+            ))
+            .unwrap()
         })
         .clone()
 }
@@ -94,9 +104,20 @@ fn check_against_keras(model: &Xception, backend: &str) {
         let out = model.forward(&g.input).unwrap();
         let de = max_abs_diff(out.embedding(0), &g.embedding);
         let dl = max_abs_diff(out.logits(0), &g.logits);
-        eprintln!("{backend} vs Keras, {}: max |d| embedding {de:.2e}, logits {dl:.2e}", g.name);
-        assert!(de <= TOL, "{backend} {}: embedding differs from Keras by {de:e}", g.name);
-        assert!(dl <= TOL, "{backend} {}: logits differ from Keras by {dl:e}", g.name);
+        eprintln!(
+            "{backend} vs Keras, {}: max |d| embedding {de:.2e}, logits {dl:.2e}",
+            g.name
+        );
+        assert!(
+            de <= TOL,
+            "{backend} {}: embedding differs from Keras by {de:e}",
+            g.name
+        );
+        assert!(
+            dl <= TOL,
+            "{backend} {}: logits differ from Keras by {dl:e}",
+            g.name
+        );
     }
 }
 
@@ -118,8 +139,15 @@ fn gpu_matches_cpu_reference() {
         let de = max_abs_diff(&got.embeddings, &want.embeddings);
         let dl = max_abs_diff(&got.logits, &want.logits);
         let dp = max_abs_diff(&got.probabilities, &want.probabilities);
-        eprintln!("gpu vs cpu, {}: max |d| embedding {de:.2e}, logits {dl:.2e}, probabilities {dp:.2e}", g.name);
-        assert!(de <= TOL && dl <= TOL && dp <= TOL, "{}: gpu and cpu disagree", g.name);
+        eprintln!(
+            "gpu vs cpu, {}: max |d| embedding {de:.2e}, logits {dl:.2e}, probabilities {dp:.2e}",
+            g.name
+        );
+        assert!(
+            de <= TOL && dl <= TOL && dp <= TOL,
+            "{}: gpu and cpu disagree",
+            g.name
+        );
     }
 }
 
@@ -129,7 +157,10 @@ fn a_batch_gives_each_image_its_own_result() {
         .iter()
         .filter(|g| g.input.shape == goldens()[0].input.shape)
         .collect();
-    assert!(same_size.len() >= 2, "need two goldens of one size for a batch");
+    assert!(
+        same_size.len() >= 2,
+        "need two goldens of one size for a batch"
+    );
     let inputs: Vec<Tensor> = same_size.iter().map(|g| g.input.clone()).collect();
     let batch = Tensor::stack(&inputs).unwrap();
     for (backend, model) in [("gpu", gpu()), ("cpu", cpu())] {
@@ -138,7 +169,11 @@ fn a_batch_gives_each_image_its_own_result() {
         for (i, g) in same_size.iter().enumerate() {
             let de = max_abs_diff(out.embedding(i), &g.embedding);
             let dl = max_abs_diff(out.logits(i), &g.logits);
-            assert!(de <= TOL && dl <= TOL, "{backend} batch item {i} ({}): {de:e} / {dl:e}", g.name);
+            assert!(
+                de <= TOL && dl <= TOL,
+                "{backend} batch item {i} ({}): {de:e} / {dl:e}",
+                g.name
+            );
         }
     }
 }
@@ -149,7 +184,10 @@ fn gpu_batches_larger_than_one_pass_are_split_in_order() {
         .unwrap()
         .with_batch_limit(2);
     let first = &goldens()[0];
-    let same: Vec<&Golden> = goldens().iter().filter(|g| g.input.shape == first.input.shape).collect();
+    let same: Vec<&Golden> = goldens()
+        .iter()
+        .filter(|g| g.input.shape == first.input.shape)
+        .collect();
     assert!(same.len() >= 3, "need three goldens of one size");
     let (h, w) = (first.input.shape.height, first.input.shape.width);
     assert_eq!(model.max_batch(h, w).unwrap(), 2);
@@ -161,6 +199,10 @@ fn gpu_batches_larger_than_one_pass_are_split_in_order() {
     for (slot, &i) in order.iter().enumerate() {
         let dl = max_abs_diff(out.logits(slot), &same[i].logits);
         let de = max_abs_diff(out.embedding(slot), &same[i].embedding);
-        assert!(dl <= TOL && de <= TOL, "item {slot} ({}): {dl:e} / {de:e}", same[i].name);
+        assert!(
+            dl <= TOL && de <= TOL,
+            "item {slot} ({}): {dl:e} / {de:e}",
+            same[i].name
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 use safetensors::{Dtype, SafeTensors};
 use xception_wgpu::{BackendKind, Error, Tensor, Weights, Xception};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/weights/xception_kitchenware.safetensors"
+);
 
 /// The bundled file's tensors (name, dtype, shape, bytes) and metadata.
 struct Source {
@@ -23,7 +26,14 @@ fn source() -> &'static Source {
         let file = SafeTensors::deserialize(&bytes).unwrap();
         let mut tensors: Vec<_> = file
             .iter()
-            .map(|(name, view)| (name.to_string(), view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+            .map(|(name, view)| {
+                (
+                    name.to_string(),
+                    view.dtype(),
+                    view.shape().to_vec(),
+                    view.data().to_vec(),
+                )
+            })
             .collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Source {
@@ -34,9 +44,15 @@ fn source() -> &'static Source {
 }
 
 /// Serializes a modified copy of the bundled file.
-fn write(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], metadata: HashMap<String, String>) -> Vec<u8> {
+fn write(
+    tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    metadata: HashMap<String, String>,
+) -> Vec<u8> {
     let views = tensors.iter().map(|(name, dtype, shape, data)| {
-        (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap())
+        (
+            name.clone(),
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
     });
     safetensors::serialize(views, Some(metadata)).unwrap()
 }
@@ -52,15 +68,25 @@ fn load_modified(
 
 fn error_text(result: Result<Weights, Error>) -> String {
     let e = result.expect_err("bad weights must be rejected");
-    assert!(matches!(e, Error::Weights { .. }), "unexpected error kind: {e:?}");
+    assert!(
+        matches!(e, Error::Weights { .. }),
+        "unexpected error kind: {e:?}"
+    );
     let text = e.to_string();
-    assert!(text.starts_with("modified.safetensors: "), "error does not name the file: {text}");
+    assert!(
+        text.starts_with("modified.safetensors: "),
+        "error does not name the file: {text}"
+    );
     text
 }
 
 fn f16_to_f32_bytes(data: &[u8]) -> Vec<u8> {
     data.chunks_exact(2)
-        .flat_map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32().to_le_bytes())
+        .flat_map(|b| {
+            half::f16::from_le_bytes([b[0], b[1]])
+                .to_f32()
+                .to_le_bytes()
+        })
         .collect()
 }
 
@@ -72,7 +98,10 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 fn bundled_weights_describe_the_kitchenware_model() {
     let w = Weights::load(PATH).unwrap();
     assert_eq!(w.info.input_size, (150, 150));
-    assert_eq!(w.info.labels, ["cup", "fork", "glass", "knife", "plate", "spoon"]);
+    assert_eq!(
+        w.info.labels,
+        ["cup", "fork", "glass", "knife", "plate", "spoon"]
+    );
     assert_eq!(w.info.head.len(), 2);
     assert_eq!((w.info.head[0].inputs, w.info.head[0].units), (2048, 100));
     assert_eq!(w.info.num_classes(), 6);
@@ -89,24 +118,39 @@ fn float32_file_loads_the_same_values_as_float16() {
         }
     })
     .unwrap();
-    for name in ["block1_conv1.kernel", "block14_sepconv2.pointwise_kernel", "dense_1.bias"] {
+    for name in [
+        "block1_conv1.kernel",
+        "block14_sepconv2.pointwise_kernel",
+        "dense_1.bias",
+    ] {
         assert_eq!(f16.tensor(name), f32.tensor(name), "{name}");
     }
 }
 
 #[test]
 fn missing_tensor_is_named() {
-    let text = error_text(load_modified(|t, _| t.retain(|(n, ..)| n != "block4_sepconv2_bn.moving_variance")));
-    assert!(text.contains("`block4_sepconv2_bn.moving_variance` is missing"), "{text}");
+    let text = error_text(load_modified(|t, _| {
+        t.retain(|(n, ..)| n != "block4_sepconv2_bn.moving_variance")
+    }));
+    assert!(
+        text.contains("`block4_sepconv2_bn.moving_variance` is missing"),
+        "{text}"
+    );
 }
 
 #[test]
 fn wrong_shape_is_named_with_both_shapes() {
     let text = error_text(load_modified(|t, _| {
-        let entry = t.iter_mut().find(|(n, ..)| n == "block1_conv1.kernel").unwrap();
+        let entry = t
+            .iter_mut()
+            .find(|(n, ..)| n == "block1_conv1.kernel")
+            .unwrap();
         entry.2 = vec![3, 3, 32, 3];
     }));
-    assert!(text.contains("`block1_conv1.kernel` has shape [3, 3, 32, 3], expected [3, 3, 3, 32]"), "{text}");
+    assert!(
+        text.contains("`block1_conv1.kernel` has shape [3, 3, 32, 3], expected [3, 3, 3, 32]"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -124,16 +168,26 @@ fn non_finite_values_are_rejected() {
         let entry = t.iter_mut().find(|(n, ..)| n == "dense.bias").unwrap();
         entry.3[0..2].copy_from_slice(&half::f16::NAN.to_le_bytes());
     }));
-    assert!(text.contains("`dense.bias` holds NaN or infinite values"), "{text}");
+    assert!(
+        text.contains("`dense.bias` holds NaN or infinite values"),
+        "{text}"
+    );
 }
 
 #[test]
 fn not_a_safetensors_file_is_reported() {
     for bytes in [&b""[..], b"hello, world", &[0xff; 64]] {
-        let e = Weights::from_bytes(bytes, "junk.bin").unwrap_err().to_string();
-        assert!(e.starts_with("junk.bin: not a valid safetensors file"), "{e}");
+        let e = Weights::from_bytes(bytes, "junk.bin")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("junk.bin: not a valid safetensors file"),
+            "{e}"
+        );
     }
-    let e = Weights::load("no/such/file.safetensors").unwrap_err().to_string();
+    let e = Weights::load("no/such/file.safetensors")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("no/such/file.safetensors: "), "{e}");
 }
 
@@ -142,7 +196,10 @@ fn missing_or_malformed_metadata_is_named() {
     let text = error_text(load_modified(|_, m| {
         m.remove("input_size");
     }));
-    assert!(text.contains("metadata key `input_size` is missing"), "{text}");
+    assert!(
+        text.contains("metadata key `input_size` is missing"),
+        "{text}"
+    );
     let text = error_text(load_modified(|_, m| {
         m.insert("head".into(), "[{\"name\": \"dense\"".into());
     }));
@@ -150,7 +207,10 @@ fn missing_or_malformed_metadata_is_named() {
     let text = error_text(load_modified(|_, m| {
         m.insert("labels".into(), "[\"cup\", \"fork\"]".into());
     }));
-    assert!(text.contains("2 labels but the head has 6 outputs"), "{text}");
+    assert!(
+        text.contains("2 labels but the head has 6 outputs"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -175,11 +235,26 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
     let labels: Vec<String> = (0..1000).map(|i| format!("synset_{i}")).collect();
     let weights = load_modified(|t, m| {
         t.retain(|(n, ..)| !n.starts_with("dense"));
-        let kernel: Vec<f32> = (0..2048 * 1000).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+        let kernel: Vec<f32> = (0..2048 * 1000)
+            .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+            .collect();
         let bias: Vec<f32> = (0..1000).map(|i| (i % 13) as f32 * 1e-2).collect();
-        t.push(("predictions.kernel".into(), Dtype::F32, vec![2048, 1000], f32_bytes(&kernel)));
-        t.push(("predictions.bias".into(), Dtype::F32, vec![1000], f32_bytes(&bias)));
-        m.insert("head".into(), r#"[{"name": "predictions", "units": 1000, "activation": "softmax"}]"#.into());
+        t.push((
+            "predictions.kernel".into(),
+            Dtype::F32,
+            vec![2048, 1000],
+            f32_bytes(&kernel),
+        ));
+        t.push((
+            "predictions.bias".into(),
+            Dtype::F32,
+            vec![1000],
+            f32_bytes(&bias),
+        ));
+        m.insert(
+            "head".into(),
+            r#"[{"name": "predictions", "units": 1000, "activation": "softmax"}]"#.into(),
+        );
         m.insert("labels".into(), serde_json::to_string(&labels).unwrap());
         m.insert("input_size".into(), "[299, 299]".into());
     })

@@ -48,7 +48,8 @@ impl CpuModel {
             let y = match &node.op {
                 Op::Conv(c) => {
                     let kernel = w.tensor(&format!("{}.kernel", c.conv));
-                    let mut y = ops::conv2d(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
+                    let mut y =
+                        ops::conv2d(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
                     ops::batch_norm(&mut y, &w.batchnorm(&c.bn), BN_EPSILON);
                     if c.relu {
                         y = ops::relu(&y);
@@ -78,7 +79,10 @@ impl CpuModel {
                 }
                 Op::MaxPoolAdd { residual } => {
                     let pooled = ops::max_pool_3x3_s2_same(x);
-                    ops::add(&pooled, values[residual.0].as_ref().expect("shortcut computed"))
+                    ops::add(
+                        &pooled,
+                        values[residual.0].as_ref().expect("shortcut computed"),
+                    )
                 }
                 Op::GlobalAvgPool => {
                     embedding = ops::global_avg_pool(x);

@@ -132,7 +132,12 @@ pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>, eps: f32) {
 
 /// Folds batchnorm into the preceding bias-free convolution: returns the scaled kernel
 /// (any layout whose innermost axis is the `cout` output channels) and the new bias.
-pub fn fold_batchnorm(kernel: &[f32], cout: usize, bn: &BatchNorm<'_>, eps: f32) -> (Vec<f32>, Vec<f32>) {
+pub fn fold_batchnorm(
+    kernel: &[f32],
+    cout: usize,
+    bn: &BatchNorm<'_>,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
     let scale: Vec<f32> = (0..cout)
         .map(|c| bn.gamma[c] / (bn.variance[c] + eps).sqrt())
         .collect();
@@ -141,7 +146,9 @@ pub fn fold_batchnorm(kernel: &[f32], cout: usize, bn: &BatchNorm<'_>, eps: f32)
         .enumerate()
         .map(|(i, &w)| w * scale[i % cout])
         .collect();
-    let bias = (0..cout).map(|c| bn.beta[c] - bn.mean[c] * scale[c]).collect();
+    let bias = (0..cout)
+        .map(|c| bn.beta[c] - bn.mean[c] * scale[c])
+        .collect();
     (folded, bias)
 }
 
@@ -178,7 +185,11 @@ pub fn max_pool_3x3_s2_same(x: &Tensor) -> Tensor {
                         let iy = (oy * 2 + ky) as isize - pad_top as isize;
                         for kx in 0..3 {
                             let ix = (ox * 2 + kx) as isize - pad_left as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < s.height && (ix as usize) < s.width {
+                            if iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < s.height
+                                && (ix as usize) < s.width
+                            {
                                 best = best.max(x.data[x.index(n, iy as usize, ix as usize, ch)]);
                             }
                         }

@@ -19,7 +19,8 @@ impl GpuContext {
     /// Fails with [`Error::NoAdapter`] when no adapter is present (no GPU and no software
     /// driver such as Mesa's lavapipe installed).
     pub fn new() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,

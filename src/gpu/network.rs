@@ -65,47 +65,64 @@ impl GpuModel {
     pub fn new(context: GpuContext, weights: Arc<Weights>) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
-        let (kernels, nodes, head, folds) = context.checked("loading the model onto the GPU", || {
-            let kernels = Kernels::new(device);
-            let mut folds = Vec::new();
-            let mut nodes = Vec::new();
-            for node in &graph.nodes {
-                nodes.push(match &node.op {
-                    Op::Conv(c) => {
-                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                        let (folded, fold) =
-                            kernels.fold_batchnorm(device, kernel, c.out_channels, &weights.batchnorm(&c.bn));
-                        folds.push(fold);
-                        NodeWeights::Conv(folded)
-                    }
-                    Op::Separable(s) => {
-                        let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
-                        let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                        let (folded, fold) =
-                            kernels.fold_batchnorm(device, pointwise, s.out_channels, &weights.batchnorm(&s.bn));
-                        folds.push(fold);
-                        NodeWeights::Separable {
-                            depthwise: upload(device, &s.conv, depthwise),
-                            pointwise: folded,
+        let (kernels, nodes, head, folds) =
+            context.checked("loading the model onto the GPU", || {
+                let kernels = Kernels::new(device);
+                let mut folds = Vec::new();
+                let mut nodes = Vec::new();
+                for node in &graph.nodes {
+                    nodes.push(match &node.op {
+                        Op::Conv(c) => {
+                            let kernel = weights.tensor(&format!("{}.kernel", c.conv));
+                            let (folded, fold) = kernels.fold_batchnorm(
+                                device,
+                                kernel,
+                                c.out_channels,
+                                &weights.batchnorm(&c.bn),
+                            );
+                            folds.push(fold);
+                            NodeWeights::Conv(folded)
                         }
-                    }
-                    Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
-                });
-            }
-            let head = weights
-                .info
-                .head
-                .iter()
-                .map(|layer| HeadLayer {
-                    kernel: upload(device, &layer.name, weights.tensor(&format!("{}.kernel", layer.name))),
-                    bias: upload(device, &layer.name, weights.tensor(&format!("{}.bias", layer.name))),
-                    inputs: layer.inputs,
-                    units: layer.units,
-                    relu: layer.activation == Activation::Relu,
-                })
-                .collect::<Vec<_>>();
-            (kernels, nodes, head, folds)
-        })?;
+                        Op::Separable(s) => {
+                            let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
+                            let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
+                            let (folded, fold) = kernels.fold_batchnorm(
+                                device,
+                                pointwise,
+                                s.out_channels,
+                                &weights.batchnorm(&s.bn),
+                            );
+                            folds.push(fold);
+                            NodeWeights::Separable {
+                                depthwise: upload(device, &s.conv, depthwise),
+                                pointwise: folded,
+                            }
+                        }
+                        Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
+                    });
+                }
+                let head = weights
+                    .info
+                    .head
+                    .iter()
+                    .map(|layer| HeadLayer {
+                        kernel: upload(
+                            device,
+                            &layer.name,
+                            weights.tensor(&format!("{}.kernel", layer.name)),
+                        ),
+                        bias: upload(
+                            device,
+                            &layer.name,
+                            weights.tensor(&format!("{}.bias", layer.name)),
+                        ),
+                        inputs: layer.inputs,
+                        units: layer.units,
+                        relu: layer.activation == Activation::Relu,
+                    })
+                    .collect::<Vec<_>>();
+                (kernels, nodes, head, folds)
+            })?;
         context.checked("folding batchnorm", || {
             let mut encoder = device.create_command_encoder(&Default::default());
             {
@@ -143,7 +160,9 @@ impl GpuModel {
     pub fn max_batch(&self, height: usize, width: usize) -> Result<usize> {
         let per_image = self.largest_activation(1, height, width)? * 4;
         let limits = self.context.device.limits();
-        let limit = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let batch = (limit / per_image as u64) as usize;
         if batch == 0 {
             return Err(Error::Input(format!(
@@ -186,7 +205,10 @@ impl GpuModel {
     }
 
     fn plan(&self, batch: usize, height: usize, width: usize) -> Result<Arc<Plan>> {
-        let mut plans = self.plans.lock().map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
         if let Some(plan) = plans.get(&(batch, height, width)) {
             return Ok(plan.clone());
         }
@@ -238,13 +260,23 @@ impl GpuModel {
             match (&node.op, &self.nodes[i]) {
                 (Op::Conv(c), NodeWeights::Conv(w)) => {
                     let out = alloc(&mut pool, &mut free);
-                    let (d, _) = k.conv2d(device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out]);
+                    let (d, _) = k.conv2d(
+                        device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out],
+                    );
                     dispatches.push(d);
                     slot_of[node.output.0] = Some(out);
                 }
-                (Op::Separable(s), NodeWeights::Separable { depthwise, pointwise }) => {
+                (
+                    Op::Separable(s),
+                    NodeWeights::Separable {
+                        depthwise,
+                        pointwise,
+                    },
+                ) => {
                     let tmp = alloc(&mut pool, &mut free);
-                    dispatches.push(k.depthwise_conv(device, &x, in_shape, depthwise, s.relu_in, &pool[tmp]));
+                    dispatches.push(
+                        k.depthwise_conv(device, &x, in_shape, depthwise, s.relu_in, &pool[tmp]),
+                    );
                     let out = alloc(&mut pool, &mut free);
                     let residual = s.residual.map(|r| buffer_of(&pool, r));
                     dispatches.push(k.pointwise_conv(
@@ -322,11 +354,17 @@ impl GpuModel {
     fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {
         debug_assert_eq!(images.len() % plan.batch, 0);
         // One run at a time per plan: the plan's buffers are shared state.
-        let _guard = self.plans.lock().map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let _guard = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
         self.context.checked("running the network", || {
             let queue = &self.context.queue;
             queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(images));
-            let mut encoder = self.context.device.create_command_encoder(&Default::default());
+            let mut encoder = self
+                .context
+                .device
+                .create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("xception forward"),

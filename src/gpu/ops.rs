@@ -39,7 +39,9 @@ pub fn upload(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer 
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
     })
 }
 
@@ -48,7 +50,9 @@ pub fn storage(device: &wgpu::Device, label: &str, len: usize) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: (len.max(4) * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
 }
@@ -139,7 +143,10 @@ impl Kernels {
             relu: relu.into(),
             _pad: [0; 3],
         };
-        let grid = tiled_grid(weights.out_channels.div_ceil(8).div_ceil(8), out.pixels().div_ceil(8));
+        let grid = tiled_grid(
+            weights.out_channels.div_ceil(8).div_ceil(8),
+            out.pixels().div_ceil(8),
+        );
         let dispatch = self.dispatch(
             device,
             Kernel::Conv2d,
@@ -199,7 +206,10 @@ impl Kernels {
             has_residual: residual.is_some().into(),
             _pad: [0; 2],
         };
-        let grid = tiled_grid(weights.out_channels.div_ceil(8).div_ceil(8), rows.div_ceil(4).div_ceil(8));
+        let grid = tiled_grid(
+            weights.out_channels.div_ceil(8).div_ceil(8),
+            rows.div_ceil(4).div_ceil(8),
+        );
         self.dispatch(
             device,
             Kernel::PointwiseConv,
@@ -250,9 +260,24 @@ impl Kernels {
     }
 
     /// Elementwise ReLU over `len` values.
-    pub fn relu(&self, device: &wgpu::Device, input: &wgpu::Buffer, len: usize, output: &wgpu::Buffer) -> Dispatch {
-        let params = ElementwiseParams { len: u(len), _pad: [0; 3] };
-        self.dispatch(device, Kernel::Relu, &params, &[input, output], linear_grid(len))
+    pub fn relu(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        len: usize,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = ElementwiseParams {
+            len: u(len),
+            _pad: [0; 3],
+        };
+        self.dispatch(
+            device,
+            Kernel::Relu,
+            &params,
+            &[input, output],
+            linear_grid(len),
+        )
     }
 
     /// Elementwise `a + b` over `len` values.
@@ -264,8 +289,17 @@ impl Kernels {
         len: usize,
         output: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = ElementwiseParams { len: u(len), _pad: [0; 3] };
-        self.dispatch(device, Kernel::ResidualAdd, &params, &[a, b, output], linear_grid(len))
+        let params = ElementwiseParams {
+            len: u(len),
+            _pad: [0; 3],
+        };
+        self.dispatch(
+            device,
+            Kernel::ResidualAdd,
+            &params,
+            &[a, b, output],
+            linear_grid(len),
+        )
     }
 
     /// Global average pool of an NHWC tensor into `[batch][channels]`.
@@ -283,7 +317,13 @@ impl Kernels {
             _pad: 0,
         };
         let len = shape.batch * shape.channels;
-        self.dispatch(device, Kernel::GlobalAvgPool, &params, &[input, output], [len.div_ceil(64) as u32, 1, 1])
+        self.dispatch(
+            device,
+            Kernel::GlobalAvgPool,
+            &params,
+            &[input, output],
+            [len.div_ceil(64) as u32, 1, 1],
+        )
     }
 
     /// Dense layer over `batch` rows: kernel `[inputs][units]`, bias `[units]`.
@@ -307,7 +347,13 @@ impl Kernels {
             relu: relu.into(),
         };
         let len = batch * units;
-        self.dispatch(device, Kernel::Dense, &params, &[input, kernel, bias, output], [len.div_ceil(64) as u32, 1, 1])
+        self.dispatch(
+            device,
+            Kernel::Dense,
+            &params,
+            &[input, kernel, bias, output],
+            [len.div_ceil(64) as u32, 1, 1],
+        )
     }
 
     /// Row-wise softmax of a `[rows][cols]` matrix.
@@ -324,7 +370,13 @@ impl Kernels {
             cols: u(cols),
             _pad: [0; 2],
         };
-        self.dispatch(device, Kernel::Softmax, &params, &[input, output], [rows.div_ceil(64) as u32, 1, 1])
+        self.dispatch(
+            device,
+            Kernel::Softmax,
+            &params,
+            &[input, output],
+            [rows.div_ceil(64) as u32, 1, 1],
+        )
     }
 }
 
@@ -365,17 +417,33 @@ impl GpuOps {
         Ok(values)
     }
 
-    fn tensor(&self, shape: Shape, dispatches: &[Dispatch], output: &wgpu::Buffer) -> Result<Tensor> {
+    fn tensor(
+        &self,
+        shape: Shape,
+        dispatches: &[Dispatch],
+        output: &wgpu::Buffer,
+    ) -> Result<Tensor> {
         Tensor::new(shape, self.run(dispatches, output, shape.len())?)
     }
 
     /// Folds batchnorm into `kernel` (output channels innermost): `(kernel, bias)` without padding.
-    pub fn fold_batchnorm(&self, kernel: &[f32], out_channels: usize, bn: &BatchNorm<'_>) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (folded, dispatch) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+    pub fn fold_batchnorm(
+        &self,
+        kernel: &[f32],
+        out_channels: usize,
+        bn: &BatchNorm<'_>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (folded, dispatch) =
+            self.kernels
+                .fold_batchnorm(self.device(), kernel, out_channels, bn);
         let padded = padded_channels(out_channels);
         let weights = self.run(&[dispatch], &folded.weights, folded.rows * padded)?;
         let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
-        let unpad = |v: &[f32]| -> Vec<f32> { v.chunks(padded).flat_map(|r| r[..out_channels].to_vec()).collect() };
+        let unpad = |v: &[f32]| -> Vec<f32> {
+            v.chunks(padded)
+                .flat_map(|r| r[..out_channels].to_vec())
+                .collect()
+        };
         Ok((unpad(&weights), unpad(&bias)))
     }
 
@@ -392,14 +460,28 @@ impl GpuOps {
         relu: bool,
     ) -> Result<Tensor> {
         let out_channels = kernel.len() / (size * size * x.shape.channels);
-        let (folded, fold) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let (folded, fold) = self
+            .kernels
+            .fold_batchnorm(self.device(), kernel, out_channels, bn);
         let input = upload(self.device(), "input", &x.data);
         let (oh, _) = padding.resolve(x.shape.height, size, stride);
         let (ow, _) = padding.resolve(x.shape.width, size, stride);
-        let output = storage(self.device(), "output", x.shape.batch * oh * ow * out_channels);
-        let (conv, shape) = self
-            .kernels
-            .conv2d(self.device(), &input, x.shape, &folded, size, stride, padding, relu, &output);
+        let output = storage(
+            self.device(),
+            "output",
+            x.shape.batch * oh * ow * out_channels,
+        );
+        let (conv, shape) = self.kernels.conv2d(
+            self.device(),
+            &input,
+            x.shape,
+            &folded,
+            size,
+            stride,
+            padding,
+            relu,
+            &output,
+        );
         self.tensor(shape, &[fold, conv], &output)
     }
 
@@ -408,9 +490,14 @@ impl GpuOps {
         let input = upload(self.device(), "input", &x.data);
         let kernel = upload(self.device(), "kernel", kernel);
         let output = storage(self.device(), "output", x.shape.len());
-        let d = self
-            .kernels
-            .depthwise_conv(self.device(), &input, x.shape, &kernel, relu_input, &output);
+        let d = self.kernels.depthwise_conv(
+            self.device(),
+            &input,
+            x.shape,
+            &kernel,
+            relu_input,
+            &output,
+        );
         self.tensor(x.shape, &[d], &output)
     }
 
@@ -425,7 +512,9 @@ impl GpuOps {
     ) -> Result<Tensor> {
         let out_channels = kernel.len() / x.shape.channels;
         let shape = x.shape.with_channels(out_channels);
-        let (folded, fold) = self.kernels.fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let (folded, fold) = self
+            .kernels
+            .fold_batchnorm(self.device(), kernel, out_channels, bn);
         let input = upload(self.device(), "input", &x.data);
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
         let output = storage(self.device(), "output", shape.len());
@@ -447,10 +536,14 @@ impl GpuOps {
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
         let (oh, _) = Padding::Same.resolve(x.shape.height, 3, 2);
         let (ow, _) = Padding::Same.resolve(x.shape.width, 3, 2);
-        let output = storage(self.device(), "output", x.shape.batch * oh * ow * x.shape.channels);
-        let (d, shape) = self
-            .kernels
-            .max_pool(self.device(), &input, x.shape, residual.as_ref(), &output);
+        let output = storage(
+            self.device(),
+            "output",
+            x.shape.batch * oh * ow * x.shape.channels,
+        );
+        let (d, shape) =
+            self.kernels
+                .max_pool(self.device(), &input, x.shape, residual.as_ref(), &output);
         self.tensor(shape, &[d], &output)
     }
 
@@ -458,18 +551,28 @@ impl GpuOps {
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         let input = upload(self.device(), "input", &x.data);
         let output = storage(self.device(), "output", x.shape.len());
-        let d = self.kernels.relu(self.device(), &input, x.shape.len(), &output);
+        let d = self
+            .kernels
+            .relu(self.device(), &input, x.shape.len(), &output);
         self.tensor(x.shape, &[d], &output)
     }
 
     /// Elementwise sum of two tensors of the same shape.
     pub fn residual_add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if a.shape != b.shape {
-            return Err(crate::Error::Input(format!("cannot add tensors of shapes {} and {}", a.shape, b.shape)));
+            return Err(crate::Error::Input(format!(
+                "cannot add tensors of shapes {} and {}",
+                a.shape, b.shape
+            )));
         }
-        let (ga, gb) = (upload(self.device(), "a", &a.data), upload(self.device(), "b", &b.data));
+        let (ga, gb) = (
+            upload(self.device(), "a", &a.data),
+            upload(self.device(), "b", &b.data),
+        );
         let output = storage(self.device(), "output", a.shape.len());
-        let d = self.kernels.residual_add(self.device(), &ga, &gb, a.shape.len(), &output);
+        let d = self
+            .kernels
+            .residual_add(self.device(), &ga, &gb, a.shape.len(), &output);
         self.tensor(a.shape, &[d], &output)
     }
 
@@ -478,7 +581,9 @@ impl GpuOps {
         let input = upload(self.device(), "input", &x.data);
         let len = x.shape.batch * x.shape.channels;
         let output = storage(self.device(), "output", len);
-        let d = self.kernels.global_avg_pool(self.device(), &input, x.shape, &output);
+        let d = self
+            .kernels
+            .global_avg_pool(self.device(), &input, x.shape, &output);
         self.run(&[d], &output, len)
     }
 
@@ -488,11 +593,22 @@ impl GpuOps {
         let inputs = kernel.len() / units;
         let batch = x.len() / inputs;
         let input = upload(self.device(), "input", x);
-        let (k, b) = (upload(self.device(), "kernel", kernel), upload(self.device(), "bias", bias));
+        let (k, b) = (
+            upload(self.device(), "kernel", kernel),
+            upload(self.device(), "bias", bias),
+        );
         let output = storage(self.device(), "output", batch * units);
-        let d = self
-            .kernels
-            .dense(self.device(), &input, batch, &k, &b, inputs, units, relu, &output);
+        let d = self.kernels.dense(
+            self.device(),
+            &input,
+            batch,
+            &k,
+            &b,
+            inputs,
+            units,
+            relu,
+            &output,
+        );
         self.run(&[d], &output, batch * units)
     }
 
@@ -500,7 +616,9 @@ impl GpuOps {
     pub fn softmax(&self, x: &[f32], cols: usize) -> Result<Vec<f32>> {
         let input = upload(self.device(), "input", x);
         let output = storage(self.device(), "output", x.len());
-        let d = self.kernels.softmax(self.device(), &input, x.len() / cols, cols, &output);
+        let d = self
+            .kernels
+            .softmax(self.device(), &input, x.len() / cols, cols, &output);
         self.run(&[d], &output, x.len())
     }
 }

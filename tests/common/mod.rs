@@ -58,7 +58,7 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     let mut worst = (0usize, 0.0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let excess = (g - w).abs() / (1.0 + w.abs());
-        if !(excess <= worst.1) {
+        if excess.is_nan() || excess > worst.1 {
             worst = (i, excess);
         }
     }

@@ -1,0 +1,118 @@
+//! Timing a forward pass: cold start (weights, pipelines, first inference) and warm latency.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::model::{BackendKind, Xception};
+use crate::tensor::{Shape, Tensor};
+use crate::weights::Weights;
+
+/// What to time.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchCase {
+    /// Input width and height.
+    pub size: (usize, usize),
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Warm runs to time after the first.
+    pub runs: usize,
+}
+
+/// Timings of one case, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// Adapter and backend (`gpu (llvmpipe ..., Vulkan)` or `cpu (reference)`).
+    pub backend: String,
+    /// The case timed.
+    pub case: BenchCase,
+    /// Reading and validating the weights file.
+    pub load_ms: f64,
+    /// Creating the backend: device, pipelines, weight upload and batchnorm folding.
+    pub setup_ms: f64,
+    /// The first forward pass (buffer allocation and shader compilation included).
+    pub first_ms: f64,
+    /// Warm forward passes, sorted.
+    pub warm_ms: Vec<f64>,
+    /// Multiply-accumulates of one image through the backbone and head.
+    pub macs_per_image: u64,
+}
+
+impl BenchResult {
+    /// Fastest warm run.
+    pub fn min_ms(&self) -> f64 {
+        self.warm_ms[0]
+    }
+    /// Median warm run.
+    pub fn median_ms(&self) -> f64 {
+        self.warm_ms[self.warm_ms.len() / 2]
+    }
+    /// Slowest warm run.
+    pub fn max_ms(&self) -> f64 {
+        self.warm_ms[self.warm_ms.len() - 1]
+    }
+    /// Cold start to the first result: load + setup + first forward.
+    pub fn cold_start_ms(&self) -> f64 {
+        self.load_ms + self.setup_ms + self.first_ms
+    }
+    /// Images per second at the median latency.
+    pub fn images_per_s(&self) -> f64 {
+        self.case.batch as f64 / (self.median_ms() / 1e3)
+    }
+    /// Achieved GFLOP/s (2 FLOPs per multiply-accumulate) at the median latency.
+    pub fn gflops(&self) -> f64 {
+        2.0 * (self.macs_per_image * self.case.batch as u64) as f64 / (self.median_ms() / 1e3) / 1e9
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Loads `weights` on `backend` and times each case on a fixed synthetic input.
+pub fn run(weights: &Path, backend: BackendKind, cases: &[BenchCase]) -> Result<Vec<BenchResult>> {
+    let t = Instant::now();
+    let loaded = Weights::load(weights)?;
+    let load_ms = ms_since(t);
+    let head_macs: u64 = loaded
+        .info
+        .head
+        .iter()
+        .map(|l| (l.inputs * l.units) as u64)
+        .sum();
+    let t = Instant::now();
+    let model = Xception::new(loaded, backend)?;
+    let setup_ms = ms_since(t);
+    let graph = Graph::xception();
+    let mut results = Vec::new();
+    for (i, &case) in cases.iter().enumerate() {
+        let (width, height) = case.size;
+        let shape = Shape::new(case.batch, height, width, 3);
+        let data = (0..shape.len())
+            .map(|j| ((j % 255) as f32) / 127.5 - 1.0)
+            .collect();
+        let input = Tensor::new(shape, data)?;
+        let t = Instant::now();
+        model.forward(&input)?;
+        let first_ms = ms_since(t);
+        let mut warm_ms = (0..case.runs.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                model.forward(&input).map(|_| ms_since(t))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        warm_ms.sort_by(f64::total_cmp);
+        results.push(BenchResult {
+            backend: model.backend_description(),
+            case,
+            // Loading and setup happen once; they belong to the first case's cold start.
+            load_ms: if i == 0 { load_ms } else { 0.0 },
+            setup_ms: if i == 0 { setup_ms } else { 0.0 },
+            first_ms,
+            warm_ms,
+            macs_per_image: graph.macs(height, width)? + head_macs,
+        });
+    }
+    Ok(results)
+}
