@@ -1,0 +1,621 @@
+#!/usr/bin/env python3
+"""Convert a Keras Xception checkpoint to a safetensors file for xception-wgpu.
+
+Supported inputs
+----------------
+* A Keras 3 ``.keras`` archive (zip holding ``config.json`` and
+  ``model.weights.h5``), e.g. a stock ``keras.applications.Xception`` backbone
+  (``include_top=False``) followed by ``GlobalAveragePooling2D`` and one or more
+  ``Dense`` layers (``Dropout`` layers are ignored). Inside ``model.weights.h5``
+  variables are stored under class-counter names
+  (``layers/functional/layers/conv2d_1/vars/0`` is ``block1_conv2``), so the
+  real Keras layer names are recovered by walking ``config.json`` in order.
+  Optimizer state in the archive is ignored.
+* A Keras 2 weights-only ``.h5`` file such as the stock
+  ``xception_weights_tf_dim_ordering_tf_kernels.h5`` (1000-class ImageNet head
+  in a layer called ``predictions``) or
+  ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5`` (no head). Whole-model
+  Keras 2 ``.h5`` files (weights under ``model_weights``) work too.
+
+Output
+------
+One tensor per variable, named ``<keras_layer_name>.<variable>`` with variable
+in {kernel, bias, depthwise_kernel, pointwise_kernel, gamma, beta, moving_mean,
+moving_variance}, in Keras layouts: Conv2D kernels HWIO ``(kh, kw, cin, cout)``,
+depthwise ``(3, 3, C, 1)``, pointwise ``(1, 1, Cin, Cout)``, Dense ``(in, out)``.
+The four residual shortcut convolutions and their batch norms always get the
+canonical names ``conv2d``, ``conv2d_1``..``conv2d_3`` and
+``batch_normalization``, ``batch_normalization_1``..``_3`` (assigned by graph
+order), whatever auto-generated names the source file used.
+
+``__metadata__`` (all values are strings):
+
+* ``format``        ``xception-keras/1``
+* ``input_size``    JSON ``[height, width]``
+* ``labels``        JSON list of class names (``[]`` without a head)
+* ``preprocessing`` ``tf`` (RGB, ``x / 127.5 - 1``)
+* ``head``          JSON list of dense layers in order, each
+                    ``{"name": ..., "units": ..., "activation": relu|linear|softmax}``
+* ``bn_epsilon``    ``0.001``
+* ``source``        short description of the input file
+
+Examples::
+
+    python weights/convert.py kitchenware_xception_model_val-acc_0.901.keras \\
+        -o weights/xception_kitchenware.safetensors
+    python weights/convert.py xception_weights_tf_dim_ordering_tf_kernels.h5 \\
+        --labels imagenet_class_index.json -o xception_imagenet.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import zipfile
+from collections import OrderedDict
+
+import h5py
+import numpy as np
+from safetensors.numpy import save_file
+
+FORMAT = "xception-keras/1"
+BN_EPSILON = 1e-3
+KITCHENWARE_LABELS = ["cup", "fork", "glass", "knife", "plate", "spoon"]
+ALLOWED_ACTIVATIONS = ("relu", "linear", "softmax")
+VARIABLES = (
+    "kernel",
+    "bias",
+    "depthwise_kernel",
+    "pointwise_kernel",
+    "gamma",
+    "beta",
+    "moving_mean",
+    "moving_variance",
+)
+BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+class ConvertError(Exception):
+    """A problem with the input file; reported without a traceback."""
+
+
+# --------------------------------------------------------------------------
+# Reference architecture
+# --------------------------------------------------------------------------
+
+
+def xception_backbone_spec():
+    """Ordered list of (tensor_name, shape) of the stock Xception backbone.
+
+    Graph order, as in ``keras.applications.Xception(include_top=False)``.
+    """
+    spec = []
+
+    def bn(name, c):
+        for v in BN_VARS:
+            spec.append((f"{name}.{v}", (c,)))
+
+    def conv(name, k, cin, cout):
+        spec.append((f"{name}.kernel", (k, k, cin, cout)))
+
+    def sep(name, cin, cout):
+        spec.append((f"{name}.depthwise_kernel", (3, 3, cin, 1)))
+        spec.append((f"{name}.pointwise_kernel", (1, 1, cin, cout)))
+        bn(f"{name}_bn", cout)
+
+    conv("block1_conv1", 3, 3, 32)
+    bn("block1_conv1_bn", 32)
+    conv("block1_conv2", 3, 32, 64)
+    bn("block1_conv2_bn", 64)
+    entry = [(2, 64, 128), (3, 128, 256), (4, 256, 728)]
+    for i, (block, cin, cout) in enumerate(entry):
+        sep(f"block{block}_sepconv1", cin, cout)
+        sep(f"block{block}_sepconv2", cout, cout)
+        conv(_shortcut_conv(i), 1, cin, cout)
+        bn(_shortcut_bn(i), cout)
+    for block in range(5, 13):
+        for j in (1, 2, 3):
+            sep(f"block{block}_sepconv{j}", 728, 728)
+    sep("block13_sepconv1", 728, 728)
+    sep("block13_sepconv2", 728, 1024)
+    conv(_shortcut_conv(3), 1, 728, 1024)
+    bn(_shortcut_bn(3), 1024)
+    sep("block14_sepconv1", 1024, 1536)
+    sep("block14_sepconv2", 1536, 2048)
+    return spec
+
+
+def _shortcut_conv(i):
+    return "conv2d" if i == 0 else f"conv2d_{i}"
+
+
+def _shortcut_bn(i):
+    return "batch_normalization" if i == 0 else f"batch_normalization_{i}"
+
+
+BACKBONE_LAYER_RE = re.compile(r"^block\d+_")
+
+
+def _canonicalize_shortcuts(layers):
+    """Rename the residual 1x1 convs / their BNs by graph order.
+
+    ``layers`` is an ordered list of (layer_name, {var: array}); layers whose
+    names start with ``blockN_`` or that are Dense layers are left alone.
+    Returns a new list.
+    """
+    out = []
+    n_conv = n_bn = 0
+    for name, vars_ in layers:
+        if BACKBONE_LAYER_RE.match(name) or _is_dense(vars_):
+            out.append((name, vars_))
+            continue
+        if set(vars_) == {"kernel"} and vars_["kernel"].ndim == 4 and vars_["kernel"].shape[:2] == (1, 1):
+            out.append((_shortcut_conv(n_conv), vars_))
+            n_conv += 1
+        elif set(vars_) >= {"moving_mean", "moving_variance"}:
+            out.append((_shortcut_bn(n_bn), vars_))
+            n_bn += 1
+        else:
+            out.append((name, vars_))
+    if n_conv != n_bn:
+        raise ConvertError(
+            f"found {n_conv} residual 1x1 convolutions but {n_bn} unnamed batch norms; "
+            "this does not look like an Xception checkpoint"
+        )
+    return out
+
+
+def _is_dense(vars_):
+    k = vars_.get("kernel")
+    return k is not None and k.ndim == 2
+
+
+def _check_backbone(tensors):
+    """Fail unless ``tensors`` holds the full Xception backbone with stock shapes."""
+    missing, wrong = [], []
+    for name, shape in xception_backbone_spec():
+        if name not in tensors:
+            missing.append(name)
+        elif tuple(tensors[name].shape) != shape:
+            wrong.append(f"{name}: {tuple(tensors[name].shape)} (expected {shape})")
+    if missing or wrong:
+        msg = ["input is not a stock Xception backbone:"]
+        if missing:
+            msg.append(f"  {len(missing)} missing tensors, e.g. {', '.join(missing[:5])}")
+        if wrong:
+            msg.append("  wrong shapes: " + "; ".join(wrong[:5]))
+        raise ConvertError("\n".join(msg))
+
+
+# --------------------------------------------------------------------------
+# Keras 3 .keras archives
+# --------------------------------------------------------------------------
+
+
+def _snake(class_name):
+    """Keras' ``naming.to_snake_case`` (used for the h5 group names)."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+    return name
+
+
+def _layer_var_names(class_name, cfg):
+    """Variable names, in storage order, of a Keras 3 layer; None if unsupported."""
+    if class_name == "Conv2D":
+        return ["kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+    if class_name == "SeparableConv2D":
+        return ["depthwise_kernel", "pointwise_kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+    if class_name == "Dense":
+        return ["kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+    if class_name == "BatchNormalization":
+        names = []
+        if cfg.get("scale", True):
+            names.append("gamma")
+        if cfg.get("center", True):
+            names.append("beta")
+        return names + ["moving_mean", "moving_variance"]
+    if class_name in (
+        "InputLayer",
+        "Activation",
+        "ReLU",
+        "Add",
+        "MaxPooling2D",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Flatten",
+    ):
+        return []
+    return None
+
+
+def _walk_keras3(container_cfg, group, path, out_layers, bn_eps):
+    """Walk a Functional/Sequential config in layer order, reading variables.
+
+    Appends (layer_name, class_name, cfg, {var: array}) to ``out_layers``.
+    """
+    counters = {}
+    layers_group = group.get("layers")
+    for layer in container_cfg["layers"]:
+        cls = layer["class_name"]
+        cfg = layer["config"]
+        name = cfg.get("name", layer.get("name"))
+        snake = _snake(cls)
+        k = counters.get(snake, 0)
+        counters[snake] = k + 1
+        key = snake if k == 0 else f"{snake}_{k}"
+        sub = layers_group.get(key) if layers_group is not None else None
+        where = f"{path}/layers/{key}"
+        if cls in ("Functional", "Sequential", "Model"):
+            if sub is None:
+                raise ConvertError(f"nested model '{name}' not found in weights file at {where}")
+            _walk_keras3(cfg, sub, where, out_layers, bn_eps)
+            continue
+        var_names = _layer_var_names(cls, cfg)
+        if var_names is None:
+            raise ConvertError(f"unsupported layer '{name}' of class {cls}")
+        if cls == "BatchNormalization":
+            bn_eps.append((name, float(cfg.get("epsilon", 1e-3))))
+        vars_ = OrderedDict()
+        if var_names:
+            if sub is None or "vars" not in sub:
+                raise ConvertError(f"layer '{name}' ({cls}): no variables at {where}/vars")
+            stored = sub["vars"]
+            if len(stored) != len(var_names):
+                raise ConvertError(
+                    f"layer '{name}' ({cls}): expected {len(var_names)} variables at {where}/vars, "
+                    f"found {len(stored)}"
+                )
+            for i, v in enumerate(var_names):
+                vars_[v] = np.asarray(stored[str(i)][()])
+        out_layers.append((name, cls, cfg, vars_))
+
+
+def _input_size_from_config(model_cfg):
+    for layer in model_cfg.get("layers", []):
+        if layer["class_name"] == "InputLayer":
+            c = layer["config"]
+            shape = c.get("batch_shape") or c.get("batch_input_shape")
+            if shape and len(shape) == 4 and shape[1] and shape[2]:
+                return [int(shape[1]), int(shape[2])]
+            return None
+    return None
+
+
+def load_keras3(path):
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise ConvertError(f"{path}: not a .keras zip archive ({e})")
+    with zf:
+        names = zf.namelist()
+        if "config.json" not in names or "model.weights.h5" not in names:
+            raise ConvertError(f"{path}: archive lacks config.json or model.weights.h5 (has {names})")
+        config = json.loads(zf.read("config.json"))
+        meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
+        h5_bytes = zf.read("model.weights.h5")
+    if config.get("class_name") not in ("Functional", "Sequential", "Model"):
+        raise ConvertError(f"{path}: top-level object is {config.get('class_name')}, expected a Keras model")
+    model_cfg = config["config"]
+
+    layers, bn_eps = [], []
+    with h5py.File(io.BytesIO(h5_bytes), "r") as f:
+        _walk_keras3(model_cfg, f, "", layers, bn_eps)
+
+    # epsilon check: every BN must use 1e-3
+    bad = [(n, e) for n, e in bn_eps if abs(e - BN_EPSILON) > 1e-12]
+    if len(bn_eps) != 40:
+        raise ConvertError(f"expected 40 BatchNormalization layers, config has {len(bn_eps)}")
+    if bad:
+        raise ConvertError(f"BatchNormalization epsilon must be 0.001; offending layers: {bad[:5]}")
+
+    head = []
+    for name, cls, cfg, _ in layers:
+        if cls == "Dense":
+            act = cfg.get("activation", "linear")
+            if not isinstance(act, str) or act not in ALLOWED_ACTIVATIONS:
+                raise ConvertError(f"Dense layer '{name}' has unsupported activation {act!r}")
+            head.append({"name": name, "units": int(cfg["units"]), "activation": act})
+    plain = [(name, vars_) for name, _, _, vars_ in layers if vars_]
+
+    # the backbone input may carry the size when the outer input does not
+    input_size = _input_size_from_config(model_cfg)
+    if input_size is None:
+        for layer in model_cfg.get("layers", []):
+            if layer["class_name"] in ("Functional", "Sequential", "Model"):
+                input_size = _input_size_from_config(layer["config"])
+                if input_size:
+                    break
+    version = meta.get("keras_version")
+    source = os.path.basename(path) + (f" (Keras {version} .keras archive)" if version else " (Keras .keras archive)")
+    return plain, head, input_size, source
+
+
+# --------------------------------------------------------------------------
+# Keras 2 weights-only h5
+# --------------------------------------------------------------------------
+
+
+def _decode(x):
+    return x.decode("utf8") if isinstance(x, bytes) else str(x)
+
+
+def load_keras2_h5(path, head_activations=None):
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ConvertError(f"{path}: cannot open as HDF5 ({e})")
+    with f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise ConvertError(
+                f"{path}: no 'layer_names' attribute; not a Keras 2 weights file "
+                "(Keras 3 files must be given as the .keras archive)"
+            )
+        layers = OrderedDict()
+        for group_name in (_decode(n) for n in root.attrs["layer_names"]):
+            g = root[group_name]
+            for wn in (_decode(n) for n in g.attrs.get("weight_names", [])):
+                parts = wn.split("/")
+                var = parts[-1].split(":")[0]
+                layer = parts[-2] if len(parts) >= 2 else group_name
+                if var not in VARIABLES:
+                    raise ConvertError(f"{path}: unknown variable '{wn}' in layer '{group_name}'")
+                if wn in g:
+                    arr = np.asarray(g[wn][()])
+                elif wn.split("/", 1)[-1] in g:  # some writers drop the layer prefix
+                    arr = np.asarray(g[wn.split("/", 1)[-1]][()])
+                else:
+                    raise ConvertError(f"{path}: dataset '{group_name}/{wn}' listed but missing")
+                vars_ = layers.setdefault(layer, OrderedDict())
+                if var in vars_:
+                    raise ConvertError(f"{path}: duplicate variable {layer}/{var}")
+                vars_[var] = arr
+    plain = list(layers.items())
+
+    dense = [name for name, v in plain if _is_dense(v)]
+    if head_activations is not None and len(head_activations) != len(dense):
+        raise ConvertError(
+            f"--head-activations gives {len(head_activations)} activations but the file has "
+            f"{len(dense)} dense layers ({dense})"
+        )
+    head = []
+    for i, name in enumerate(dense):
+        if head_activations is not None:
+            act = head_activations[i]
+        elif name == "predictions":
+            act = "softmax"  # keras.applications classifier head
+        elif i == len(dense) - 1:
+            act = "linear"
+        else:
+            act = "relu"
+        units = int(dict(plain)[name]["kernel"].shape[1])
+        head.append({"name": name, "units": units, "activation": act})
+    if dense and head_activations is None and dense != ["predictions"]:
+        print(
+            f"warning: activations of dense layers {dense} are not stored in a Keras 2 weights file; "
+            f"assumed {[h['activation'] for h in head]} (override with --head-activations)",
+            file=sys.stderr,
+        )
+    return plain, head, None, os.path.basename(path) + " (Keras 2 weights h5)"
+
+
+# --------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------
+
+
+def read_labels(path):
+    try:
+        with open(path, encoding="utf8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise ConvertError(f"cannot read labels file: {e}")
+    stripped = text.lstrip()
+    if stripped.startswith("[") or stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConvertError(f"{path}: invalid JSON ({e})")
+        if isinstance(data, list):
+            return [str(x) for x in data]
+        if isinstance(data, dict):  # imagenet_class_index.json: {"0": ["n01440764", "tench"], ...}
+            try:
+                items = sorted(((int(k), v) for k, v in data.items()), key=lambda kv: kv[0])
+            except ValueError:
+                raise ConvertError(f"{path}: JSON object keys must be class indices")
+            if [k for k, _ in items] != list(range(len(items))):
+                raise ConvertError(f"{path}: class indices are not 0..{len(items) - 1}")
+            return [str(v[-1]) if isinstance(v, list) else str(v) for _, v in items]
+        raise ConvertError(f"{path}: expected a JSON list or object")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parse_size(s):
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", s)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 150x150, got {s!r}")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h < 71 or w < 71:
+        raise argparse.ArgumentTypeError("Xception needs an input of at least 71x71")
+    return [h, w]
+
+
+# --------------------------------------------------------------------------
+# Main conversion
+# --------------------------------------------------------------------------
+
+
+def convert(
+    input_path,
+    output_path,
+    dtype="float16",
+    labels_path=None,
+    input_size=None,
+    head_activations=None,
+):
+    """Convert ``input_path`` and write ``output_path``.
+
+    Returns (written_tensors, metadata, source_tensors); source tensors keep the
+    checkpoint's own dtype (float32) and the canonical names.
+    """
+    if not os.path.exists(input_path):
+        raise ConvertError(f"input file not found: {input_path}")
+    if zipfile.is_zipfile(input_path):
+        if head_activations is not None:
+            raise ConvertError("--head-activations only applies to Keras 2 h5 files")
+        layers, head, cfg_size, source = load_keras3(input_path)
+    elif h5py.is_hdf5(input_path):
+        layers, head, cfg_size, source = load_keras2_h5(input_path, head_activations)
+    else:
+        raise ConvertError(f"{input_path}: neither a .keras zip archive nor an HDF5 file")
+
+    layers = _canonicalize_shortcuts(layers)
+    tensors = OrderedDict()
+    for name, vars_ in layers:
+        for var, arr in vars_.items():
+            key = f"{name}.{var}"
+            if key in tensors:
+                raise ConvertError(f"duplicate tensor name {key}")
+            tensors[key] = arr
+    _check_backbone(tensors)
+
+    # head consistency: chain of dense layers starting at 2048
+    prev = 2048
+    for h in head:
+        k = tensors.get(f"{h['name']}.kernel")
+        if k is None or k.shape != (prev, h["units"]):
+            raise ConvertError(
+                f"dense layer {h['name']}: kernel shape {None if k is None else k.shape}, "
+                f"expected {(prev, h['units'])}"
+            )
+        if f"{h['name']}.bias" in tensors and tensors[f"{h['name']}.bias"].shape != (h["units"],):
+            raise ConvertError(f"dense layer {h['name']}: bad bias shape")
+        prev = h["units"]
+    known = {n for n, _ in xception_backbone_spec()}
+    for h in head:
+        known |= {f"{h['name']}.kernel", f"{h['name']}.bias"}
+    extra = sorted(set(tensors) - known)
+    if extra:
+        raise ConvertError(f"unexpected tensors outside backbone and dense head: {extra[:10]}")
+
+    n_classes = head[-1]["units"] if head else 0
+    if labels_path:
+        labels = read_labels(labels_path)
+        if not head:
+            raise ConvertError("--labels given but the checkpoint has no classification head")
+        if len(labels) != n_classes:
+            raise ConvertError(f"{labels_path}: {len(labels)} labels but the head has {n_classes} classes")
+    elif n_classes == 0:
+        labels = []
+    elif n_classes == len(KITCHENWARE_LABELS):
+        labels = list(KITCHENWARE_LABELS)
+    else:
+        labels = [f"class_{i}" for i in range(n_classes)]
+
+    size = input_size or cfg_size or [299, 299]
+
+    np_dtype = {"float16": np.float16, "float32": np.float32}[dtype]
+    out = OrderedDict()
+    for key, arr in tensors.items():
+        a32 = arr.astype(np.float32)
+        if not np.all(np.isfinite(a32)):
+            raise ConvertError(f"tensor {key} contains non-finite values")
+        if np_dtype is np.float16 and np.abs(a32).max(initial=0.0) > 65504.0:
+            raise ConvertError(f"tensor {key} exceeds the float16 range; use --dtype float32")
+        out[key] = np.ascontiguousarray(a32.astype(np_dtype))
+
+    metadata = {
+        "format": FORMAT,
+        "input_size": json.dumps(size),
+        "labels": json.dumps(labels),
+        "preprocessing": "tf",
+        "head": json.dumps(head),
+        "bn_epsilon": "0.001",
+        "source": source,
+    }
+    out_dir = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(out, output_path, metadata=metadata)
+    return out, metadata, tensors
+
+
+def _summary(tensors, metadata, output_path, reference):
+    params = sum(int(a.size) for a in tensors.values())
+    nbytes = sum(int(a.nbytes) for a in tensors.values())
+    print(f"wrote {output_path}")
+    print(f"  tensors: {len(tensors)}")
+    print(f"  params:  {params:,}")
+    print(f"  bytes:   {nbytes:,} tensor data, {os.path.getsize(output_path):,} file")
+    for k, v in metadata.items():
+        shown = v if len(v) <= 120 else v[:117] + "..."
+        print(f"  {k}: {shown}")
+    dt = next(iter(tensors.values())).dtype
+    if dt == np.float16 and reference is not None:
+        worst, worst_name, worst_rel, n_sub = 0.0, "", 0.0, 0
+        for k, a in tensors.items():
+            ref = reference[k].astype(np.float32)
+            diff = np.abs(a.astype(np.float32) - ref)
+            err = float(diff.max(initial=0.0))
+            normal = np.abs(ref) >= 6.103515625e-05
+            if normal.any():
+                worst_rel = max(worst_rel, float((diff[normal] / np.abs(ref[normal])).max()))
+            n_sub += int(np.count_nonzero(~normal & (ref != 0)))
+            if err > worst:
+                worst, worst_name = err, k
+        print(
+            f"  float16 rounding: max abs error {worst:.3g} ({worst_name}), max relative error "
+            f"{worst_rel:.3g} on normal-range values; {n_sub:,} values in the float16 subnormal range"
+        )
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description="Convert a Keras Xception checkpoint (.keras archive or Keras 2 weights .h5) to safetensors.",
+        epilog="Tensor names: <keras_layer>.<variable>; Keras layouts are kept. See weights/README.md.",
+    )
+    p.add_argument("input", help="Keras 3 .keras archive or Keras 2 weights .h5 file")
+    p.add_argument("-o", "--output", help="output .safetensors path (default: input name with .safetensors)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage dtype (default float16)")
+    p.add_argument(
+        "--labels",
+        help="class names: text file (one per line), JSON list, or imagenet_class_index.json "
+        "(default: kitchenware labels for a 6-class head, class_0..class_{n-1} otherwise)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=parse_size,
+        metavar="HxW",
+        help="nominal input size (default: from the .keras config, else 299x299)",
+    )
+    p.add_argument(
+        "--head-activations",
+        help="comma-separated activations of the dense layers of a Keras 2 h5 "
+        "(default: softmax for 'predictions', relu for hidden, linear for the last)",
+    )
+    args = p.parse_args(argv)
+
+    acts = None
+    if args.head_activations:
+        acts = [a.strip() for a in args.head_activations.split(",")]
+        bad = [a for a in acts if a not in ALLOWED_ACTIVATIONS]
+        if bad:
+            p.error(f"--head-activations: unsupported {bad}; allowed {ALLOWED_ACTIVATIONS}")
+    output = args.output or os.path.splitext(args.input)[0] + ".safetensors"
+    if os.path.abspath(output) == os.path.abspath(args.input):
+        p.error("output path equals input path")
+    try:
+        tensors, metadata, source = convert(args.input, output, args.dtype, args.labels, args.input_size, acts)
+    except ConvertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _summary(tensors, metadata, output, source)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
