@@ -2,8 +2,8 @@
 // weights[k][c] + bias[c], then an optional residual add and an optional ReLU (in that order).
 //
 // Weights are [in_channels][out_vec4s] vec4s with the output channels padded with zeros to a
-// multiple of 8; the folded batchnorm lives in them and in the bias. One invocation computes a
-// 4-pixel x 8-channel tile in registers.
+// multiple of 8; the folded batchnorm lives in them and in the bias. One invocation computes an
+// 8-pixel x 8-channel tile in registers.
 
 struct Params {
     rows: u32,
@@ -46,7 +46,7 @@ fn store(row: u32, c0: u32, value: vec4<f32>) {
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let group = gid.x; // 8 output channels
-    let row0 = (gid.y + gid.z * groups.y * 8u) * 4u;
+    let row0 = (gid.y + gid.z * groups.y * 8u) * 8u;
     if (group * 8u >= params.out_channels || row0 >= params.rows) {
         return;
     }
@@ -57,6 +57,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let a1 = min(row0 + 1u, last) * k_len;
     let a2 = min(row0 + 2u, last) * k_len;
     let a3 = min(row0 + 3u, last) * k_len;
+    let a4 = min(row0 + 4u, last) * k_len;
+    let a5 = min(row0 + 5u, last) * k_len;
+    let a6 = min(row0 + 6u, last) * k_len;
+    let a7 = min(row0 + 7u, last) * k_len;
     let v0 = group * 2u;
     let b0 = bias[v0];
     let b1 = bias[v0 + 1u];
@@ -68,6 +72,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var acc21 = b1;
     var acc30 = b0;
     var acc31 = b1;
+    var acc40 = b0;
+    var acc41 = b1;
+    var acc50 = b0;
+    var acc51 = b1;
+    var acc60 = b0;
+    var acc61 = b1;
+    var acc70 = b0;
+    var acc71 = b1;
     for (var k = 0u; k < k_len; k++) {
         let w = k * params.out_vec4s + v0;
         let w0 = weights[w];
@@ -76,6 +88,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let x1 = input[a1 + k];
         let x2 = input[a2 + k];
         let x3 = input[a3 + k];
+        let x4 = input[a4 + k];
+        let x5 = input[a5 + k];
+        let x6 = input[a6 + k];
+        let x7 = input[a7 + k];
         acc00 += x0 * w0;
         acc01 += x0 * w1;
         acc10 += x1 * w0;
@@ -84,6 +100,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         acc21 += x2 * w1;
         acc30 += x3 * w0;
         acc31 += x3 * w1;
+        acc40 += x4 * w0;
+        acc41 += x4 * w1;
+        acc50 += x5 * w0;
+        acc51 += x5 * w1;
+        acc60 += x6 * w0;
+        acc61 += x6 * w1;
+        acc70 += x7 * w0;
+        acc71 += x7 * w1;
     }
     let c0 = v0 * 4u;
     store(row0, c0, acc00);
@@ -94,4 +118,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     store(row0 + 2u, c0 + 4u, acc21);
     store(row0 + 3u, c0, acc30);
     store(row0 + 3u, c0 + 4u, acc31);
+    store(row0 + 4u, c0, acc40);
+    store(row0 + 4u, c0 + 4u, acc41);
+    store(row0 + 5u, c0, acc50);
+    store(row0 + 5u, c0 + 4u, acc51);
+    store(row0 + 6u, c0, acc60);
+    store(row0 + 6u, c0 + 4u, acc61);
+    store(row0 + 7u, c0, acc70);
+    store(row0 + 7u, c0 + 4u, acc71);
 }

@@ -20,6 +20,8 @@
 //! # Ok::<(), xception_wgpu::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod cpu;
 pub mod error;

@@ -10,6 +10,9 @@ use crate::graph::{Padding, BN_EPSILON};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
 
+/// Pixels (GEMM rows) one invocation of `pointwise_conv.wgsl` computes.
+const PIXELS_PER_INVOCATION: usize = 8;
+
 /// Output channels rounded up to the 8-channel tiles of the convolution kernels.
 pub fn padded_channels(channels: usize) -> usize {
     channels.div_ceil(8) * 8
@@ -208,7 +211,7 @@ impl Kernels {
         };
         let grid = tiled_grid(
             weights.out_channels.div_ceil(8).div_ceil(8),
-            rows.div_ceil(4).div_ceil(8),
+            rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
         );
         self.dispatch(
             device,
