@@ -206,3 +206,20 @@ fn gpu_batches_larger_than_one_pass_are_split_in_order() {
         );
     }
 }
+
+#[test]
+fn gpu_matches_cpu_at_the_smallest_and_odd_input_sizes() {
+    let mut rng = common::rng();
+    // 71x71 is the smallest input (the exit flow sees 3x3 maps); 73x97 is odd in both directions.
+    for (batch, h, w) in [(1, 71, 71), (2, 73, 97)] {
+        let input = common::random_tensor(&mut rng, xception_wgpu::Shape::new(batch, h, w, 3));
+        let want = cpu().forward(&input).unwrap();
+        let got = gpu().forward(&input).unwrap();
+        let de = max_abs_diff(&got.embeddings, &want.embeddings);
+        let dl = max_abs_diff(&got.logits, &want.logits);
+        assert!(
+            de <= TOL && dl <= TOL,
+            "{batch}x{h}x{w}: embedding {de:e}, logits {dl:e}"
+        );
+    }
+}
