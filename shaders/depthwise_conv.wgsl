@@ -19,18 +19,18 @@ struct Params {
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
+// Grid: x over channels (64 per workgroup), y over columns, z over batch * rows, so no
+// invocation divides by a runtime size except once for its row.
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let index = gid.x + gid.y * groups.x * 64u;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let x = gid.y;
     let c_len = params.channels;
-    if (index >= params.batch * params.height * params.width * c_len) {
+    if (c >= c_len) {
         return;
     }
-    let c = index % c_len;
-    let pixel = index / c_len;
-    let x = pixel % params.width;
-    let y = (pixel / params.width) % params.height;
-    let n = pixel / (params.width * params.height);
+    let y = gid.z % params.height;
+    let n = gid.z / params.height;
 
     var acc = 0.0;
     for (var ky = 0u; ky < 3u; ky++) {
@@ -38,17 +38,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         if (iy < 0 || iy >= i32(params.height)) {
             continue;
         }
+        let row = (n * params.height + u32(iy)) * params.width;
         for (var kx = 0u; kx < 3u; kx++) {
             let ix = i32(x + kx) - 1;
             if (ix < 0 || ix >= i32(params.width)) {
                 continue;
             }
-            var v = input[((n * params.height + u32(iy)) * params.width + u32(ix)) * c_len + c];
+            var v = input[(row + u32(ix)) * c_len + c];
             if (params.relu_input != 0u) {
                 v = max(v, 0.0);
             }
             acc += v * kernel[(ky * 3u + kx) * c_len + c];
         }
     }
-    output[index] = acc;
+    output[((n * params.height + y) * params.width + x) * c_len + c] = acc;
 }

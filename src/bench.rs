@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::Result;
+use crate::gpu::LaunchTiming;
 use crate::graph::Graph;
 use crate::model::{BackendKind, Xception};
 use crate::tensor::{Shape, Tensor};
@@ -68,6 +69,31 @@ impl BenchResult {
 
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+fn synthetic_input(case: BenchCase) -> Result<Tensor> {
+    let (width, height) = case.size;
+    let shape = Shape::new(case.batch, height, width, 3);
+    let data = (0..shape.len()).map(|j| ((j % 255) as f32) / 127.5 - 1.0).collect();
+    Tensor::new(shape, data)
+}
+
+/// Profiles `case` on the GPU: one warm-up pass, then `case.runs` timed passes; returns the
+/// backend description and each launch with its median device time.
+pub fn profile(weights: &Path, case: BenchCase) -> Result<(String, Vec<LaunchTiming>)> {
+    let model = Xception::new(Weights::load(weights)?, BackendKind::Gpu)?;
+    let input = synthetic_input(case)?;
+    model.forward(&input)?;
+    let runs = (0..case.runs.max(1))
+        .map(|_| model.profile(&input))
+        .collect::<Result<Vec<_>>>()?;
+    let mut launches = runs[0].clone();
+    for (i, launch) in launches.iter_mut().enumerate() {
+        let mut times: Vec<f64> = runs.iter().map(|r| r[i].ms).collect();
+        times.sort_by(f64::total_cmp);
+        launch.ms = times[times.len() / 2];
+    }
+    Ok((model.backend_description(), launches))
 }
 
 /// Loads `weights` on `backend` and times each case on a fixed synthetic input.

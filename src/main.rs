@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use xception_wgpu::bench::BenchCase;
+use xception_wgpu::gpu::OpKind;
 use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Xception};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
@@ -65,6 +66,10 @@ enum Command {
         /// Print one JSON object per case and line.
         #[arg(long)]
         json: bool,
+        /// Time every kernel launch with GPU timestamp queries and print per-layer and
+        /// per-op-kind tables instead.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -147,7 +152,18 @@ fn main() -> ExitCode {
             backend,
             weights,
             json,
-        } => bench(sizes, *batch, *runs, *backend, weights.as_deref(), *json).map(|_| true),
+            profile,
+        } => {
+            let weights = weights.clone().unwrap_or_else(default_weights);
+            bench_cases(sizes, *batch, *runs).and_then(|cases| {
+                if *profile {
+                    print_profiles(&weights, &cases)
+                } else {
+                    bench(&cases, backend.kind(), &weights, *json)
+                }
+            })
+        }
+        .map(|_| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -260,52 +276,35 @@ fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
     }
 }
 
-fn bench(
-    sizes: &[String],
-    batch: usize,
-    runs: usize,
-    backend: Backend,
-    weights: Option<&Path>,
-    json: bool,
-) -> Result<(), Error> {
-    let cases = sizes
+fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchCase>, Error> {
+    sizes
         .iter()
         .map(|text| {
             let size = match text.parse::<usize>() {
                 Ok(side) => (side, side),
                 Err(_) => match parse_size(text).map_err(Error::Input)? {
                     Sizing::Fixed { width, height } => (width, height),
-                    Sizing::Native => {
-                        return Err(Error::Input("bench needs a fixed --size".into()))
-                    }
+                    Sizing::Native => return Err(Error::Input("bench needs a fixed --size".into())),
                 },
             };
             Ok(BenchCase { size, batch, runs })
         })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let weights = weights.map_or_else(default_weights, Path::to_path_buf);
-    let results = xception_wgpu::bench::run(&weights, backend.kind(), &cases)?;
+        .collect()
+}
+
+fn bench(cases: &[BenchCase], backend: BackendKind, weights: &Path, json: bool) -> Result<(), Error> {
+    let results = xception_wgpu::bench::run(weights, backend, cases)?;
     if !json {
         println!(
             "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
-            "backend",
-            "size",
-            "batch",
-            "load ms",
-            "setup ms",
-            "first ms",
-            "min ms",
-            "median ms",
-            "max ms",
-            "img/s",
-            "GFLOP/s"
+            "backend", "size", "batch", "load ms", "setup ms", "first ms", "min ms", "median ms", "max ms", "img/s", "GFLOP/s"
         );
     }
     for r in &results {
         let (w, h) = r.case.size;
         if json {
             let line = json!({
-                "adapter": r.backend, "backend": format!("{:?}", backend).to_lowercase(),
+                "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
                 "size": [w, h], "batch": r.case.batch,
                 "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
                 "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
@@ -319,6 +318,42 @@ fn bench(
                 r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
             );
         }
+    }
+    Ok(())
+}
+
+fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
+    for &case in cases {
+        let (backend, launches) = xception_wgpu::bench::profile(weights, case)?;
+        let total: f64 = launches.iter().map(|l| l.ms).sum();
+        let (w, h) = case.size;
+        println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);
+        println!("{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}", "layer", "op", "ms", "share", "GFLOP/s", "GB/s");
+        for l in &launches {
+            println!(
+                "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
+                l.layer, l.kind.name(), l.ms, 100.0 * l.ms / total,
+                2.0 * l.macs as f64 / l.ms / 1e6, l.bytes as f64 / l.ms / 1e6
+            );
+        }
+        println!("\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}", "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches");
+        let mut kinds: Vec<OpKind> = Vec::new();
+        for l in &launches {
+            if !kinds.contains(&l.kind) {
+                kinds.push(l.kind);
+            }
+        }
+        for kind in kinds {
+            let of_kind: Vec<_> = launches.iter().filter(|l| l.kind == kind).collect();
+            let ms: f64 = of_kind.iter().map(|l| l.ms).sum();
+            let macs: u64 = of_kind.iter().map(|l| l.macs).sum();
+            let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
+            println!(
+                "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
+                kind.name(), ms, 100.0 * ms / total, 2.0 * macs as f64 / ms / 1e6, bytes as f64 / ms / 1e6, of_kind.len()
+            );
+        }
+        println!();
     }
     Ok(())
 }

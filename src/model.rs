@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, GpuModel};
+use crate::gpu::{GpuContext, GpuModel, LaunchTiming};
 use crate::tensor::Tensor;
 use crate::weights::{ModelInfo, Weights};
 
@@ -139,6 +139,15 @@ impl Xception {
         match &self.backend {
             Backend::Cpu(cpu) => cpu.forward(input),
             Backend::Gpu(gpu) => gpu.forward(input),
+        }
+    }
+
+    /// Device time of every kernel launch of one forward pass (GPU backend with timestamp
+    /// queries only).
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
+        match &self.backend {
+            Backend::Cpu(_) => Err(Error::Input("profiles time GPU kernels; use the gpu backend".into())),
+            Backend::Gpu(gpu) => gpu.profile(input),
         }
     }
 

@@ -36,7 +36,8 @@ impl GpuContext {
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xception"),
-            required_features: wgpu::Features::empty(),
+            // Optional: timestamps for `bench --profile`; nothing else needs a feature.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: adapter.limits(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -104,6 +105,11 @@ impl GpuContext {
 
     /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its contents.
     pub fn map_f32(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.map_bytes(staging)?))
+    }
+
+    /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its bytes.
+    pub fn map_bytes(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = sender.send(r);
@@ -117,7 +123,7 @@ impl GpuContext {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Gpu(format!("reading the output buffer: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            view.to_vec()
         };
         staging.unmap();
         Ok(values)

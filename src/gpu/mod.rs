@@ -8,5 +8,5 @@ mod ops;
 
 pub use context::GpuContext;
 pub use kernels::{linear_grid, tiled_grid, Dispatch, Kernel, Kernels};
-pub use network::GpuModel;
+pub use network::{GpuModel, LaunchTiming, OpKind};
 pub use ops::{padded_channels, storage, upload, FoldedConv, GpuOps};

@@ -29,11 +29,64 @@ enum NodeWeights {
 
 #[derive(Debug)]
 struct HeadLayer {
+    name: String,
     kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
     inputs: usize,
     units: usize,
     relu: bool,
+}
+
+/// What a kernel launch of the forward pass computes, for profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// The two 3x3 stem convolutions.
+    StemConv,
+    /// The four 1x1 stride-2 shortcut convolutions.
+    ShortcutConv,
+    /// Depthwise half of a separable convolution.
+    Depthwise,
+    /// Pointwise half of a separable convolution.
+    Pointwise,
+    /// Max-pool with the residual add.
+    MaxPoolAdd,
+    /// Global average pool.
+    GlobalAvgPool,
+    /// Dense head layer.
+    Dense,
+    /// Softmax over the logits.
+    Softmax,
+}
+
+impl OpKind {
+    /// A short human-readable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OpKind::StemConv => "stem conv",
+            OpKind::ShortcutConv => "shortcut conv",
+            OpKind::Depthwise => "depthwise",
+            OpKind::Pointwise => "pointwise",
+            OpKind::MaxPoolAdd => "max pool + add",
+            OpKind::GlobalAvgPool => "global avg pool",
+            OpKind::Dense => "dense",
+            OpKind::Softmax => "softmax",
+        }
+    }
+}
+
+/// One kernel launch of a forward pass and the time the device spent on it.
+#[derive(Debug, Clone)]
+pub struct LaunchTiming {
+    /// Keras layer the launch belongs to.
+    pub layer: String,
+    /// What it computes.
+    pub kind: OpKind,
+    /// Multiply-accumulates (0 for data movement).
+    pub macs: u64,
+    /// Bytes of activations and weights it reads and writes (at least).
+    pub bytes: u64,
+    /// Device time in milliseconds, from timestamp queries.
+    pub ms: f64,
 }
 
 /// Everything needed to run one input shape: buffers allocated once, launches recorded once.
@@ -42,6 +95,8 @@ struct Plan {
     batch: usize,
     input: wgpu::Buffer,
     dispatches: Vec<Dispatch>,
+    /// What each dispatch computes; `ms` is filled in by a profile.
+    launches: Vec<LaunchTiming>,
     /// `(buffer, floats)` copied back after each run: embeddings, then logits and probabilities.
     outputs: Vec<(wgpu::Buffer, usize)>,
     readback: wgpu::Buffer,
@@ -106,6 +161,7 @@ impl GpuModel {
                     .head
                     .iter()
                     .map(|layer| HeadLayer {
+                    name: layer.name.clone(),
                         kernel: upload(
                             device,
                             &layer.name,
@@ -248,8 +304,19 @@ impl GpuModel {
 
         let embedding = storage(device, "embedding", batch * EMBEDDING_DIM);
         let mut dispatches = Vec::new();
+        let mut launches = Vec::new();
+        let mut launch = |layer: &str, kind, macs: usize, floats: usize| {
+            launches.push(LaunchTiming {
+                layer: layer.to_string(),
+                kind,
+                macs: macs as u64,
+                bytes: floats as u64 * 4,
+                ms: 0.0,
+            })
+        };
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let in_shape = shapes[node.input.0];
+            let out_shape = shapes[node.output.0];
             let buffer_of = |pool: &Vec<wgpu::Buffer>, v: ValueId| -> wgpu::Buffer {
                 match slot_of[v.0] {
                     Some(slot) => pool[slot].clone(),
@@ -264,6 +331,10 @@ impl GpuModel {
                         device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out],
                     );
                     dispatches.push(d);
+                    let kind = if c.kernel == 1 { OpKind::ShortcutConv } else { OpKind::StemConv };
+                    let kernel_len = c.kernel * c.kernel * c.in_channels * c.out_channels;
+                    let macs = out_shape.pixels() * kernel_len;
+                    launch(&c.conv, kind, macs, in_shape.len() + out_shape.len() + kernel_len);
                     slot_of[node.output.0] = Some(out);
                 }
                 (
@@ -289,6 +360,12 @@ impl GpuModel {
                         &pool[out],
                     ));
                     free.push(tmp);
+                    let dw_floats = 2 * in_shape.len() + 9 * s.in_channels;
+                    launch(&s.conv, OpKind::Depthwise, 9 * in_shape.len(), dw_floats);
+                    let pw_len = s.in_channels * s.out_channels;
+                    let residual_len = if s.residual.is_some() { out_shape.len() } else { 0 };
+                    let pw_floats = in_shape.len() + out_shape.len() + residual_len + pw_len;
+                    launch(&s.conv, OpKind::Pointwise, in_shape.pixels() * pw_len, pw_floats);
                     slot_of[node.output.0] = Some(out);
                 }
                 (Op::MaxPoolAdd { residual }, _) => {
@@ -296,10 +373,14 @@ impl GpuModel {
                     let r = buffer_of(&pool, *residual);
                     let (d, _) = k.max_pool(device, &x, in_shape, Some(&r), &pool[out]);
                     dispatches.push(d);
+                    let name = &self.graph.value_names[node.output.0];
+                    launch(name, OpKind::MaxPoolAdd, 0, in_shape.len() + 2 * out_shape.len());
                     slot_of[node.output.0] = Some(out);
                 }
                 (Op::GlobalAvgPool, _) => {
                     dispatches.push(k.global_avg_pool(device, &x, in_shape, &embedding));
+                    let name = &self.graph.value_names[node.output.0];
+                    launch(name, OpKind::GlobalAvgPool, 0, in_shape.len() + out_shape.len());
                 }
                 (op, _) => unreachable!("weights prepared for every node, not for {op:?}"),
             }
@@ -328,10 +409,14 @@ impl GpuModel {
                     layer.relu,
                     &out,
                 ));
+                let weights = layer.inputs * layer.units;
+                let floats = batch * (layer.inputs + layer.units) + weights;
+                launch(&layer.name, OpKind::Dense, batch * weights, floats);
                 x = out;
             }
             let probabilities = storage(device, "probabilities", batch * self.num_classes);
             dispatches.push(k.softmax(device, &x, batch, self.num_classes, &probabilities));
+            launch("softmax", OpKind::Softmax, 0, 2 * batch * self.num_classes);
             outputs.push((x, batch * self.num_classes));
             outputs.push((probabilities, batch * self.num_classes));
         }
@@ -346,9 +431,83 @@ impl GpuModel {
             batch,
             input,
             dispatches,
+            launches,
             outputs,
             readback,
         })
+    }
+
+    /// Runs one forward pass with a timestamp around every launch and returns the device time
+    /// of each, in execution order. Needs the `TIMESTAMP_QUERY` feature, and a batch that
+    /// fits one pass.
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
+        let device = &self.context.device;
+        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(Error::Gpu(format!(
+                "{} has no timestamp queries; profiling needs them",
+                self.context.description()
+            )));
+        }
+        let s = input.shape;
+        if s.batch > self.max_batch(s.height, s.width)? {
+            return Err(Error::Input(format!(
+                "a profile runs one pass; batch {} is larger than one pass holds",
+                s.batch
+            )));
+        }
+        let plan = self.plan(s.batch, s.height, s.width)?;
+        let _guard = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let count = plan.dispatches.len() as u32 * 2;
+        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.context.checked("profiling the network", || {
+            let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("launch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let queue = &self.context.queue;
+            queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(&input.data));
+            let mut encoder = device.create_command_encoder(&Default::default());
+            for (i, dispatch) in plan.dispatches.iter().enumerate() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &queries,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                self.kernels.record(&mut pass, std::slice::from_ref(dispatch));
+            }
+            encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+            encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, count as u64 * 8);
+            queue.submit([encoder.finish()]);
+        })?;
+        let ticks: Vec<u64> = bytemuck::cast_slice(&self.context.map_bytes(&readback)?).to_vec();
+        let period_ns = self.context.queue.get_timestamp_period() as f64;
+        Ok(plan
+            .launches
+            .iter()
+            .zip(ticks.chunks_exact(2))
+            .map(|(launch, t)| LaunchTiming {
+                ms: t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6,
+                ..launch.clone()
+            })
+            .collect())
     }
 
     fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {

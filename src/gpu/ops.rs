@@ -183,7 +183,11 @@ impl Kernels {
             Kernel::DepthwiseConv,
             &params,
             &[input, kernel, output],
-            linear_grid(shape.len()),
+            [
+                shape.channels.div_ceil(64) as u32,
+                shape.width as u32,
+                (shape.batch * shape.height) as u32,
+            ],
         )
     }
 
