@@ -219,7 +219,9 @@ impl GpuModel {
         let limit = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let batch = (limit / per_image as u64) as usize;
+        // Depthwise launches put batch * rows in one grid dimension (at most 65535 workgroups).
+        let grid_batch = 65535 / height;
+        let batch = ((limit / per_image as u64) as usize).min(grid_batch);
         if batch == 0 {
             return Err(Error::Input(format!(
                 "a {width}x{height} image needs {per_image} bytes for one activation, more than the \
