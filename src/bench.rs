@@ -74,7 +74,9 @@ fn ms_since(t: Instant) -> f64 {
 fn synthetic_input(case: BenchCase) -> Result<Tensor> {
     let (width, height) = case.size;
     let shape = Shape::new(case.batch, height, width, 3);
-    let data = (0..shape.len()).map(|j| ((j % 255) as f32) / 127.5 - 1.0).collect();
+    let data = (0..shape.len())
+        .map(|j| ((j % 255) as f32) / 127.5 - 1.0)
+        .collect();
     Tensor::new(shape, data)
 }
 

@@ -284,7 +284,9 @@ fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchC
                 Ok(side) => (side, side),
                 Err(_) => match parse_size(text).map_err(Error::Input)? {
                     Sizing::Fixed { width, height } => (width, height),
-                    Sizing::Native => return Err(Error::Input("bench needs a fixed --size".into())),
+                    Sizing::Native => {
+                        return Err(Error::Input("bench needs a fixed --size".into()))
+                    }
                 },
             };
             Ok(BenchCase { size, batch, runs })
@@ -292,12 +294,27 @@ fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchC
         .collect()
 }
 
-fn bench(cases: &[BenchCase], backend: BackendKind, weights: &Path, json: bool) -> Result<(), Error> {
+fn bench(
+    cases: &[BenchCase],
+    backend: BackendKind,
+    weights: &Path,
+    json: bool,
+) -> Result<(), Error> {
     let results = xception_wgpu::bench::run(weights, backend, cases)?;
     if !json {
         println!(
             "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
-            "backend", "size", "batch", "load ms", "setup ms", "first ms", "min ms", "median ms", "max ms", "img/s", "GFLOP/s"
+            "backend",
+            "size",
+            "batch",
+            "load ms",
+            "setup ms",
+            "first ms",
+            "min ms",
+            "median ms",
+            "max ms",
+            "img/s",
+            "GFLOP/s"
         );
     }
     for r in &results {
@@ -328,15 +345,25 @@ fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let (w, h) = case.size;
         println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);
-        println!("{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}", "layer", "op", "ms", "share", "GFLOP/s", "GB/s");
+        println!(
+            "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
+            "layer", "op", "ms", "share", "GFLOP/s", "GB/s"
+        );
         for l in &launches {
             println!(
                 "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
-                l.layer, l.kind.name(), l.ms, 100.0 * l.ms / total,
-                2.0 * l.macs as f64 / l.ms / 1e6, l.bytes as f64 / l.ms / 1e6
+                l.layer,
+                l.kind.name(),
+                l.ms,
+                100.0 * l.ms / total,
+                2.0 * l.macs as f64 / l.ms / 1e6,
+                l.bytes as f64 / l.ms / 1e6
             );
         }
-        println!("\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}", "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches");
+        println!(
+            "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
+            "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches"
+        );
         let mut kinds: Vec<OpKind> = Vec::new();
         for l in &launches {
             if !kinds.contains(&l.kind) {
@@ -350,7 +377,12 @@ fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
             let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
             println!(
                 "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
-                kind.name(), ms, 100.0 * ms / total, 2.0 * macs as f64 / ms / 1e6, bytes as f64 / ms / 1e6, of_kind.len()
+                kind.name(),
+                ms,
+                100.0 * ms / total,
+                2.0 * macs as f64 / ms / 1e6,
+                bytes as f64 / ms / 1e6,
+                of_kind.len()
             );
         }
         println!();

@@ -146,7 +146,9 @@ impl Xception {
     /// queries only).
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
         match &self.backend {
-            Backend::Cpu(_) => Err(Error::Input("profiles time GPU kernels; use the gpu backend".into())),
+            Backend::Cpu(_) => Err(Error::Input(
+                "profiles time GPU kernels; use the gpu backend".into(),
+            )),
             Backend::Gpu(gpu) => gpu.profile(input),
         }
     }

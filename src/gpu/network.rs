@@ -161,7 +161,7 @@ impl GpuModel {
                     .head
                     .iter()
                     .map(|layer| HeadLayer {
-                    name: layer.name.clone(),
+                        name: layer.name.clone(),
                         kernel: upload(
                             device,
                             &layer.name,
@@ -333,10 +333,19 @@ impl GpuModel {
                         device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out],
                     );
                     dispatches.push(d);
-                    let kind = if c.kernel == 1 { OpKind::ShortcutConv } else { OpKind::StemConv };
+                    let kind = if c.kernel == 1 {
+                        OpKind::ShortcutConv
+                    } else {
+                        OpKind::StemConv
+                    };
                     let kernel_len = c.kernel * c.kernel * c.in_channels * c.out_channels;
                     let macs = out_shape.pixels() * kernel_len;
-                    launch(&c.conv, kind, macs, in_shape.len() + out_shape.len() + kernel_len);
+                    launch(
+                        &c.conv,
+                        kind,
+                        macs,
+                        in_shape.len() + out_shape.len() + kernel_len,
+                    );
                     slot_of[node.output.0] = Some(out);
                 }
                 (
@@ -365,9 +374,18 @@ impl GpuModel {
                     let dw_floats = 2 * in_shape.len() + 9 * s.in_channels;
                     launch(&s.conv, OpKind::Depthwise, 9 * in_shape.len(), dw_floats);
                     let pw_len = s.in_channels * s.out_channels;
-                    let residual_len = if s.residual.is_some() { out_shape.len() } else { 0 };
+                    let residual_len = if s.residual.is_some() {
+                        out_shape.len()
+                    } else {
+                        0
+                    };
                     let pw_floats = in_shape.len() + out_shape.len() + residual_len + pw_len;
-                    launch(&s.conv, OpKind::Pointwise, in_shape.pixels() * pw_len, pw_floats);
+                    launch(
+                        &s.conv,
+                        OpKind::Pointwise,
+                        in_shape.pixels() * pw_len,
+                        pw_floats,
+                    );
                     slot_of[node.output.0] = Some(out);
                 }
                 (Op::MaxPoolAdd { residual }, _) => {
@@ -376,13 +394,23 @@ impl GpuModel {
                     let (d, _) = k.max_pool(device, &x, in_shape, Some(&r), &pool[out]);
                     dispatches.push(d);
                     let name = &self.graph.value_names[node.output.0];
-                    launch(name, OpKind::MaxPoolAdd, 0, in_shape.len() + 2 * out_shape.len());
+                    launch(
+                        name,
+                        OpKind::MaxPoolAdd,
+                        0,
+                        in_shape.len() + 2 * out_shape.len(),
+                    );
                     slot_of[node.output.0] = Some(out);
                 }
                 (Op::GlobalAvgPool, _) => {
                     dispatches.push(k.global_avg_pool(device, &x, in_shape, &embedding));
                     let name = &self.graph.value_names[node.output.0];
-                    launch(name, OpKind::GlobalAvgPool, 0, in_shape.len() + out_shape.len());
+                    launch(
+                        name,
+                        OpKind::GlobalAvgPool,
+                        0,
+                        in_shape.len() + out_shape.len(),
+                    );
                 }
                 (op, _) => unreachable!("weights prepared for every node, not for {op:?}"),
             }
@@ -493,7 +521,8 @@ impl GpuModel {
                         end_of_pass_write_index: Some(2 * i as u32 + 1),
                     }),
                 });
-                self.kernels.record(&mut pass, std::slice::from_ref(dispatch));
+                self.kernels
+                    .record(&mut pass, std::slice::from_ref(dispatch));
             }
             encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
             encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, count as u64 * 8);
