@@ -19,37 +19,54 @@ struct Params {
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
-// Grid: x over channels (64 per workgroup), y over columns, z over batch * rows, so no
-// invocation divides by a runtime size except once for its row.
+// Grid: x over channels (64 per workgroup), y over strips of 4 columns, z over batch * rows.
+// An invocation computes one channel of a 4-pixel strip, loading each of the 3x6 input pixels
+// and 9 weights it needs once (18 + 9 loads for 36 multiply-adds instead of 72).
+
+const STRIP: u32 = 4u;
+
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
-    let x = gid.y;
     let c_len = params.channels;
     if (c >= c_len) {
         return;
     }
+    let x0 = gid.y * STRIP;
     let y = gid.z % params.height;
     let n = gid.z / params.height;
 
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < 3u; ky++) {
         let iy = i32(y + ky) - 1;
         if (iy < 0 || iy >= i32(params.height)) {
             continue;
         }
         let row = (n * params.height + u32(iy)) * params.width;
-        for (var kx = 0u; kx < 3u; kx++) {
-            let ix = i32(x + kx) - 1;
-            if (ix < 0 || ix >= i32(params.width)) {
-                continue;
+        // Columns x0 - 1 .. x0 + 4; those outside the image are the zero padding.
+        var v: array<f32, 6>;
+        for (var j = 0u; j < 6u; j++) {
+            let ix = i32(x0 + j) - 1;
+            var value = 0.0;
+            if (ix >= 0 && ix < i32(params.width)) {
+                value = input[(row + u32(ix)) * c_len + c];
             }
-            var v = input[(row + u32(ix)) * c_len + c];
             if (params.relu_input != 0u) {
-                v = max(v, 0.0);
+                value = max(value, 0.0);
             }
-            acc += v * kernel[(ky * 3u + kx) * c_len + c];
+            v[j] = value;
+        }
+        let w0 = kernel[(ky * 3u) * c_len + c];
+        let w1 = kernel[(ky * 3u + 1u) * c_len + c];
+        let w2 = kernel[(ky * 3u + 2u) * c_len + c];
+        acc += vec4<f32>(v[0], v[1], v[2], v[3]) * w0;
+        acc += vec4<f32>(v[1], v[2], v[3], v[4]) * w1;
+        acc += vec4<f32>(v[2], v[3], v[4], v[5]) * w2;
+    }
+    let base = (n * params.height + y) * params.width;
+    for (var j = 0u; j < STRIP; j++) {
+        if (x0 + j < params.width) {
+            output[(base + x0 + j) * c_len + c] = acc[j];
         }
     }
-    output[((n * params.height + y) * params.width + x) * c_len + c] = acc;
 }

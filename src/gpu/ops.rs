@@ -185,7 +185,7 @@ impl Kernels {
             &[input, kernel, output],
             [
                 shape.channels.div_ceil(64) as u32,
-                shape.width as u32,
+                shape.width.div_ceil(4) as u32,
                 (shape.batch * shape.height) as u32,
             ],
         )
