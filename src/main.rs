@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use xception_wgpu::bench::BenchCase;
 use xception_wgpu::gpu::OpKind;
-use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Xception};
+use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Weights, Xception};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
 const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
@@ -84,8 +84,8 @@ struct Common {
     /// Weights file (safetensors, float16 or float32) [default: the bundled kitchenware model].
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Where the network runs.
-    #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+    /// Where the network runs; `auto` uses the GPU and falls back to the CPU when there is none.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
     #[arg(long)]
@@ -94,6 +94,8 @@ struct Common {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Backend {
+    /// The GPU if an adapter is found, else the CPU (with a warning).
+    Auto,
     /// WGSL compute shaders through wgpu.
     Gpu,
     /// The plain Rust reference implementation.
@@ -103,9 +105,24 @@ enum Backend {
 impl Backend {
     fn kind(self) -> BackendKind {
         match self {
-            Backend::Gpu => BackendKind::Gpu,
+            Backend::Auto | Backend::Gpu => BackendKind::Gpu,
             Backend::Cpu => BackendKind::Cpu,
         }
+    }
+}
+
+/// Loads the model on `backend`; `auto` falls back to the CPU when no GPU adapter is usable.
+fn load_model(weights: &Path, backend: Backend) -> Result<Xception, Error> {
+    let weights = Weights::load(weights)?;
+    match backend {
+        Backend::Auto => match Xception::new(weights.clone(), BackendKind::Gpu) {
+            Err(Error::NoAdapter(why)) => {
+                eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
+                Xception::new(weights, BackendKind::Cpu)
+            }
+            other => other,
+        },
+        other => Xception::new(weights, other.kind()),
     }
 }
 
@@ -184,7 +201,7 @@ fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
         .transpose()
         .map_err(Error::Input)?;
     let weights = common.weights.clone().unwrap_or_else(default_weights);
-    let model = Xception::load(&weights, common.backend.kind())?;
+    let model = load_model(&weights, common.backend)?;
     if top.is_some() && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }

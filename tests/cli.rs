@@ -30,7 +30,10 @@ fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn classify_labels_every_bundled_photo_on_the_gpu() {
-    let out = xception(&["classify", "--json", "--top", "3"], &samples());
+    let out = xception(
+        &["classify", "--backend", "gpu", "--json", "--top", "3"],
+        &samples(),
+    );
     assert!(
         out.status.success(),
         "stderr: {}",
@@ -142,6 +145,36 @@ fn bad_arguments_and_bad_weights_fail_cleanly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("Cargo.toml: not a valid safetensors file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
+    // `WGPU_BACKEND=webgpu` asks wgpu for a backend that native builds do not have.
+    let run = |backend: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xception"))
+            .args(["classify", "--top", "1", "--backend", backend])
+            .arg(&samples()[0])
+            .env("WGPU_BACKEND", "webgpu")
+            .output()
+            .unwrap()
+    };
+    let auto = run("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: no usable GPU adapter") && stderr.contains("running on the CPU"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&auto.stdout).contains(": cup ("));
+
+    let gpu = run("gpu");
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    assert!(!gpu.status.success());
+    assert!(
+        stderr.starts_with("error: no usable GPU adapter"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -147,7 +147,10 @@ impl Kernels {
             _pad: [0; 3],
         };
         let strips = out.batch * out.height * out.width.div_ceil(4);
-        let grid = tiled_grid(weights.out_channels.div_ceil(8).div_ceil(8), strips.div_ceil(8));
+        let grid = tiled_grid(
+            weights.out_channels.div_ceil(8).div_ceil(8),
+            strips.div_ceil(8),
+        );
         let dispatch = self.dispatch(
             device,
             Kernel::Conv2d,
