@@ -223,3 +223,19 @@ fn gpu_matches_cpu_at_the_smallest_and_odd_input_sizes() {
         );
     }
 }
+
+#[test]
+fn one_model_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Xception>();
+    let g = &goldens()[0];
+    let results: Vec<Vec<f32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| gpu().forward(&g.input).unwrap().logits))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for logits in &results {
+        assert!(max_abs_diff(logits, &g.logits) <= TOL);
+    }
+}
