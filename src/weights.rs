@@ -50,6 +50,8 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
     /// Dense layers after the global average pool, in order (empty for a bare backbone).
     pub head: Vec<DenseLayer>,
+    /// Epsilon of every batchnorm layer (Keras uses 1e-3, PyTorch ports often 1e-5).
+    pub bn_epsilon: f32,
     /// Free-form description of where the weights came from.
     pub source: Option<String>,
 }
@@ -80,6 +82,8 @@ pub struct BatchNorm<'a> {
     pub mean: &'a [f32],
     /// Running variance.
     pub variance: &'a [f32],
+    /// Added to the variance before the square root.
+    pub epsilon: f32,
 }
 
 impl Weights {
@@ -161,6 +165,7 @@ impl Weights {
             beta: self.tensor(&format!("{bn}.beta")),
             mean: self.tensor(&format!("{bn}.moving_mean")),
             variance: self.tensor(&format!("{bn}.moving_variance")),
+            epsilon: self.info.bn_epsilon,
         }
     }
 }
@@ -241,13 +246,17 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             ));
         }
     }
-    if let Some(eps) = metadata.get("bn_epsilon") {
-        if eps.parse::<f32>().ok() != Some(BN_EPSILON) {
-            return Err(format!(
-                "bn_epsilon `{eps}` differs from Xception's {BN_EPSILON}"
-            ));
-        }
-    }
+    let bn_epsilon = match metadata.get("bn_epsilon") {
+        None => BN_EPSILON,
+        Some(text) => match text.parse::<f32>() {
+            Ok(eps) if eps.is_finite() && eps > 0.0 => eps,
+            _ => {
+                return Err(format!(
+                    "metadata `bn_epsilon` `{text}` is not a positive number"
+                ))
+            }
+        },
+    };
     let size = json_field(metadata, "input_size")?;
     let input_size = match size.as_array().map(|a| a.as_slice()) {
         Some([h, w]) => match (h.as_u64(), w.as_u64()) {
@@ -328,6 +337,7 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
         input_size,
         labels,
         head,
+        bn_epsilon,
         source: metadata.get("source").cloned(),
     })
 }

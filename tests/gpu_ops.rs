@@ -29,6 +29,7 @@ struct RandomBn {
     beta: Vec<f32>,
     mean: Vec<f32>,
     variance: Vec<f32>,
+    epsilon: f32,
 }
 
 impl RandomBn {
@@ -38,6 +39,8 @@ impl RandomBn {
             beta: uniform(rng, channels, 1.0),
             mean: uniform(rng, channels, 0.5),
             variance: (0..channels).map(|_| rng.random_range(0.0..2.0)).collect(),
+            // Keras' 1e-3 or PyTorch's 1e-5, so the kernels honour the value they are given.
+            epsilon: if rng.random() { BN_EPSILON } else { 1e-5 },
         }
     }
 
@@ -47,6 +50,7 @@ impl RandomBn {
             beta: &self.beta,
             mean: &self.mean,
             variance: &self.variance,
+            epsilon: self.epsilon,
         }
     }
 }
@@ -58,7 +62,7 @@ fn batchnorm_fold_matches_cpu() {
     for (rows, cout) in [(1, 1), (27, 32), (3, 5), (64, 128), (728, 728), (9, 13)] {
         let kernel = uniform(&mut rng, rows * cout, 1.0);
         let bn = RandomBn::new(&mut rng, cout);
-        let (want_k, want_b) = ops::fold_batchnorm(&kernel, cout, &bn.view(), BN_EPSILON);
+        let (want_k, want_b) = ops::fold_batchnorm(&kernel, cout, &bn.view());
         let (got_k, got_b) = gpu.fold_batchnorm(&kernel, cout, &bn.view()).unwrap();
         assert_close(
             &got_k,
@@ -91,7 +95,7 @@ fn conv2d_with_batchnorm_and_relu_matches_cpu() {
         let kernel = uniform(&mut rng, k * k * shape.channels * cout, 1.0 / fan_in.sqrt());
         let bn = RandomBn::new(&mut rng, cout);
         let mut want = ops::conv2d(&x, &kernel, k, stride, padding, cout);
-        ops::batch_norm(&mut want, &bn.view(), BN_EPSILON);
+        ops::batch_norm(&mut want, &bn.view());
         if relu {
             want = ops::relu(&want);
         }
@@ -157,7 +161,7 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
         let bn = RandomBn::new(&mut rng, cout);
         let residual = random_tensor(&mut rng, shape.with_channels(cout));
         let mut want = ops::pointwise_conv(&x, &kernel, cout);
-        ops::batch_norm(&mut want, &bn.view(), BN_EPSILON);
+        ops::batch_norm(&mut want, &bn.view());
         if with_residual {
             want = ops::add(&want, &residual);
         }

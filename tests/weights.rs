@@ -211,6 +211,24 @@ fn missing_or_malformed_metadata_is_named() {
         text.contains("2 labels but the head has 6 outputs"),
         "{text}"
     );
+    let text = error_text(load_modified(|_, m| {
+        m.insert("bn_epsilon".into(), "-1".into());
+    }));
+    assert!(
+        text.contains("metadata `bn_epsilon` `-1` is not a positive number"),
+        "{text}"
+    );
+}
+
+#[test]
+fn batchnorm_epsilon_comes_from_the_metadata() {
+    assert_eq!(Weights::load(PATH).unwrap().info.bn_epsilon, 1e-3);
+    let w = load_modified(|_, m| {
+        m.insert("bn_epsilon".into(), "1e-05".into());
+    })
+    .unwrap();
+    assert_eq!(w.info.bn_epsilon, 1e-5);
+    assert_eq!(w.batchnorm("block1_conv1_bn").epsilon, 1e-5);
 }
 
 #[test]

@@ -8,7 +8,7 @@ pub mod ops;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::graph::{Graph, Op, BN_EPSILON, EMBEDDING_DIM};
+use crate::graph::{Graph, Op, EMBEDDING_DIM};
 use crate::model::Outputs;
 use crate::tensor::Tensor;
 use crate::weights::{Activation, Weights};
@@ -50,7 +50,7 @@ impl CpuModel {
                     let kernel = w.tensor(&format!("{}.kernel", c.conv));
                     let mut y =
                         ops::conv2d(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&c.bn), BN_EPSILON);
+                    ops::batch_norm(&mut y, &w.batchnorm(&c.bn));
                     if c.relu {
                         y = ops::relu(&y);
                     }
@@ -68,7 +68,7 @@ impl CpuModel {
                     let pointwise = w.tensor(&format!("{}.pointwise_kernel", s.conv));
                     let y = ops::depthwise_conv3x3(x, depthwise);
                     let mut y = ops::pointwise_conv(&y, pointwise, s.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&s.bn), BN_EPSILON);
+                    ops::batch_norm(&mut y, &w.batchnorm(&s.bn));
                     if s.relu_out {
                         y = ops::relu(&y);
                     }

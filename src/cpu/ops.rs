@@ -121,7 +121,8 @@ pub fn pointwise_conv(x: &Tensor, kernel: &[f32], cout: usize) -> Tensor {
 }
 
 /// Inference batchnorm over the channel axis: `gamma * (x - mean) / sqrt(var + eps) + beta`.
-pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>, eps: f32) {
+pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>) {
+    let eps = bn.epsilon;
     let c = x.shape.channels;
     for pixel in x.data.chunks_mut(c) {
         for (i, v) in pixel.iter_mut().enumerate() {
@@ -132,12 +133,8 @@ pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>, eps: f32) {
 
 /// Folds batchnorm into the preceding bias-free convolution: returns the scaled kernel
 /// (any layout whose innermost axis is the `cout` output channels) and the new bias.
-pub fn fold_batchnorm(
-    kernel: &[f32],
-    cout: usize,
-    bn: &BatchNorm<'_>,
-    eps: f32,
-) -> (Vec<f32>, Vec<f32>) {
+pub fn fold_batchnorm(kernel: &[f32], cout: usize, bn: &BatchNorm<'_>) -> (Vec<f32>, Vec<f32>) {
+    let eps = bn.epsilon;
     let scale: Vec<f32> = (0..cout)
         .map(|c| bn.gamma[c] / (bn.variance[c] + eps).sqrt())
         .collect();

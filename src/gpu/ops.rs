@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 use super::context::GpuContext;
 use super::kernels::*;
 use crate::error::Result;
-use crate::graph::{Padding, BN_EPSILON};
+use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
 
@@ -93,7 +93,7 @@ impl Kernels {
             rows: u(rows),
             channels: u(out_channels),
             padded_channels: u(padded),
-            epsilon: BN_EPSILON,
+            epsilon: bn.epsilon,
         };
         let dispatch = self.dispatch(
             device,
