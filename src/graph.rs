@@ -389,19 +389,61 @@ impl Graph {
     /// Multiply-accumulates of one forward pass of the backbone per image.
     pub fn macs(&self, height: usize, width: usize) -> Result<u64> {
         let shapes = self.infer_shapes(1, height, width)?;
-        let mut total = 0u64;
-        for node in &self.nodes {
-            let out = shapes[node.output.0];
-            let px = (out.height * out.width) as u64;
-            total += match &node.op {
-                Op::Conv(c) => px * (c.kernel * c.kernel * c.in_channels * c.out_channels) as u64,
-                Op::Separable(s) => {
-                    px * (9 * s.in_channels + s.in_channels * s.out_channels) as u64
+        Ok(self.nodes.iter().map(|n| n.macs(&shapes)).sum())
+    }
+
+    /// Parameters of the backbone, batchnorm statistics included (20,861,480 for Xception).
+    pub fn params(&self) -> u64 {
+        self.nodes.iter().map(Node::params).sum()
+    }
+}
+
+impl Node {
+    /// Parameters of the node: kernels plus the four vectors of its batchnorm.
+    pub fn params(&self) -> u64 {
+        (match &self.op {
+            Op::Conv(c) => (c.kernel * c.kernel * c.in_channels + 4) * c.out_channels,
+            Op::Separable(s) => 9 * s.in_channels + (s.in_channels + 4) * s.out_channels,
+            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => 0,
+        }) as u64
+    }
+
+    /// Multiply-accumulates of the node per image, given every value's shape at batch 1.
+    pub fn macs(&self, shapes: &[Shape]) -> u64 {
+        let out = shapes[self.output.0];
+        let pixels = (out.height * out.width) as u64;
+        pixels
+            * (match &self.op {
+                Op::Conv(c) => c.kernel * c.kernel * c.in_channels * c.out_channels,
+                Op::Separable(s) => 9 * s.in_channels + s.in_channels * s.out_channels,
+                Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => 0,
+            }) as u64
+    }
+
+    /// A short description of the op, e.g. `SeparableConv 3x3 + BN + ReLU-in`.
+    pub fn describe(&self) -> String {
+        match &self.op {
+            Op::Conv(c) => {
+                let relu = if c.relu { " + ReLU" } else { "" };
+                let k = c.kernel;
+                format!("Conv {k}x{k}/{} {:?} + BN{relu}", c.stride, c.padding)
+            }
+            Op::Separable(s) => {
+                let mut text = String::from("SeparableConv 3x3 + BN");
+                if s.relu_in {
+                    text = format!("ReLU + {text}");
                 }
-                _ => 0,
-            };
+                if s.relu_out {
+                    text.push_str(" + ReLU");
+                }
+                if s.residual.is_some() {
+                    text.push_str(" + Add");
+                }
+                text
+            }
+            Op::MaxPoolAdd { .. } => "MaxPool 3x3/2 Same + Add".to_string(),
+            Op::GlobalAvgPool => "GlobalAveragePooling".to_string(),
         }
-        Ok(total)
     }
 }
 
@@ -460,6 +502,11 @@ mod tests {
         let g = Graph::xception();
         assert_eq!(g.macs(150, 150).unwrap(), 1_924_397_456);
         assert_eq!(g.macs(299, 299).unwrap(), 8_355_355_496);
+    }
+
+    #[test]
+    fn param_count_matches_keras() {
+        assert_eq!(Graph::xception().params(), 20_861_480);
     }
 
     #[test]

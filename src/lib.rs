@@ -33,6 +33,9 @@ pub mod tensor;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use model::{BackendKind, Outputs, Prediction, Xception};
+/// The `image` crate this library decodes with, re-exported so callers can pass `DynamicImage`s
+/// without matching its version.
+pub use image;
+pub use model::{BackendKind, Outputs, Prediction, Xception, XceptionBuilder};
 pub use tensor::{Shape, Tensor};
 pub use weights::{ModelInfo, Weights};

@@ -1,18 +1,15 @@
 //! `xception`: classify images or extract embeddings with Xception on the GPU (or the CPU).
 
+mod cli;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde_json::json;
-use xception_wgpu::bench::BenchCase;
-use xception_wgpu::gpu::OpKind;
-use xception_wgpu::{preprocess, BackendKind, Error, Outputs, Tensor, Weights, Xception};
+use xception_wgpu::{BackendKind, Error, Weights, Xception};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
 const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
-/// Images run together in one forward pass.
-const BATCH: usize = 8;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +26,9 @@ struct Cli {
 enum Command {
     /// Print the most probable classes of each image.
     ///
+    /// Images are files, folders (searched recursively for .png/.jpg/.jpeg) or `-` for a list
+    /// of paths on standard input.
+    ///
     /// Example: xception classify --top 3 samples/cup.jpg samples/fork.jpg
     Classify {
         #[command(flatten)]
@@ -39,43 +39,49 @@ enum Command {
     },
     /// Print the 2048-d global-average-pooled embedding of each image.
     ///
-    /// Example: xception embed --json samples/*.jpg > embeddings.jsonl
+    /// Images are files, folders (searched recursively for .png/.jpg/.jpeg) or `-` for a list
+    /// of paths on standard input.
+    ///
+    /// Example: xception embed --output embeddings.npy photos/
     Embed {
         #[command(flatten)]
         common: Common,
+        /// Also write the embeddings of the images that succeeded, in input order, to FILE:
+        /// `.npy` (a float32 [N, 2048] array) or `.safetensors` (tensor `embeddings`, with the
+        /// image paths in the metadata).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Time cold start and warm forward passes on a synthetic input and print a table.
     ///
     /// Example: xception bench --size 150 --size 299 --runs 10
-    Bench {
-        /// Input size: 150, 299 or WxH; repeat for several cases.
-        #[arg(long = "size", default_values = ["150", "299"])]
-        sizes: Vec<String>,
-        /// Images per forward pass.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Warm runs per case.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// Where the network runs.
-        #[arg(long, value_enum, default_value_t = Backend::Gpu)]
-        backend: Backend,
+    Bench(cli::bench::BenchArgs),
+    /// Show the GPU adapters found, the one chosen, its features and limits, and the weights'
+    /// metadata.
+    ///
+    /// Example: xception info --weights weights/xception_kitchenware.safetensors
+    Info {
         /// Weights file [default: the bundled kitchenware model].
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Print one JSON object per case and line.
+    },
+    /// Print the layer table (name, op, output shape, parameters, multiply-adds) with totals.
+    ///
+    /// Example: xception summary --size 299x299
+    Summary {
+        /// Input size WxH [default: the model's].
         #[arg(long)]
-        json: bool,
-        /// Time every kernel launch with GPU timestamp queries and print per-layer and
-        /// per-op-kind tables instead.
+        size: Option<String>,
+        /// Weights file [default: the bundled kitchenware model].
         #[arg(long)]
-        profile: bool,
+        weights: Option<PathBuf>,
     },
 }
 
+/// Options shared by `classify` and `embed`.
 #[derive(Args)]
-struct Common {
-    /// Image files (PNG or JPEG, any colour type).
+pub struct Common {
+    /// Image files (PNG or JPEG, any colour type), folders, or `-` for paths on standard input.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Print one JSON object per image and line.
@@ -92,8 +98,9 @@ struct Common {
     size: Option<String>,
 }
 
+/// Where the network runs.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Backend {
+pub enum Backend {
     /// The GPU if an adapter is found, else the CPU (with a warning).
     Auto,
     /// WGSL compute shaders through wgpu.
@@ -128,12 +135,14 @@ fn load_model(weights: &Path, backend: Backend) -> Result<Xception, Error> {
 
 /// How images are sized before they enter the network.
 #[derive(Clone, Copy)]
-enum Sizing {
+pub enum Sizing {
+    /// Resized to `width` x `height`.
     Fixed { width: usize, height: usize },
+    /// Each image at its own size.
     Native,
 }
 
-fn parse_size(text: &str) -> Result<Sizing, String> {
+fn parse_size(text: &str) -> Result<Sizing, Error> {
     if text == "native" {
         return Ok(Sizing::Native);
     }
@@ -142,13 +151,16 @@ fn parse_size(text: &str) -> Result<Sizing, String> {
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
     match parsed {
         Some((width, height)) => Ok(Sizing::Fixed { width, height }),
-        None => Err(format!(
+        None => Err(Error::Input(format!(
             "--size `{text}` is neither WxH (e.g. 299x299) nor `native`"
-        )),
+        ))),
     }
 }
 
-fn default_weights() -> PathBuf {
+fn weights_path(given: Option<&Path>) -> PathBuf {
+    if let Some(path) = given {
+        return path.to_path_buf();
+    }
     let local = PathBuf::from(DEFAULT_WEIGHTS);
     if local.exists() {
         local
@@ -160,27 +172,19 @@ fn default_weights() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Classify { common, top } => run(common, Some(*top)),
-        Command::Embed { common } => run(common, None),
-        Command::Bench {
-            sizes,
-            batch,
-            runs,
-            backend,
-            weights,
-            json,
-            profile,
-        } => {
-            let weights = weights.clone().unwrap_or_else(default_weights);
-            bench_cases(sizes, *batch, *runs).and_then(|cases| {
-                if *profile {
-                    print_profiles(&weights, &cases)
-                } else {
-                    bench(&cases, backend.kind(), &weights, *json)
-                }
-            })
+        Command::Classify { common, top } => {
+            cli::run::images(common, cli::run::Task::Classify(*top))
         }
-        .map(|_| true),
+        Command::Embed { common, output } => {
+            cli::run::images(common, cli::run::Task::Embed(output.as_deref()))
+        }
+        Command::Bench(args) => cli::bench::run(args).map(|_| true),
+        Command::Info { weights } => {
+            cli::info::info(&weights_path(weights.as_deref())).map(|_| true)
+        }
+        Command::Summary { size, weights } => {
+            cli::info::summary(&weights_path(weights.as_deref()), size.as_deref()).map(|_| true)
+        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -190,219 +194,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs every image; returns whether all of them succeeded.
-fn run(common: &Common, top: Option<usize>) -> Result<bool, Error> {
-    let requested = common
-        .size
-        .as_deref()
-        .map(parse_size)
-        .transpose()
-        .map_err(Error::Input)?;
-    let weights = common.weights.clone().unwrap_or_else(default_weights);
-    let model = load_model(&weights, common.backend)?;
-    if top.is_some() && model.info().num_classes() == 0 {
-        return Err(Error::NoHead);
-    }
-    let (height, width) = model.info().input_size;
-    let sizing = requested.unwrap_or(Sizing::Fixed { width, height });
-    let target = match sizing {
-        Sizing::Fixed { width, height } => Some((width, height)),
-        Sizing::Native => None,
-    };
-
-    let mut all_ok = true;
-    let mut pending: Vec<(&Path, Tensor)> = Vec::new();
-    for (i, path) in common.images.iter().enumerate() {
-        match preprocess::load_image(path, target) {
-            Ok(tensor) => pending.push((path, tensor)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                all_ok = false;
-            }
-        }
-        // Native sizes differ from image to image, so those run one at a time.
-        let full = pending.len() == BATCH || matches!(sizing, Sizing::Native);
-        let last = i + 1 == common.images.len();
-        if !pending.is_empty() && (full || last) {
-            all_ok &= run_batch(&model, &pending, common.json, top);
-            pending.clear();
-        }
-    }
-    Ok(all_ok)
-}
-
-/// Runs images of one shape together and prints their results; returns whether it succeeded.
-fn run_batch(model: &Xception, images: &[(&Path, Tensor)], json: bool, top: Option<usize>) -> bool {
-    let tensors: Vec<Tensor> = images.iter().map(|(_, t)| t.clone()).collect();
-    let outputs = Tensor::stack(&tensors).and_then(|batch| model.forward(&batch));
-    let outputs = match outputs {
-        Ok(outputs) => outputs,
-        Err(e) => {
-            for (path, _) in images {
-                eprintln!("error: {}: {e}", path.display());
-            }
-            return false;
-        }
-    };
-    for (i, (path, _)) in images.iter().enumerate() {
-        match top {
-            Some(k) => print_classes(model, &outputs, i, path, k, json),
-            None => print_embedding(&outputs, i, path, json),
-        }
-    }
-    true
-}
-
-fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize, json: bool) {
-    let predictions = match model.top_k(outputs, i, k) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return;
-        }
-    };
-    if json {
-        let top: Vec<_> = predictions
-            .iter()
-            .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
-            .collect();
-        let line =
-            json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
-        println!("{line}");
-    } else {
-        let ranked: Vec<String> = predictions
-            .iter()
-            .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
-            .collect();
-        println!("{}: {}", path.display(), ranked.join(", "));
-    }
-}
-
-fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
-    let embedding = outputs.embedding(i);
-    if json {
-        println!(
-            "{}",
-            json!({"image": path.display().to_string(), "embedding": embedding})
-        );
-    } else {
-        let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
-        println!("{}: {}", path.display(), values.join(" "));
-    }
-}
-
-fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchCase>, Error> {
-    sizes
-        .iter()
-        .map(|text| {
-            let size = match text.parse::<usize>() {
-                Ok(side) => (side, side),
-                Err(_) => match parse_size(text).map_err(Error::Input)? {
-                    Sizing::Fixed { width, height } => (width, height),
-                    Sizing::Native => {
-                        return Err(Error::Input("bench needs a fixed --size".into()))
-                    }
-                },
-            };
-            Ok(BenchCase { size, batch, runs })
-        })
-        .collect()
-}
-
-fn bench(
-    cases: &[BenchCase],
-    backend: BackendKind,
-    weights: &Path,
-    json: bool,
-) -> Result<(), Error> {
-    let results = xception_wgpu::bench::run(weights, backend, cases)?;
-    if !json {
-        println!(
-            "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
-            "backend",
-            "size",
-            "batch",
-            "load ms",
-            "setup ms",
-            "first ms",
-            "min ms",
-            "median ms",
-            "max ms",
-            "img/s",
-            "GFLOP/s"
-        );
-    }
-    for r in &results {
-        let (w, h) = r.case.size;
-        if json {
-            let line = json!({
-                "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
-                "size": [w, h], "batch": r.case.batch,
-                "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
-                "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
-                "images_per_s": r.images_per_s(), "gflops": r.gflops(),
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{:<44} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
-                r.backend, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
-                r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
-    for &case in cases {
-        let (backend, launches) = xception_wgpu::bench::profile(weights, case)?;
-        let total: f64 = launches.iter().map(|l| l.ms).sum();
-        let (w, h) = case.size;
-        println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);
-        println!(
-            "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
-            "layer", "op", "ms", "share", "GFLOP/s", "GB/s"
-        );
-        for l in &launches {
-            println!(
-                "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
-                l.layer,
-                l.kind.name(),
-                l.ms,
-                100.0 * l.ms / total,
-                2.0 * l.macs as f64 / l.ms / 1e6,
-                l.bytes as f64 / l.ms / 1e6
-            );
-        }
-        println!(
-            "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
-            "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches"
-        );
-        let mut kinds: Vec<OpKind> = Vec::new();
-        for l in &launches {
-            if !kinds.contains(&l.kind) {
-                kinds.push(l.kind);
-            }
-        }
-        for kind in kinds {
-            let of_kind: Vec<_> = launches.iter().filter(|l| l.kind == kind).collect();
-            let ms: f64 = of_kind.iter().map(|l| l.ms).sum();
-            let macs: u64 = of_kind.iter().map(|l| l.macs).sum();
-            let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
-            println!(
-                "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
-                kind.name(),
-                ms,
-                100.0 * ms / total,
-                2.0 * macs as f64 / ms / 1e6,
-                bytes as f64 / ms / 1e6,
-                of_kind.len()
-            );
-        }
-        println!();
-    }
-    Ok(())
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
+use image::DynamicImage;
+
 use crate::gpu::{GpuContext, GpuModel, LaunchTiming};
+use crate::preprocess;
 use crate::tensor::Tensor;
 use crate::weights::{ModelInfo, Weights};
 
@@ -65,15 +68,17 @@ pub struct Prediction {
 
 /// Xception with pretrained weights, ready to run on one backend.
 ///
-/// ```no_run
-/// use xception_wgpu::{preprocess, BackendKind, Xception};
+/// One model can be shared by several threads (`&Xception` is `Send + Sync`); GPU passes are
+/// serialised on the device.
 ///
-/// let model = Xception::load("weights/xception_kitchenware.safetensors", BackendKind::Gpu)?;
-/// let (h, w) = model.info().input_size;
-/// let input = preprocess::load_image("samples/cup.jpg", Some((w, h)))?;
-/// let outputs = model.forward(&input)?;
-/// let best = &model.top_k(&outputs, 0, 1)?[0];
-/// println!("{} ({:.1}%)", best.label, best.probability * 100.0);
+/// ```
+/// use xception_wgpu::{BackendKind, Xception};
+///
+/// let model = Xception::builder()
+///     .backend(BackendKind::Cpu) // or Gpu, the default
+///     .load("weights/xception_kitchenware.safetensors")?;
+/// let best = &model.classify_file("samples/cup.jpg", 1)?[0];
+/// assert_eq!(best.label, "cup");
 /// # Ok::<(), xception_wgpu::Error>(())
 /// ```
 #[derive(Debug)]
@@ -88,7 +93,84 @@ enum Backend {
     Gpu(Box<GpuModel>),
 }
 
+/// Configures how an [`Xception`] is created: backend, host device, batch limit.
+///
+/// ```no_run
+/// # fn host_device() -> (wgpu::Device, wgpu::Queue) { unimplemented!() }
+/// use xception_wgpu::Xception;
+///
+/// // In an application that already owns a wgpu device (egui, winit, Bevy, ...):
+/// let (device, queue) = host_device();
+/// let model = Xception::builder()
+///     .device(device, queue)
+///     .max_batch(8)
+///     .load("weights/xception_kitchenware.safetensors")?;
+/// # Ok::<(), xception_wgpu::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct XceptionBuilder {
+    backend: Option<BackendKind>,
+    device: Option<(wgpu::Device, wgpu::Queue)>,
+    max_batch: Option<usize>,
+}
+
+impl XceptionBuilder {
+    /// Chooses the backend (GPU by default).
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Runs on a device and queue the host application owns; implies the GPU backend.
+    pub fn device(mut self, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        self.device = Some((device, queue));
+        self.backend = Some(BackendKind::Gpu);
+        self
+    }
+
+    /// Runs at most `images` images per GPU pass, splitting larger batches (bounds memory).
+    pub fn max_batch(mut self, images: usize) -> Self {
+        self.max_batch = Some(images);
+        self
+    }
+
+    /// Loads a safetensors weights file and creates the model.
+    pub fn load(self, path: impl AsRef<Path>) -> Result<Xception> {
+        self.build(Weights::load(path)?)
+    }
+
+    /// Parses safetensors weights held in memory and creates the model.
+    pub fn load_bytes(self, bytes: &[u8]) -> Result<Xception> {
+        self.build(Weights::from_bytes(bytes, "weights in memory")?)
+    }
+
+    /// Creates the model over already loaded weights.
+    pub fn build(self, weights: Weights) -> Result<Xception> {
+        let weights = Arc::new(weights);
+        let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
+            (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
+            (BackendKind::Gpu, device) => {
+                let context = match device {
+                    Some((device, queue)) => GpuContext::from_device(device, queue),
+                    None => GpuContext::new()?,
+                };
+                let mut gpu = GpuModel::new(context, weights.clone())?;
+                if let Some(limit) = self.max_batch {
+                    gpu = gpu.with_batch_limit(limit);
+                }
+                Backend::Gpu(Box::new(gpu))
+            }
+        };
+        Ok(Xception { weights, backend })
+    }
+}
+
 impl Xception {
+    /// Starts configuring a model; see [`XceptionBuilder`].
+    pub fn builder() -> XceptionBuilder {
+        XceptionBuilder::default()
+    }
+
     /// Loads weights from a safetensors file and prepares `backend` (creating a GPU device if needed).
     pub fn load(path: impl AsRef<Path>, backend: BackendKind) -> Result<Self> {
         Self::new(Weights::load(path)?, backend)
@@ -96,23 +178,58 @@ impl Xception {
 
     /// Prepares `backend` over already loaded weights.
     pub fn new(weights: Weights, backend: BackendKind) -> Result<Self> {
-        let weights = Arc::new(weights);
-        let backend = match backend {
-            BackendKind::Cpu => Backend::Cpu(CpuModel::new(weights.clone())),
-            BackendKind::Gpu => Backend::Gpu(Box::new(GpuModel::new(
-                GpuContext::new()?,
-                weights.clone(),
-            )?)),
-        };
-        Ok(Self { weights, backend })
+        Self::builder().backend(backend).build(weights)
     }
 
     /// Runs on a device and queue owned by the host application (no second device is created).
     pub fn with_device(weights: Weights, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
-        let weights = Arc::new(weights);
-        let context = GpuContext::from_device(device, queue);
-        let backend = Backend::Gpu(Box::new(GpuModel::new(context, weights.clone())?));
-        Ok(Self { weights, backend })
+        Self::builder().device(device, queue).build(weights)
+    }
+
+    /// Preprocesses a decoded image for this model: RGB, resized to the model's input size,
+    /// `x / 127.5 - 1`.
+    pub fn prepare(&self, image: &DynamicImage) -> Result<Tensor> {
+        let (height, width) = self.weights.info.input_size;
+        preprocess::from_image(image, Some((width, height)))
+    }
+
+    /// The `k` most probable classes of each image, best first.
+    pub fn classify(&self, images: &[DynamicImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        if self.weights.info.num_classes() == 0 {
+            return Err(Error::NoHead);
+        }
+        let outputs = self.forward_images(images)?;
+        (0..images.len())
+            .map(|i| self.top_k(&outputs, i, k))
+            .collect()
+    }
+
+    /// The 2048-d global-average-pooled embedding of each image.
+    pub fn embed(&self, images: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
+        let outputs = self.forward_images(images)?;
+        Ok((0..images.len())
+            .map(|i| outputs.embedding(i).to_vec())
+            .collect())
+    }
+
+    /// Decodes an image file (PNG or JPEG) and returns its `k` most probable classes.
+    pub fn classify_file(&self, path: impl AsRef<Path>, k: usize) -> Result<Vec<Prediction>> {
+        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
+        Ok(self.classify(std::slice::from_ref(&image), k)?.remove(0))
+    }
+
+    /// Decodes an image file (PNG or JPEG) and returns its embedding.
+    pub fn embed_file(&self, path: impl AsRef<Path>) -> Result<Vec<f32>> {
+        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
+        Ok(self.embed(std::slice::from_ref(&image))?.remove(0))
+    }
+
+    fn forward_images(&self, images: &[DynamicImage]) -> Result<Outputs> {
+        let tensors = images
+            .iter()
+            .map(|image| self.prepare(image))
+            .collect::<Result<Vec<_>>>()?;
+        self.forward(&Tensor::stack(&tensors)?)
     }
 
     /// What the weights file says about the model (input size, labels, head).

@@ -59,23 +59,31 @@ pub fn normalize(pixels: &[u8], height: usize, width: usize) -> Result<Tensor> {
     Tensor::new(Shape::new(1, height, width, 3), data)
 }
 
+/// Resizes a decoded image to `size` (`(width, height)`, or keeps its own size with `None`)
+/// and preprocesses it into a batch-1 NHWC tensor.
+pub fn from_image(image: &DynamicImage, size: Option<(usize, usize)>) -> Result<Tensor> {
+    let mut rgb = image.to_rgb8();
+    if let Some((width, height)) = size {
+        if (rgb.width() as usize, rgb.height() as usize) != (width, height) {
+            rgb = image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle);
+        }
+    }
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    if width < MIN_INPUT_SIZE || height < MIN_INPUT_SIZE {
+        return Err(Error::Input(format!(
+            "image is {width}x{height}; Xception needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels"
+        )));
+    }
+    normalize(rgb.as_raw(), height, width)
+}
+
 /// Decodes `path`, resizes it to `size` (`(width, height)`, or keeps its own size with
 /// `None`) and preprocesses it into a batch-1 NHWC tensor.
 pub fn load_image(path: impl AsRef<Path>, size: Option<(usize, usize)>) -> Result<Tensor> {
     let path = path.as_ref();
-    let mut image = decode(path)?;
-    if let Some((width, height)) = size {
-        if (image.width() as usize, image.height() as usize) != (width, height) {
-            image =
-                image::imageops::resize(&image, width as u32, height as u32, FilterType::Triangle);
-        }
-    }
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    if width < MIN_INPUT_SIZE || height < MIN_INPUT_SIZE {
-        return Err(image_error(
-            path,
-            format!("image is {width}x{height}; Xception needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels"),
-        ));
-    }
-    normalize(image.as_raw(), height, width)
+    let image = DynamicImage::ImageRgb8(decode(path)?);
+    from_image(&image, size).map_err(|e| match e {
+        Error::Input(problem) => image_error(path, problem),
+        other => other,
+    })
 }

@@ -179,3 +179,115 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn folders_and_stdin_lists_expand_to_their_images() {
+    let samples_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let out = xception(
+        &["classify", "--top", "1"],
+        std::slice::from_ref(&samples_dir),
+    );
+    // samples/README.md is skipped: folders contribute only image files.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        LABELS.len()
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(["classify", "--top", "1", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = format!("{}\n\n{}\n", samples()[4].display(), samples()[5].display());
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), list.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let labels: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().1.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(labels, ["plate", "spoon"]);
+}
+
+#[test]
+fn embed_writes_npy_and_safetensors_files() {
+    let dir = std::env::temp_dir().join(format!("xception-output-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let images = &samples()[..2];
+    let npy = dir.join("e.npy");
+    let out = xception(&["embed", "--output", npy.to_str().unwrap()], images);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"));
+    let header = String::from_utf8_lossy(&bytes[..128]);
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("(2, 2048,"),
+        "{header}"
+    );
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!(bytes.len(), 10 + header_len + 2 * 2048 * 4);
+
+    let st = dir.join("e.safetensors");
+    let out = xception(
+        &["embed", "--json", "--output", st.to_str().unwrap()],
+        images,
+    );
+    assert!(out.status.success());
+    let bytes = std::fs::read(&st).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = file.tensor("embeddings").unwrap();
+    assert_eq!(t.shape(), [2, 2048]);
+    // The file holds what was printed.
+    let printed = stdout_lines(&out);
+    let first: Vec<f32> = t.data()[..8]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let json_first: Vec<f32> = printed[0]["embedding"].as_array().unwrap()[..2]
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(first, json_first);
+
+    let bad = dir.join("e.csv");
+    let out = xception(&["embed", "--output", bad.to_str().unwrap()], images);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--output must end in .npy or .safetensors")
+    );
+}
+
+#[test]
+fn summary_totals_match_keras_and_info_names_the_model() {
+    let out = xception(&["summary", "--size", "299x299"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("backbone: 20,861,480 params, 8,355,355,496 MACs"),
+        "{text}"
+    );
+    assert!(text.contains("block4_sepconv2"), "{text}");
+
+    let out = xception(&["info"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("classes: 6 (cup, fork, glass, knife, plate, spoon)"),
+        "{text}"
+    );
+    assert!(text.contains("input size: 150x150"), "{text}");
+}

@@ -51,6 +51,16 @@ impl GpuContext {
         })
     }
 
+    /// Every adapter wgpu can see on this machine, on any backend.
+    pub fn adapters() -> Vec<wgpu::AdapterInfo> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| a.get_info())
+            .collect()
+    }
+
     /// Wraps a device and queue owned by the host application.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let adapter = device.adapter_info();

@@ -1,0 +1,163 @@
+//! `bench`: cold start and warm latency tables, and per-launch GPU profiles.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+use xception_wgpu::bench::BenchCase;
+use xception_wgpu::gpu::OpKind;
+use xception_wgpu::{BackendKind, Error};
+
+use crate::{parse_size, weights_path, Backend, Sizing};
+
+/// Options of `xception bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Input size: 150, 299 or WxH; repeat for several cases.
+    #[arg(long = "size", default_values = ["150", "299"])]
+    sizes: Vec<String>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Warm runs per case.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Where the network runs (`auto` means the GPU here).
+    #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+    backend: Backend,
+    /// Weights file [default: the bundled kitchenware model].
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Print one JSON object per case and line.
+    #[arg(long)]
+    json: bool,
+    /// Time every kernel launch with GPU timestamp queries and print per-layer and
+    /// per-op-kind tables instead.
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Runs `xception bench`.
+pub fn run(args: &BenchArgs) -> Result<(), Error> {
+    let weights = weights_path(args.weights.as_deref());
+    let cases = bench_cases(&args.sizes, args.batch, args.runs)?;
+    if args.profile {
+        print_profiles(&weights, &cases)
+    } else {
+        bench(&cases, args.backend.kind(), &weights, args.json)
+    }
+}
+
+fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchCase>, Error> {
+    sizes
+        .iter()
+        .map(|text| {
+            let size = match text.parse::<usize>() {
+                Ok(side) => (side, side),
+                Err(_) => match parse_size(text)? {
+                    Sizing::Fixed { width, height } => (width, height),
+                    Sizing::Native => {
+                        return Err(Error::Input("bench needs a fixed --size".into()))
+                    }
+                },
+            };
+            Ok(BenchCase { size, batch, runs })
+        })
+        .collect()
+}
+
+fn bench(
+    cases: &[BenchCase],
+    backend: BackendKind,
+    weights: &Path,
+    json: bool,
+) -> Result<(), Error> {
+    let results = xception_wgpu::bench::run(weights, backend, cases)?;
+    if !json {
+        println!(
+            "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "backend",
+            "size",
+            "batch",
+            "load ms",
+            "setup ms",
+            "first ms",
+            "min ms",
+            "median ms",
+            "max ms",
+            "img/s",
+            "GFLOP/s"
+        );
+    }
+    for r in &results {
+        let (w, h) = r.case.size;
+        if json {
+            let line = json!({
+                "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
+                "size": [w, h], "batch": r.case.batch,
+                "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
+                "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
+                "images_per_s": r.images_per_s(), "gflops": r.gflops(),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<44} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
+                r.backend, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
+                r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
+    for &case in cases {
+        let (backend, launches) = xception_wgpu::bench::profile(weights, case)?;
+        let total: f64 = launches.iter().map(|l| l.ms).sum();
+        let (w, h) = case.size;
+        println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);
+        println!(
+            "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
+            "layer", "op", "ms", "share", "GFLOP/s", "GB/s"
+        );
+        for l in &launches {
+            println!(
+                "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
+                l.layer,
+                l.kind.name(),
+                l.ms,
+                100.0 * l.ms / total,
+                2.0 * l.macs as f64 / l.ms / 1e6,
+                l.bytes as f64 / l.ms / 1e6
+            );
+        }
+        println!(
+            "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
+            "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches"
+        );
+        let mut kinds: Vec<OpKind> = Vec::new();
+        for l in &launches {
+            if !kinds.contains(&l.kind) {
+                kinds.push(l.kind);
+            }
+        }
+        for kind in kinds {
+            let of_kind: Vec<_> = launches.iter().filter(|l| l.kind == kind).collect();
+            let ms: f64 = of_kind.iter().map(|l| l.ms).sum();
+            let macs: u64 = of_kind.iter().map(|l| l.macs).sum();
+            let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
+            println!(
+                "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
+                kind.name(),
+                ms,
+                100.0 * ms / total,
+                2.0 * macs as f64 / ms / 1e6,
+                bytes as f64 / ms / 1e6,
+                of_kind.len()
+            );
+        }
+        println!();
+    }
+    Ok(())
+}

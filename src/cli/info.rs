@@ -1,0 +1,180 @@
+//! `info` (adapters, limits, weights metadata) and `summary` (the layer table).
+
+use std::path::Path;
+
+use xception_wgpu::gpu::GpuContext;
+use xception_wgpu::graph::{Graph, Op};
+use xception_wgpu::{Error, Weights};
+
+use crate::{parse_size, Sizing};
+
+/// Prints the adapters, the chosen one with the features and limits the runtime relies on,
+/// and what the weights file says about the model.
+pub fn info(weights: &Path) -> Result<(), Error> {
+    println!("adapters found:");
+    let adapters = GpuContext::adapters();
+    if adapters.is_empty() {
+        println!("  none");
+    }
+    for a in &adapters {
+        println!(
+            "  {} ({:?}, {:?}; driver {} {})",
+            a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
+    }
+    let graph = Graph::xception();
+    let loaded = Weights::load(weights)?;
+    let info = &loaded.info;
+    match GpuContext::new() {
+        Ok(context) => {
+            let limits = context.device.limits();
+            println!("chosen: {}", context.description());
+            let timestamps = context
+                .device
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY);
+            println!(
+                "features used: {}",
+                if timestamps {
+                    "TIMESTAMP_QUERY (for bench --profile)"
+                } else {
+                    "none"
+                }
+            );
+            println!("limits used:");
+            println!(
+                "  max_storage_buffer_binding_size {}",
+                limits.max_storage_buffer_binding_size
+            );
+            println!("  max_buffer_size {}", limits.max_buffer_size);
+            println!(
+                "  max_compute_workgroups_per_dimension {}",
+                limits.max_compute_workgroups_per_dimension
+            );
+            let (h, w) = info.input_size;
+            let shapes = graph.infer_shapes(1, h, w)?;
+            let largest = shapes.iter().map(|s| s.len() * 4).max().unwrap_or(1);
+            let binding = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size);
+            println!(
+                "  largest batch per pass at {w}x{h}: {} (largest activation {largest} bytes per image)",
+                (binding / largest as u64).min(65535 / h as u64)
+            );
+        }
+        Err(e) => println!("chosen: none ({e})"),
+    }
+    println!("weights: {}", weights.display());
+    if let Some(source) = &info.source {
+        println!("  source: {source}");
+    }
+    println!(
+        "  input size: {}x{} (WxH)",
+        info.input_size.1, info.input_size.0
+    );
+    println!("  batchnorm epsilon: {}", info.bn_epsilon);
+    let head: Vec<String> = info
+        .head
+        .iter()
+        .map(|l| format!("{} {}->{} {:?}", l.name, l.inputs, l.units, l.activation))
+        .collect();
+    if head.is_empty() {
+        println!("  head: none (embeddings only)");
+    } else {
+        println!("  head: {}", head.join(", "));
+        let shown: Vec<&str> = info.labels.iter().take(10).map(String::as_str).collect();
+        let more = info.labels.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(", ... ({more} more)")
+        } else {
+            String::new()
+        };
+        println!(
+            "  classes: {} ({}{more})",
+            info.num_classes(),
+            shown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Prints every layer with its op, output shape, parameters and multiply-adds, and the totals.
+pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
+    let loaded = Weights::load(weights)?;
+    let (height, width) = match size.map(parse_size).transpose()? {
+        Some(Sizing::Fixed { width, height }) => (height, width),
+        Some(Sizing::Native) => return Err(Error::Input("summary needs a fixed --size".into())),
+        None => loaded.info.input_size,
+    };
+    let graph = Graph::xception();
+    let shapes = graph.infer_shapes(1, height, width)?;
+    println!("Xception at {width}x{height}");
+    println!(
+        "{:<28} {:<40} {:>16} {:>12} {:>16}",
+        "layer", "op", "output", "params", "MACs"
+    );
+    for node in &graph.nodes {
+        let name = match &node.op {
+            Op::Conv(c) => c.conv.clone(),
+            Op::Separable(s) => s.conv.clone(),
+            _ => graph.value_names[node.output.0].clone(),
+        };
+        let s = shapes[node.output.0];
+        println!(
+            "{:<28} {:<40} {:>16} {:>12} {:>16}",
+            name,
+            node.describe(),
+            format!("{}x{}x{}", s.height, s.width, s.channels),
+            thousands(node.params()),
+            thousands(node.macs(&shapes))
+        );
+    }
+    let mut head_params = 0;
+    let mut head_macs = 0;
+    for layer in &loaded.info.head {
+        let params = (layer.inputs * layer.units + layer.units) as u64;
+        let macs = (layer.inputs * layer.units) as u64;
+        head_params += params;
+        head_macs += macs;
+        let op = format!("Dense {:?}", layer.activation);
+        println!(
+            "{:<28} {:<40} {:>16} {:>12} {:>16}",
+            layer.name,
+            op,
+            layer.units,
+            thousands(params),
+            thousands(macs)
+        );
+    }
+    let backbone_macs = graph.macs(height, width)?;
+    println!();
+    println!(
+        "backbone: {} params, {} MACs",
+        thousands(graph.params()),
+        thousands(backbone_macs)
+    );
+    println!(
+        "head:     {} params, {} MACs",
+        thousands(head_params),
+        thousands(head_macs)
+    );
+    println!(
+        "total:    {} params, {} MACs ({:.3} G)",
+        thousands(graph.params() + head_params),
+        thousands(backbone_macs + head_macs),
+        (backbone_macs + head_macs) as f64 / 1e9
+    );
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The subcommands of the `xception` binary.
+
+pub mod bench;
+pub mod info;
+pub mod inputs;
+pub mod run;

@@ -1,0 +1,188 @@
+//! `classify` and `embed`: images in, one result per image out, failures reported and skipped.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use npyz::WriterBuilder;
+use serde_json::json;
+use xception_wgpu::graph::EMBEDDING_DIM;
+use xception_wgpu::{preprocess, Error, Outputs, Tensor, Xception};
+
+use super::inputs;
+use crate::{load_model, parse_size, weights_path, Common, Sizing};
+
+/// Images run together in one forward pass.
+const BATCH: usize = 8;
+/// A progress bar is shown for more images than this, when standard error is a terminal.
+const PROGRESS_ABOVE: usize = 4;
+
+/// What to do with each image.
+pub enum Task<'a> {
+    /// Print the top-K classes.
+    Classify(usize),
+    /// Print the embedding, and write all of them to a file if one is given.
+    Embed(Option<&'a Path>),
+}
+
+/// Runs every image; returns whether all of them succeeded.
+pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
+    let requested = common.size.as_deref().map(parse_size).transpose()?;
+    let model = load_model(&weights_path(common.weights.as_deref()), common.backend)?;
+    if matches!(task, Task::Classify(_)) && model.info().num_classes() == 0 {
+        return Err(Error::NoHead);
+    }
+    let (height, width) = model.info().input_size;
+    let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
+        Sizing::Fixed { width, height } => Some((width, height)),
+        Sizing::Native => None,
+    };
+
+    let (paths, mut all_ok) = inputs::expand(&common.images);
+    if paths.is_empty() {
+        return Err(Error::Input("no images to run".into()));
+    }
+    let progress = if paths.len() > PROGRESS_ABOVE && std::io::stderr().is_terminal() {
+        let style =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+                .expect("valid progress template");
+        ProgressBar::new(paths.len() as u64).with_style(style)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
+    let mut pending: Vec<(&Path, Tensor)> = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        match preprocess::load_image(path, target) {
+            Ok(tensor) => pending.push((path, tensor)),
+            Err(e) => {
+                progress.suspend(|| eprintln!("error: {e}"));
+                progress.inc(1);
+                all_ok = false;
+            }
+        }
+        // Native sizes differ from image to image, so those run one at a time.
+        let full = pending.len() == BATCH || target.is_none();
+        if !pending.is_empty() && (full || i + 1 == paths.len()) {
+            match run_batch(&model, &pending) {
+                Ok(outputs) => {
+                    for (j, (path, _)) in pending.iter().enumerate() {
+                        match &task {
+                            Task::Classify(k) => {
+                                print_classes(&model, &outputs, j, path, *k, common.json)
+                            }
+                            Task::Embed(output) => {
+                                print_embedding(&outputs, j, path, common.json);
+                                if output.is_some() {
+                                    embeddings
+                                        .push((path.to_path_buf(), outputs.embedding(j).to_vec()));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for (path, _) in &pending {
+                        progress.suspend(|| eprintln!("error: {}: {e}", path.display()));
+                    }
+                    all_ok = false;
+                }
+            }
+            progress.inc(pending.len() as u64);
+            pending.clear();
+        }
+    }
+    progress.finish_and_clear();
+    if let Task::Embed(Some(output)) = task {
+        write_embeddings(output, &embeddings)?;
+    }
+    Ok(all_ok)
+}
+
+fn run_batch(model: &Xception, images: &[(&Path, Tensor)]) -> Result<Outputs, Error> {
+    let tensors: Vec<Tensor> = images.iter().map(|(_, t)| t.clone()).collect();
+    model.forward(&Tensor::stack(&tensors)?)
+}
+
+fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize, json: bool) {
+    let predictions = match model.top_k(outputs, i, k) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return;
+        }
+    };
+    if json {
+        let top: Vec<_> = predictions
+            .iter()
+            .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
+            .collect();
+        let line =
+            json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
+        println!("{line}");
+    } else {
+        let ranked: Vec<String> = predictions
+            .iter()
+            .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
+            .collect();
+        println!("{}: {}", path.display(), ranked.join(", "));
+    }
+}
+
+fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
+    let embedding = outputs.embedding(i);
+    if json {
+        println!(
+            "{}",
+            json!({"image": path.display().to_string(), "embedding": embedding})
+        );
+    } else {
+        let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
+        println!("{}: {}", path.display(), values.join(" "));
+    }
+}
+
+/// Writes `[N, 2048]` float32 embeddings as `.npy` or `.safetensors` (chosen by extension).
+fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Error> {
+    let io_error = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let values: Vec<f32> = rows.iter().flat_map(|(_, e)| e.iter().copied()).collect();
+    let shape = [rows.len(), EMBEDDING_DIM];
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => {
+            let file = std::fs::File::create(path).map_err(io_error)?;
+            let mut writer = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&[shape[0] as u64, shape[1] as u64])
+                .writer(std::io::BufWriter::new(file))
+                .begin_nd()
+                .map_err(io_error)?;
+            writer.extend(values).map_err(io_error)?;
+            writer.finish().map_err(io_error)
+        }
+        Some("safetensors") => {
+            let bytes: Vec<u8> = bytemuck_bytes(&values);
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                shape.to_vec(),
+                &bytes,
+            )
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+            let images: Vec<String> = rows.iter().map(|(p, _)| p.display().to_string()).collect();
+            let metadata = HashMap::from([("images".to_string(), json!(images).to_string())]);
+            safetensors::serialize_to_file([("embeddings", view)], Some(metadata), path)
+                .map_err(|e| Error::Input(format!("{}: cannot write: {e}", path.display())))
+        }
+        _ => Err(Error::Input(format!(
+            "{}: --output must end in .npy or .safetensors",
+            path.display()
+        ))),
+    }
+}
+
+fn bytemuck_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
