@@ -21,6 +21,12 @@ fn image_error(path: &Path, problem: impl std::fmt::Display) -> Error {
 /// Decodes an image file as 8-bit RGB, honouring its EXIF orientation.
 pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
+    let len = std::fs::metadata(path)
+        .map_err(|e| image_error(path, e))?
+        .len();
+    if len == 0 {
+        return Err(image_error(path, "the file is empty"));
+    }
     let reader = ImageReader::open(path)
         .map_err(|e| image_error(path, e))?
         .with_guessed_format()

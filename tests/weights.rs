@@ -287,3 +287,39 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
     let top = model.top_k(&out, 0, 3).unwrap();
     assert!(top[0].label.starts_with("synset_") && top[0].probability >= top[1].probability);
 }
+
+#[test]
+fn truncated_and_lying_files_are_rejected_without_huge_allocations() {
+    let bytes = std::fs::read(PATH).unwrap();
+    for cut in [7, 100, bytes.len() / 2, bytes.len() - 1] {
+        let e = Weights::from_bytes(&bytes[..cut], "cut.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cut.safetensors: not a valid safetensors file"),
+            "{e}"
+        );
+    }
+    // A header length of 2^60 bytes: refused from the 8-byte prefix alone.
+    let mut huge = (1u64 << 60).to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    let e = Weights::from_bytes(&huge, "huge.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("huge.safetensors: not a valid safetensors file"),
+        "{e}"
+    );
+    // A header whose tensor claims 4 GB of data that the file does not have.
+    let header = br#"{"x":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
+    let mut lying = (header.len() as u64).to_le_bytes().to_vec();
+    lying.extend_from_slice(header);
+    lying.extend_from_slice(&[0; 16]);
+    let e = Weights::from_bytes(&lying, "lying.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("lying.safetensors: not a valid safetensors file"),
+        "{e}"
+    );
+}

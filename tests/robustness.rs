@@ -1,0 +1,300 @@
+//! Bad and unusual images: each either works correctly or fails with an error that names the
+//! file and the reason; nothing panics, and in a batch the other images still run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use xception_wgpu::image::{self, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
+use xception_wgpu::{preprocess, Error};
+
+fn dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xception-robust-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A recognisable 120x90 test picture: red top-left quadrant, blue elsewhere.
+fn picture() -> RgbImage {
+    RgbImage::from_fn(120, 90, |x, y| {
+        if x < 60 && y < 45 {
+            Rgb([230, 20, 20])
+        } else {
+            Rgb([20, 20, 230])
+        }
+    })
+}
+
+fn jpeg_bytes(rgb: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    rgb.write_to(
+        &mut std::io::Cursor::new(&mut out),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    out
+}
+
+fn png_bytes(rgb: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    rgb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Asserts `load_image` fails with an image error naming `path` and containing `reason`.
+fn assert_rejected(path: &Path, size: Option<(usize, usize)>, reason: &str) {
+    match preprocess::load_image(path, size) {
+        Err(e @ Error::Image { .. }) => {
+            let text = e.to_string();
+            assert!(text.starts_with(&path.display().to_string()), "{text}");
+            assert!(text.contains(reason), "expected `{reason}` in: {text}");
+        }
+        other => panic!("{}: expected an image error, got {other:?}", path.display()),
+    }
+}
+
+const MODEL_SIZE: Option<(usize, usize)> = Some((150, 150));
+
+#[test]
+fn empty_and_truncated_files_are_rejected_by_name() {
+    assert_rejected(&write("empty.png", b""), MODEL_SIZE, "the file is empty");
+    let png = png_bytes(&picture());
+    assert_rejected(
+        &write("truncated.png", &png[..png.len() / 2]),
+        MODEL_SIZE,
+        "",
+    );
+    let jpeg = jpeg_bytes(&picture());
+    // A JPEG cut after its headers has no image data at all.
+    assert_rejected(
+        &write("truncated.jpg", &jpeg[..200.min(jpeg.len())]),
+        MODEL_SIZE,
+        "",
+    );
+    assert_rejected(
+        &dir().join("does-not-exist.jpg"),
+        MODEL_SIZE,
+        "No such file",
+    );
+}
+
+#[test]
+fn a_png_named_jpg_is_read_by_its_content() {
+    let path = write("really_a_png.jpg", &png_bytes(&picture()));
+    let t = preprocess::load_image(&path, None).unwrap();
+    assert_eq!((t.shape.height, t.shape.width), (90, 120));
+}
+
+#[test]
+fn tiny_images_are_resized_or_rejected_at_native_size() {
+    let one = RgbImage::from_pixel(1, 1, Rgb([10, 200, 30]));
+    let path = write("one_pixel.png", &png_bytes(&one));
+    let t = preprocess::load_image(&path, MODEL_SIZE).unwrap();
+    assert_eq!((t.shape.height, t.shape.width), (150, 150));
+    assert_rejected(&path, None, "needs at least 71x71");
+    let small = RgbImage::from_pixel(70, 70, Rgb([1, 2, 3]));
+    assert_rejected(
+        &write("seventy.png", &png_bytes(&small)),
+        None,
+        "image is 70x70",
+    );
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_huge_image_is_refused_before_decoding() {
+    // A PNG whose header claims 30000x30000 RGB (2.7 GB decoded), cut short after the header.
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(30000u32.to_be_bytes());
+    ihdr.extend(30000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    // The start of the compressed pixel data (a zlib header), as a real file would have.
+    let idat = b"IDAT\x78\x9c".to_vec();
+    png.extend(2u32.to_be_bytes());
+    png.extend(&idat);
+    png.extend(crc32(&idat).to_be_bytes());
+    let path = write("huge.png", &png);
+    assert_rejected(
+        &path,
+        MODEL_SIZE,
+        "image is 30000x30000; the largest side accepted is 16384",
+    );
+}
+
+#[test]
+fn every_colour_type_decodes_to_rgb() {
+    let rgb = picture();
+    let cases: Vec<(&str, image::DynamicImage)> = vec![
+        (
+            "gray.png",
+            image::DynamicImage::ImageLuma8(image::imageops::grayscale(&rgb)),
+        ),
+        (
+            "gray_alpha.png",
+            image::DynamicImage::ImageLumaA8(ImageBuffer::from_fn(120, 90, |x, _| {
+                LumaA([(x * 2) as u8, 255])
+            })),
+        ),
+        (
+            "rgba.png",
+            image::DynamicImage::ImageRgba8(ImageBuffer::from_fn(120, 90, |x, y| {
+                Rgba([x as u8, y as u8, 7, 200])
+            })),
+        ),
+        (
+            "rgb16.png",
+            image::DynamicImage::ImageRgb16(ImageBuffer::from_fn(120, 90, |x, _| {
+                Rgb([(x * 500) as u16, 0, 65535])
+            })),
+        ),
+        (
+            "gray16.png",
+            image::DynamicImage::ImageLuma16(ImageBuffer::from_fn(120, 90, |_, y| {
+                Luma([(y * 700) as u16])
+            })),
+        ),
+        (
+            "gray.jpg",
+            image::DynamicImage::ImageLuma8(image::imageops::grayscale(&rgb)),
+        ),
+    ];
+    for (name, img) in cases {
+        let path = dir().join(name);
+        img.save(&path).unwrap();
+        let t = preprocess::load_image(&path, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (t.shape.height, t.shape.width, t.shape.channels),
+            (90, 120, 3),
+            "{name}"
+        );
+        assert!(t.data.iter().all(|v| (-1.0..=1.0).contains(v)), "{name}");
+    }
+    // A 16-bit white pixel is 1.0, like an 8-bit one.
+    let t = preprocess::load_image(dir().join("rgb16.png"), None).unwrap();
+    assert_eq!(t.data[2], 1.0);
+}
+
+#[test]
+fn a_palette_png_decodes_to_its_colours() {
+    let path = dir().join("palette.png");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 80, 80);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(vec![255, 0, 0, 0, 0, 255]);
+    let mut writer = encoder.write_header().unwrap();
+    let indices: Vec<u8> = (0..80 * 80).map(|i| ((i % 80) >= 40) as u8).collect();
+    writer.write_image_data(&indices).unwrap();
+    writer.finish().unwrap();
+    let rgb = preprocess::decode(&path).unwrap();
+    assert_eq!(rgb.get_pixel(0, 0).0, [255, 0, 0]);
+    assert_eq!(rgb.get_pixel(79, 0).0, [0, 0, 255]);
+}
+
+#[test]
+fn a_cmyk_jpeg_decodes_or_fails_clearly() {
+    let path = dir().join("cmyk.jpg");
+    let cmyk: Vec<u8> = (0..96 * 72)
+        .flat_map(|i| [(i % 96) as u8, 0, 128, 0])
+        .collect();
+    let encoder = jpeg_encoder::Encoder::new_file(&path, 90).unwrap();
+    encoder
+        .encode(&cmyk, 96, 72, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    let t = preprocess::load_image(&path, None).unwrap_or_else(|e| panic!("CMYK JPEG: {e}"));
+    assert_eq!((t.shape.height, t.shape.width), (72, 96));
+}
+
+#[test]
+fn exif_orientation_is_respected() {
+    // Orientation 6: the stored image is displayed rotated 90 degrees clockwise.
+    let exif: Vec<u8> = [
+        &b"Exif\0\0II\x2a\0"[..],
+        &8u32.to_le_bytes(),
+        &1u16.to_le_bytes(),
+        &[0x12, 0x01, 3, 0],
+        &1u32.to_le_bytes(),
+        &[6, 0, 0, 0],
+        &0u32.to_le_bytes(),
+    ]
+    .concat();
+    let path = dir().join("rotated.jpg");
+    let mut encoder = jpeg_encoder::Encoder::new_file(&path, 95).unwrap();
+    encoder.add_app_segment(1, exif).unwrap();
+    let stored = picture();
+    encoder
+        .encode(stored.as_raw(), 120, 90, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    let shown = preprocess::decode(&path).unwrap();
+    assert_eq!((shown.width(), shown.height()), (90, 120));
+    // The red top-left quadrant of the stored image is now at the top right.
+    let top_right = shown.get_pixel(80, 10).0;
+    let top_left = shown.get_pixel(10, 10).0;
+    assert!(top_right[0] > 180 && top_right[2] < 80, "{top_right:?}");
+    assert!(top_left[2] > 180 && top_left[0] < 80, "{top_left:?}");
+}
+
+#[test]
+fn a_batch_with_bad_images_reports_them_and_runs_the_rest() {
+    let folder = dir().join("mixed");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a_empty.png"), b"").unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/samples/spoon.jpg"),
+        folder.join("b_spoon.jpg"),
+    )
+    .unwrap();
+    let png = png_bytes(&picture());
+    std::fs::write(folder.join("c_truncated.png"), &png[..png.len() / 3]).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/samples/knife.jpg"),
+        folder.join("d_knife.jpg"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(["classify", "--backend", "cpu", "--top", "1"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some images failed, so the exit code is 1"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a_empty.png") && stderr.contains("c_truncated.png"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let labels: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().1.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(labels, ["spoon", "knife"]);
+}
