@@ -1,5 +1,6 @@
 //! Image decoding and preprocessing: any PNG/JPEG to the network's RGB `x / 127.5 - 1` input.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -18,26 +19,44 @@ fn image_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Largest image file read, checked before reading it.
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+
 /// Decodes an image file as 8-bit RGB, honouring its EXIF orientation.
 pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let len = std::fs::metadata(path)
         .map_err(|e| image_error(path, e))?
         .len();
-    if len == 0 {
+    if len > MAX_FILE_BYTES {
+        return Err(image_error(
+            path,
+            format!("the file is {len} bytes; the largest accepted is {MAX_FILE_BYTES}"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| image_error(path, e))?;
+    decode_bytes(&bytes, path)
+}
+
+/// Decodes an in-memory PNG or JPEG as 8-bit RGB, honouring its EXIF orientation; `name`
+/// identifies it in errors. Its dimensions are checked before any pixel is decoded.
+pub fn decode_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<RgbImage> {
+    let path = name.as_ref();
+    if bytes.is_empty() {
         return Err(image_error(path, "the file is empty"));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| image_error(path, e))?
-        .with_guessed_format()
-        .map_err(|e| image_error(path, e))?;
-    if reader.format().is_none() {
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| image_error(path, e))
+    };
+    if reader()?.format().is_none() {
         return Err(image_error(
             path,
             "not a recognised image format (PNG or JPEG)",
         ));
     }
-    let (width, height) = reader
+    let (width, height) = reader()?
         .into_dimensions()
         .map_err(|e| image_error(path, format!("cannot read the image header: {e}")))?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
@@ -46,12 +65,7 @@ pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
             format!("image is {width}x{height}; the largest side accepted is {MAX_IMAGE_SIDE}"),
         ));
     }
-    let mut decoder = ImageReader::open(path)
-        .map_err(|e| image_error(path, e))?
-        .with_guessed_format()
-        .map_err(|e| image_error(path, e))?
-        .into_decoder()
-        .map_err(|e| image_error(path, e))?;
+    let mut decoder = reader()?.into_decoder().map_err(|e| image_error(path, e))?;
     let orientation = decoder.orientation().map_err(|e| image_error(path, e))?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
     image.apply_orientation(orientation);

@@ -239,3 +239,18 @@ fn one_model_is_shareable_between_threads() {
         assert!(max_abs_diff(logits, &g.logits) <= TOL);
     }
 }
+
+#[test]
+fn a_lost_device_gives_an_error_not_a_panic() {
+    // A device of its own, so destroying it does not disturb the other tests.
+    let context = xception_wgpu::gpu::GpuContext::new().unwrap();
+    let model = GpuModel::new(context.clone(), std::sync::Arc::new(weights())).unwrap();
+    let g = &goldens()[0];
+    assert!(model.forward(&g.input).is_ok());
+    context.device.destroy();
+    let _ = context.device.poll(wgpu::PollType::wait_indefinitely());
+    let err = model
+        .forward(&g.input)
+        .expect_err("a destroyed device cannot run");
+    assert!(err.to_string().contains("lost"), "{err}");
+}

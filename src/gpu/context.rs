@@ -1,5 +1,7 @@
 //! The wgpu device the runtime works on: created here, or handed in by a host application.
 
+use std::sync::{Arc, Mutex};
+
 use crate::error::{Error, Result};
 
 /// A wgpu device and queue, with what is known about the adapter behind them.
@@ -11,6 +13,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     /// The adapter's name, backend and type.
     pub adapter: wgpu::AdapterInfo,
+    /// Set when a device created here is lost (a host's device keeps its own callback).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -44,10 +48,18 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .map_err(|e| Error::NoAdapter(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut lost) = flag.lock() {
+                *lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
         Ok(Self {
             device,
             queue,
             adapter: info,
+            lost,
         })
     }
 
@@ -68,12 +80,21 @@ impl GpuContext {
             device,
             queue,
             adapter,
+            lost: Arc::new(Mutex::new(None)),
         }
     }
 
     /// `name, backend` of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`.
     pub fn description(&self) -> String {
         format!("{}, {:?}", self.adapter.name, self.adapter.backend)
+    }
+
+    /// Fails with [`Error::Gpu`] if the device has been lost (driver reset, GPU removed).
+    pub fn check_lost(&self) -> Result<()> {
+        match self.lost.lock().map(|l| l.clone()) {
+            Ok(Some(why)) => Err(Error::Gpu(format!("the device was lost ({why})"))),
+            _ => Ok(()),
+        }
     }
 
     /// Runs `f`, turning validation and out-of-memory errors it raises into [`Error::Gpu`].

@@ -240,6 +240,7 @@ impl GpuModel {
 
     /// Runs the network on an NHWC batch, splitting it into batches the device can hold.
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+        self.context.check_lost()?;
         let s = input.shape;
         self.graph.infer_shapes(s.batch, s.height, s.width)?;
         let chunk = self.max_batch(s.height, s.width)?;
