@@ -23,15 +23,21 @@ fn images_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "samples".into());
-    let model = Xception::builder()
-        .backend(BackendKind::Gpu)
-        .load(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors"))?;
+    let model = Xception::builder().backend(BackendKind::Gpu).load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/weights/xception_kitchenware.safetensors"
+    ))?;
     eprintln!("running on {}", model.backend_description());
     println!("image,label,probability");
     for path in images_in(Path::new(&dir))? {
         // A bad file is reported and skipped; the rest of the folder still runs.
         match model.classify_file(&path, 1) {
-            Ok(top) => println!("{},{},{:.4}", path.display(), top[0].label, top[0].probability),
+            Ok(top) => println!(
+                "{},{},{:.4}",
+                path.display(),
+                top[0].label,
+                top[0].probability
+            ),
             Err(e) => eprintln!("skipping {e}"),
         }
     }

@@ -12,7 +12,10 @@ use eframe::egui;
 use xception_wgpu::image::DynamicImage;
 use xception_wgpu::{preprocess, Prediction, Weights, Xception};
 
-const WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors");
+const WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/weights/xception_kitchenware.safetensors"
+);
 
 struct Shown {
     path: PathBuf,
@@ -37,7 +40,10 @@ impl App {
         };
         let mut app = Self {
             model,
-            path_input: initial.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            path_input: initial
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             shown: None,
             error: None,
         };
@@ -76,7 +82,13 @@ impl App {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
         if let Some(path) = dropped.into_iter().next() {
             self.path_input = path.display().to_string();
             self.open(&ctx, &path);

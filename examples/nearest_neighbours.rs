@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
     }
     let model = Xception::load(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/weights/xception_kitchenware.safetensors"
+        ),
         xception_wgpu::BackendKind::Gpu,
     )?;
     let images = paths
@@ -39,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|j| (cosine(&embeddings[i], &embeddings[j]), paths[j].as_str()))
             .collect();
         others.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let nearest: Vec<String> = others.iter().take(3).map(|(s, p)| format!("{p} ({s:.3})")).collect();
+        let nearest: Vec<String> = others
+            .iter()
+            .take(3)
+            .map(|(s, p)| format!("{p} ({s:.3})"))
+            .collect();
         println!("{path}: {}", nearest.join(", "));
     }
     Ok(())

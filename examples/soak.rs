@@ -21,17 +21,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let runs: usize = args.get(1).map_or(Ok(1000), |s| s.parse())?;
     let side: usize = args.get(2).map_or(Ok(71), |s| s.parse())?;
-    let model = Xception::builder()
-        .backend(backend)
-        .load(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/xception_kitchenware.safetensors"))?;
+    let model = Xception::builder().backend(backend).load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/weights/xception_kitchenware.safetensors"
+    ))?;
     let shape = Shape::new(1, side, side, 3);
-    let input = Tensor::new(shape, (0..shape.len()).map(|i| (i % 251) as f32 / 125.5 - 1.0).collect())?;
+    let input = Tensor::new(
+        shape,
+        (0..shape.len())
+            .map(|i| (i % 251) as f32 / 125.5 - 1.0)
+            .collect(),
+    )?;
     let reference = model.forward(&input)?;
     let start = std::time::Instant::now();
     let mut after_warmup = None;
     for run in 1..=runs {
         let out = model.forward(&input)?;
-        assert_eq!(out.logits, reference.logits, "run {run} gave different logits");
+        assert_eq!(
+            out.logits, reference.logits,
+            "run {run} gave different logits"
+        );
         if run == 100.min(runs) {
             after_warmup = rss_kib();
         }
