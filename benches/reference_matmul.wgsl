@@ -1,6 +1,7 @@
 // The reference the pointwise kernel is measured against: a plain register-tiled matmul,
-// C[M][N] = A[M][K] * B[K][N], 4x4 outputs per invocation in registers, scalar loads, no
-// workgroup memory.
+// C[M][N] = A[M][K] * B[K][N] with N a multiple of 4. Each invocation keeps a 4x4 tile of C in
+// four vec4 registers (fully unrolled, no arrays), reads B as vec4 rows and A as scalars, and
+// uses no workgroup memory.
 
 struct Params {
     m: u32,
@@ -11,35 +12,41 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col0 = gid.x * 4u;
+    let n4 = params.n / 4u;
+    let col = gid.x;
     let row0 = gid.y * 4u;
-    if (col0 >= params.n || row0 >= params.m) {
+    if (col >= n4 || row0 >= params.m) {
         return;
     }
-    var acc: array<array<f32, 4>, 4>;
+    let last = params.m - 1u;
+    let a0 = row0 * params.k;
+    let a1 = min(row0 + 1u, last) * params.k;
+    let a2 = min(row0 + 2u, last) * params.k;
+    let a3 = min(row0 + 3u, last) * params.k;
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
     for (var kk = 0u; kk < params.k; kk++) {
-        var av: array<f32, 4>;
-        var bv: array<f32, 4>;
-        for (var i = 0u; i < 4u; i++) {
-            av[i] = a[min(row0 + i, params.m - 1u) * params.k + kk];
-            bv[i] = b[kk * params.n + min(col0 + i, params.n - 1u)];
-        }
-        for (var i = 0u; i < 4u; i++) {
-            for (var j = 0u; j < 4u; j++) {
-                acc[i][j] += av[i] * bv[j];
-            }
-        }
+        let bv = b[kk * n4 + col];
+        c0 += a[a0 + kk] * bv;
+        c1 += a[a1 + kk] * bv;
+        c2 += a[a2 + kk] * bv;
+        c3 += a[a3 + kk] * bv;
     }
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            if (row0 + i < params.m && col0 + j < params.n) {
-                c[(row0 + i) * params.n + col0 + j] = acc[i][j];
-            }
-        }
+    c[row0 * n4 + col] = c0;
+    if (row0 + 1u < params.m) {
+        c[(row0 + 1u) * n4 + col] = c1;
+    }
+    if (row0 + 2u < params.m) {
+        c[(row0 + 2u) * n4 + col] = c2;
+    }
+    if (row0 + 3u < params.m) {
+        c[(row0 + 3u) * n4 + col] = c3;
     }
 }

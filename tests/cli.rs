@@ -291,3 +291,66 @@ fn summary_totals_match_keras_and_info_names_the_model() {
     );
     assert!(text.contains("input size: 150x150"), "{text}");
 }
+
+#[test]
+fn bench_prints_json_lines_and_a_gpu_profile() {
+    let out = xception(
+        &[
+            "bench",
+            "--backend",
+            "cpu",
+            "--size",
+            "80",
+            "--size",
+            "96x72",
+            "--runs",
+            "2",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["size"], serde_json::json!([96, 72]));
+    for line in &lines {
+        assert_eq!(line["backend"], "cpu");
+        assert_eq!(line["batch"], 1);
+        let latency = &line["latency_ms"];
+        let (min, median, max) = (
+            latency["min"].as_f64().unwrap(),
+            latency["median"].as_f64().unwrap(),
+            latency["max"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median && median <= max, "{latency}");
+        assert!(
+            line["images_per_s"].as_f64().unwrap() > 0.0 && line["gflops"].as_f64().unwrap() > 0.0
+        );
+        assert!(line["cold_start_ms"]["total"].as_f64().unwrap() > 0.0);
+    }
+
+    let out = xception(&["bench", "--profile", "--size", "80", "--runs", "1"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "block4_sepconv2",
+        "pointwise",
+        "depthwise",
+        "stem conv",
+        "max pool + add",
+        "82 launches",
+    ] {
+        assert!(
+            text.contains(needle),
+            "`{needle}` missing from the profile:\n{text}"
+        );
+    }
+}
