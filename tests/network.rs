@@ -230,7 +230,7 @@ fn one_model_is_shareable_between_threads() {
     assert_send_sync::<Xception>();
     let g = &goldens()[0];
     let results: Vec<Vec<f32>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..3)
+        let handles: Vec<_> = (0..4)
             .map(|_| scope.spawn(|| gpu().forward(&g.input).unwrap().logits))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

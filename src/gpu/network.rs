@@ -226,8 +226,9 @@ impl GpuModel {
         let batch = ((limit / per_image as u64) as usize).min(grid_batch);
         if batch == 0 {
             return Err(Error::Input(format!(
-                "a {width}x{height} image needs {per_image} bytes for one activation, more than the \
-                 device's storage buffer limit of {limit} bytes"
+                "a {width}x{height} image needs {per_image} bytes for one activation, more than \
+                 {}'s storage buffer limit of {limit} bytes (max_storage_buffer_binding_size)",
+                self.context.description()
             )));
         }
         Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
