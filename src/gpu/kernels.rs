@@ -117,7 +117,7 @@ const MAX_GROUPS: u32 = 65535;
 
 /// Grid for a 64-wide 1-D kernel over `len` elements, folded into y when it is long.
 /// Kernels recover the index as `gid.x + gid.y * num_workgroups.x * 64`.
-pub fn linear_grid(len: usize) -> [u32; 3] {
+pub(crate) fn linear_grid(len: usize) -> [u32; 3] {
     let groups = len.div_ceil(64).max(1) as u32;
     let x = groups.min(MAX_GROUPS);
     [x, groups.div_ceil(x), 1]
@@ -125,7 +125,7 @@ pub fn linear_grid(len: usize) -> [u32; 3] {
 
 /// Grid for an 8x8 tiled kernel with `x` by `y` workgroups, folding y into z when it is long.
 /// Kernels recover the row tile as `gid.y + gid.z * num_workgroups.y * 8`.
-pub fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
+pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
     let (x, y) = (x.max(1) as u32, y.max(1) as u32);
     let rows = y.min(MAX_GROUPS);
     [x, rows, y.div_ceil(rows)]

@@ -7,6 +7,6 @@ mod network;
 mod ops;
 
 pub use context::GpuContext;
-pub use kernels::{linear_grid, tiled_grid, Dispatch, Kernel, Kernels};
+pub use kernels::{Dispatch, Kernel, Kernels};
 pub use network::{GpuModel, LaunchTiming, OpKind};
 pub use ops::{padded_channels, storage, upload, FoldedConv, GpuOps};
