@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xception_wgpu::gpu::{
-    padded_channels, storage, upload, Dispatch, FoldedConv, GpuContext, Kernels,
+    padded_channels, storage, upload, Dispatch, FoldedConv, GpuContext, Kernels, Precision,
 };
 use xception_wgpu::Shape;
 
@@ -81,6 +81,7 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
         }
         let folded = FoldedConv {
             weights: upload(device, "b", &b_padded),
+            precision: Precision::F32,
             bias: upload(device, "bias", &vec![0.0; padded]),
             rows: k,
             out_channels: n,

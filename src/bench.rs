@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::LaunchTiming;
+use crate::gpu::{LaunchTiming, Precision};
 use crate::graph::Graph;
 use crate::model::{BackendKind, Xception};
 use crate::tensor::{Shape, Tensor};
@@ -82,8 +82,12 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
 
 /// Profiles `case` on the GPU: one warm-up pass, then `case.runs` timed passes; returns the
 /// backend description and each launch with its median device time.
-pub fn profile(weights: &Path, case: BenchCase) -> Result<(String, Vec<LaunchTiming>)> {
-    let model = Xception::new(Weights::load(weights)?, BackendKind::Gpu)?;
+pub fn profile(
+    weights: &Path,
+    precision: Precision,
+    case: BenchCase,
+) -> Result<(String, Vec<LaunchTiming>)> {
+    let model = Xception::builder().precision(precision).load(weights)?;
     let input = synthetic_input(case)?;
     model.forward(&input)?;
     let runs = (0..case.runs.max(1))
@@ -99,7 +103,12 @@ pub fn profile(weights: &Path, case: BenchCase) -> Result<(String, Vec<LaunchTim
 }
 
 /// Loads `weights` on `backend` and times each case on a fixed synthetic input.
-pub fn run(weights: &Path, backend: BackendKind, cases: &[BenchCase]) -> Result<Vec<BenchResult>> {
+pub fn run(
+    weights: &Path,
+    backend: BackendKind,
+    precision: Precision,
+    cases: &[BenchCase],
+) -> Result<Vec<BenchResult>> {
     let t = Instant::now();
     let loaded = Weights::load(weights)?;
     let load_ms = ms_since(t);
@@ -110,7 +119,10 @@ pub fn run(weights: &Path, backend: BackendKind, cases: &[BenchCase]) -> Result<
         .map(|l| (l.inputs * l.units) as u64)
         .sum();
     let t = Instant::now();
-    let model = Xception::new(loaded, backend)?;
+    let model = Xception::builder()
+        .backend(backend)
+        .precision(precision)
+        .build(loaded)?;
     let setup_ms = ms_since(t);
     let graph = Graph::xception();
     let mut results = Vec::new();

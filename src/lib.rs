@@ -33,6 +33,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use gpu::Precision;
 /// The `image` crate this library decodes with, re-exported so callers can pass `DynamicImage`s
 /// without matching its version.
 pub use image;

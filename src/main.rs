@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use xception_wgpu::{BackendKind, Error, Weights, Xception};
+use xception_wgpu::{BackendKind, Error, Precision, Weights, Xception};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
 const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
@@ -96,6 +96,27 @@ pub struct Common {
     /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
     #[arg(long)]
     size: Option<String>,
+    /// Storage of the GPU's pointwise weights; f16 halves their memory and loads.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+}
+
+/// Storage precision of the GPU's pointwise weights.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PrecisionArg {
+    /// float32 (the default).
+    F32,
+    /// float16 weights, float32 activations and accumulation.
+    F16,
+}
+
+impl PrecisionArg {
+    fn precision(self) -> Precision {
+        match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+        }
+    }
 }
 
 /// Where the network runs.
@@ -119,17 +140,23 @@ impl Backend {
 }
 
 /// Loads the model on `backend`; `auto` falls back to the CPU when no GPU adapter is usable.
-fn load_model(weights: &Path, backend: Backend) -> Result<Xception, Error> {
+fn load_model(weights: &Path, backend: Backend, precision: Precision) -> Result<Xception, Error> {
     let weights = Weights::load(weights)?;
+    let build = |kind, weights| {
+        Xception::builder()
+            .backend(kind)
+            .precision(precision)
+            .build(weights)
+    };
     match backend {
-        Backend::Auto => match Xception::new(weights.clone(), BackendKind::Gpu) {
+        Backend::Auto => match build(BackendKind::Gpu, weights.clone()) {
             Err(Error::NoAdapter(why)) => {
                 eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
-                Xception::new(weights, BackendKind::Cpu)
+                build(BackendKind::Cpu, weights)
             }
             other => other,
         },
-        other => Xception::new(weights, other.kind()),
+        other => build(other.kind(), weights),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use image::DynamicImage;
 
-use crate::gpu::{GpuContext, GpuModel, LaunchTiming};
+use crate::gpu::{GpuContext, GpuModel, LaunchTiming, Precision};
 use crate::preprocess;
 use crate::tensor::Tensor;
 use crate::weights::{ModelInfo, Weights};
@@ -112,6 +112,7 @@ pub struct XceptionBuilder {
     backend: Option<BackendKind>,
     device: Option<(wgpu::Device, wgpu::Queue)>,
     max_batch: Option<usize>,
+    precision: Precision,
 }
 
 impl XceptionBuilder {
@@ -125,6 +126,13 @@ impl XceptionBuilder {
     pub fn device(mut self, device: wgpu::Device, queue: wgpu::Queue) -> Self {
         self.device = Some((device, queue));
         self.backend = Some(BackendKind::Gpu);
+        self
+    }
+
+    /// Stores the GPU's pointwise weights at `precision` (float32 by default; float16 halves
+    /// their memory and loads, at a measured cost in accuracy: see BENCHMARKS.md).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -154,7 +162,7 @@ impl XceptionBuilder {
                     Some((device, queue)) => GpuContext::from_device(device, queue),
                     None => GpuContext::new()?,
                 };
-                let mut gpu = GpuModel::new(context, weights.clone())?;
+                let mut gpu = GpuModel::new(context, weights.clone(), self.precision)?;
                 if let Some(limit) = self.max_batch {
                     gpu = gpu.with_batch_limit(limit);
                 }

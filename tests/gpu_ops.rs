@@ -12,7 +12,7 @@ use common::{assert_close, gpu, random_tensor, rng, uniform};
 use rand::rngs::StdRng;
 use rand::Rng;
 use xception_wgpu::cpu::ops;
-use xception_wgpu::gpu::GpuOps;
+use xception_wgpu::gpu::{GpuOps, Precision};
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::Shape;
@@ -175,6 +175,7 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
                 &bn.view(),
                 relu,
                 with_residual.then_some(&residual),
+                Precision::F32,
             )
             .unwrap();
         let what = format!("pointwise {shape} -> {cout} relu={relu} residual={with_residual}");
@@ -295,5 +296,55 @@ fn dense_and_softmax_match_cpu() {
         for row in got.chunks(cols) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
+    }
+}
+
+#[test]
+fn float16_pointwise_matches_cpu_with_the_same_rounded_weights() {
+    let gpu = ops_on_gpu();
+    let mut rng = rng();
+    for (shape, cout, relu) in [
+        (Shape::new(1, 7, 5, 3), 8, true),
+        (Shape::new(2, 9, 9, 728), 728, false),
+        (Shape::new(1, 3, 3, 13), 11, true),
+    ] {
+        let x = random_tensor(&mut rng, shape);
+        let kernel = uniform(
+            &mut rng,
+            shape.channels * cout,
+            1.0 / (shape.channels as f32).sqrt(),
+        );
+        let bn = RandomBn::new(&mut rng, cout);
+        let residual = random_tensor(&mut rng, shape.with_channels(cout));
+        // The reference: fold in float32, round the folded kernel to float16, then float32 math.
+        let (folded, bias) = ops::fold_batchnorm(&kernel, cout, &bn.view());
+        let rounded: Vec<f32> = folded
+            .iter()
+            .map(|&w| half::f16::from_f32(w).to_f32())
+            .collect();
+        let mut want = ops::pointwise_conv(&x, &rounded, cout);
+        for px in want.data.chunks_mut(cout) {
+            px.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+        }
+        want = ops::add(&want, &residual);
+        if relu {
+            want = ops::relu(&want);
+        }
+        let got = gpu
+            .pointwise_conv(
+                &x,
+                &kernel,
+                &bn.view(),
+                relu,
+                Some(&residual),
+                Precision::F16,
+            )
+            .unwrap();
+        assert_close(
+            &got.data,
+            &want.data,
+            TOL,
+            &format!("f16 pointwise {shape} -> {cout}"),
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use common::max_abs_diff;
 use safetensors::SafeTensors;
-use xception_wgpu::gpu::GpuModel;
+use xception_wgpu::gpu::{GpuModel, Precision};
 use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
@@ -180,9 +180,13 @@ fn a_batch_gives_each_image_its_own_result() {
 
 #[test]
 fn gpu_batches_larger_than_one_pass_are_split_in_order() {
-    let model = GpuModel::new(common::gpu(), std::sync::Arc::new(weights()))
-        .unwrap()
-        .with_batch_limit(2);
+    let model = GpuModel::new(
+        common::gpu(),
+        std::sync::Arc::new(weights()),
+        Precision::F32,
+    )
+    .unwrap()
+    .with_batch_limit(2);
     let first = &goldens()[0];
     let same: Vec<&Golden> = goldens()
         .iter()
@@ -244,7 +248,12 @@ fn one_model_is_shareable_between_threads() {
 fn a_lost_device_gives_an_error_not_a_panic() {
     // A device of its own, so destroying it does not disturb the other tests.
     let context = xception_wgpu::gpu::GpuContext::new().unwrap();
-    let model = GpuModel::new(context.clone(), std::sync::Arc::new(weights())).unwrap();
+    let model = GpuModel::new(
+        context.clone(),
+        std::sync::Arc::new(weights()),
+        Precision::F32,
+    )
+    .unwrap();
     let g = &goldens()[0];
     assert!(model.forward(&g.input).is_ok());
     context.device.destroy();
@@ -253,4 +262,38 @@ fn a_lost_device_gives_an_error_not_a_panic() {
         .forward(&g.input)
         .expect_err("a destroyed device cannot run");
     assert!(err.to_string().contains("lost"), "{err}");
+}
+
+#[test]
+fn float16_pointwise_weights_stay_close_to_keras() {
+    // A different precision with its own, documented bound: float16 rounding of the folded
+    // pointwise weights (relative 4.9e-4 each) moves the logits by about 1e-2 at most.
+    const F16_TOL: f32 = 5e-2;
+    let context = common::gpu();
+    let model = Xception::builder()
+        .device(context.device, context.queue)
+        .precision(Precision::F16)
+        .build(weights())
+        .unwrap();
+    for g in goldens() {
+        let out = model.forward(&g.input).unwrap();
+        let de = max_abs_diff(out.embedding(0), &g.embedding);
+        let dl = max_abs_diff(out.logits(0), &g.logits);
+        eprintln!(
+            "gpu f16 vs Keras, {}: max |d| embedding {de:.2e}, logits {dl:.2e}",
+            g.name
+        );
+        assert!(
+            de <= F16_TOL && dl <= F16_TOL,
+            "{}: {de:e} / {dl:e}",
+            g.name
+        );
+        let top = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+        assert_eq!(
+            top(out.logits(0)),
+            top(&g.logits),
+            "{}: top-1 class changed",
+            g.name
+        );
+    }
 }

@@ -8,7 +8,7 @@ use xception_wgpu::bench::BenchCase;
 use xception_wgpu::gpu::OpKind;
 use xception_wgpu::{BackendKind, Error};
 
-use crate::{parse_size, weights_path, Backend, Sizing};
+use crate::{parse_size, weights_path, Backend, PrecisionArg, Sizing};
 
 /// Options of `xception bench`.
 #[derive(Args)]
@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// Print one JSON object per case and line.
     #[arg(long)]
     json: bool,
+    /// Storage of the GPU's pointwise weights.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Time every kernel launch with GPU timestamp queries and print per-layer and
     /// per-op-kind tables instead.
     #[arg(long)]
@@ -42,9 +45,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let weights = weights_path(args.weights.as_deref());
     let cases = bench_cases(&args.sizes, args.batch, args.runs)?;
     if args.profile {
-        print_profiles(&weights, &cases)
+        print_profiles(&weights, args.precision, &cases)
     } else {
-        bench(&cases, args.backend.kind(), &weights, args.json)
+        bench(
+            &cases,
+            args.backend.kind(),
+            args.precision,
+            &weights,
+            args.json,
+        )
     }
 }
 
@@ -69,10 +78,11 @@ fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchC
 fn bench(
     cases: &[BenchCase],
     backend: BackendKind,
+    precision: PrecisionArg,
     weights: &Path,
     json: bool,
 ) -> Result<(), Error> {
-    let results = xception_wgpu::bench::run(weights, backend, cases)?;
+    let results = xception_wgpu::bench::run(weights, backend, precision.precision(), cases)?;
     if !json {
         println!(
             "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
@@ -94,6 +104,7 @@ fn bench(
         if json {
             let line = json!({
                 "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
+                "precision": format!("{precision:?}").to_lowercase(),
                 "size": [w, h], "batch": r.case.batch,
                 "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
                 "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
@@ -111,9 +122,14 @@ fn bench(
     Ok(())
 }
 
-fn print_profiles(weights: &Path, cases: &[BenchCase]) -> Result<(), Error> {
+fn print_profiles(
+    weights: &Path,
+    precision: PrecisionArg,
+    cases: &[BenchCase],
+) -> Result<(), Error> {
     for &case in cases {
-        let (backend, launches) = xception_wgpu::bench::profile(weights, case)?;
+        let (backend, launches) =
+            xception_wgpu::bench::profile(weights, precision.precision(), case)?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let (w, h) = case.size;
         println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);

@@ -29,7 +29,8 @@ pub enum Task<'a> {
 /// Runs every image; returns whether all of them succeeded.
 pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     let requested = common.size.as_deref().map(parse_size).transpose()?;
-    let model = load_model(&weights_path(common.weights.as_deref()), common.backend)?;
+    let weights = weights_path(common.weights.as_deref());
+    let model = load_model(&weights, common.backend, common.precision.precision())?;
     if matches!(task, Task::Classify(_)) && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }

@@ -11,6 +11,10 @@ pub enum Kernel {
     DepthwiseConv,
     /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
     PointwiseConv,
+    /// The same with float16-packed weights.
+    PointwiseConvF16,
+    /// Packs float32 values into float16 pairs.
+    PackF16,
     /// Folds batchnorm into a convolution's kernel and bias.
     BatchnormFold,
     /// Elementwise ReLU.
@@ -29,10 +33,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
         Kernel::PointwiseConv,
+        Kernel::PointwiseConvF16,
+        Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
         Kernel::ResidualAdd,
@@ -48,6 +54,8 @@ impl Kernel {
             Kernel::Conv2d => "conv2d",
             Kernel::DepthwiseConv => "depthwise_conv",
             Kernel::PointwiseConv => "pointwise_conv",
+            Kernel::PointwiseConvF16 => "pointwise_conv_f16",
+            Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
             Kernel::ResidualAdd => "residual_add",
@@ -64,6 +72,8 @@ impl Kernel {
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
+            Kernel::PointwiseConvF16 => include_str!("../../shaders/pointwise_conv_f16.wgsl"),
+            Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
             Kernel::ResidualAdd => include_str!("../../shaders/residual_add.wgsl"),
@@ -74,18 +84,27 @@ impl Kernel {
         }
     }
 
+    /// Shader capabilities beyond core WGSL the kernel needs: the float16 kernels use
+    /// `pack2x16float`/`unpack2x16float` (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on
+    /// a few drivers, where these kernels are simply not available).
+    pub fn capabilities(self) -> naga::valid::Capabilities {
+        match self {
+            Kernel::PointwiseConvF16 | Kernel::PackF16 => {
+                naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32
+            }
+            _ => naga::valid::Capabilities::empty(),
+        }
+    }
+
     /// Parses and validates the kernel's WGSL with naga, without a GPU; returns naga's
     /// diagnostics, with file and line, on failure.
     pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
         let path = format!("shaders/{}.wgsl", self.name());
         let module = naga::front::wgsl::parse_str(self.source())
             .map_err(|e| e.emit_to_string_with_path(self.source(), &path))?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .map_err(|e| e.emit_to_string_with_path(self.source(), &path))
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
+            .validate(&module)
+            .map_err(|e| e.emit_to_string_with_path(self.source(), &path))
     }
 
     fn index(self) -> usize {
@@ -99,7 +118,8 @@ impl Kernel {
 /// Compiled pipelines for every [`Kernel`].
 #[derive(Debug)]
 pub struct Kernels {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// `None` for a kernel the device cannot run (see [`Kernel::capabilities`]).
+    pipelines: Vec<Option<wgpu::ComputePipeline>>,
     /// Bound in place of an absent optional input (such as a residual).
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -132,23 +152,31 @@ pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
 }
 
 impl Kernels {
-    /// Compiles every kernel on `device`.
+    /// Compiles every kernel on `device`; kernels needing a capability the device lacks are
+    /// left out (see [`Kernels::supports`]).
     pub fn new(device: &wgpu::Device) -> Self {
         let pipelines = Kernel::ALL
             .iter()
             .map(|kernel| {
+                let optional = !kernel.capabilities().is_empty();
+                let scope =
+                    optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.name()),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: Default::default(),
                     cache: None,
-                })
+                });
+                match scope.map(|scope| pollster::block_on(scope.pop())) {
+                    Some(Some(_unsupported)) => None,
+                    _ => Some(pipeline),
+                }
             })
             .collect();
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
@@ -163,9 +191,19 @@ impl Kernels {
         }
     }
 
+    /// Whether the device can run `kernel`.
+    pub fn supports(&self, kernel: Kernel) -> bool {
+        self.pipelines[kernel.index()].is_some()
+    }
+
     /// The pipeline of `kernel`.
+    ///
+    /// # Panics
+    /// If the device cannot run `kernel`: check [`Kernels::supports`] first.
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel.index()]
+        self.pipelines[kernel.index()]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not supported on this device", kernel.name()))
     }
 
     /// Prepares a launch of `kernel`: binding 0 is a uniform holding `params`, bindings

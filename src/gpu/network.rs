@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
-use super::kernels::{Dispatch, Kernels};
-use super::ops::{storage, upload, FoldedConv};
+use super::kernels::{Dispatch, Kernel, Kernels};
+use super::ops::{storage, upload, FoldedConv, Precision};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::model::Outputs;
@@ -118,69 +118,83 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Compiles every kernel, uploads the weights and folds batchnorm into them on the device.
-    pub fn new(context: GpuContext, weights: Arc<Weights>) -> Result<Self> {
+    /// Compiles every kernel, uploads the weights and folds batchnorm into them on the device;
+    /// with [`Precision::F16`] the pointwise weights are then packed as float16 pairs.
+    pub fn new(context: GpuContext, weights: Arc<Weights>, precision: Precision) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
-        let (kernels, nodes, head, folds) =
-            context.checked("loading the model onto the GPU", || {
-                let kernels = Kernels::new(device);
-                let mut folds = Vec::new();
-                let mut nodes = Vec::new();
-                for node in &graph.nodes {
-                    nodes.push(match &node.op {
-                        Op::Conv(c) => {
-                            let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                            let (folded, fold) = kernels.fold_batchnorm(
-                                device,
-                                kernel,
-                                c.out_channels,
-                                &weights.batchnorm(&c.bn),
-                            );
-                            folds.push(fold);
-                            NodeWeights::Conv(folded)
-                        }
-                        Op::Separable(s) => {
-                            let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
-                            let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                            let (folded, fold) = kernels.fold_batchnorm(
-                                device,
-                                pointwise,
-                                s.out_channels,
-                                &weights.batchnorm(&s.bn),
-                            );
-                            folds.push(fold);
-                            NodeWeights::Separable {
-                                depthwise: upload(device, &s.conv, depthwise),
-                                pointwise: folded,
+        let kernels = context.checked("compiling the kernels", || Kernels::new(device))?;
+        if precision == Precision::F16 && !kernels.supports(Kernel::PointwiseConvF16) {
+            return Err(Error::Gpu(format!(
+                "{} cannot unpack float16 in shaders (SHADER_F16_IN_F32); use precision f32",
+                context.description()
+            )));
+        }
+        let (nodes, head, folds) = context.checked("loading the model onto the GPU", || {
+            let mut folds = Vec::new();
+            let mut nodes = Vec::new();
+            for node in &graph.nodes {
+                nodes.push(match &node.op {
+                    Op::Conv(c) => {
+                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
+                        let (folded, fold) = kernels.fold_batchnorm(
+                            device,
+                            kernel,
+                            c.out_channels,
+                            &weights.batchnorm(&c.bn),
+                        );
+                        folds.push(fold);
+                        NodeWeights::Conv(folded)
+                    }
+                    Op::Separable(s) => {
+                        let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
+                        let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
+                        let (folded, fold) = kernels.fold_batchnorm(
+                            device,
+                            pointwise,
+                            s.out_channels,
+                            &weights.batchnorm(&s.bn),
+                        );
+                        folds.push(fold);
+                        let folded = match precision {
+                            Precision::F32 => folded,
+                            Precision::F16 => {
+                                let (packed, pack) = kernels.pack_f16(device, &folded);
+                                folds.push(pack);
+                                packed
                             }
+                        };
+                        NodeWeights::Separable {
+                            depthwise: upload(device, &s.conv, depthwise),
+                            pointwise: folded,
                         }
-                        Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
-                    });
-                }
-                let head = weights
-                    .info
-                    .head
-                    .iter()
-                    .map(|layer| HeadLayer {
-                        name: layer.name.clone(),
-                        kernel: upload(
-                            device,
-                            &layer.name,
-                            weights.tensor(&format!("{}.kernel", layer.name)),
-                        ),
-                        bias: upload(
-                            device,
-                            &layer.name,
-                            weights.tensor(&format!("{}.bias", layer.name)),
-                        ),
-                        inputs: layer.inputs,
-                        units: layer.units,
-                        relu: layer.activation == Activation::Relu,
-                    })
-                    .collect::<Vec<_>>();
-                (kernels, nodes, head, folds)
-            })?;
+                    }
+                    Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
+                });
+            }
+            let head = weights
+                .info
+                .head
+                .iter()
+                .map(|layer| HeadLayer {
+                    name: layer.name.clone(),
+                    kernel: upload(
+                        device,
+                        &layer.name,
+                        weights.tensor(&format!("{}.kernel", layer.name)),
+                    ),
+                    bias: upload(
+                        device,
+                        &layer.name,
+                        weights.tensor(&format!("{}.bias", layer.name)),
+                    ),
+                    inputs: layer.inputs,
+                    units: layer.units,
+                    relu: layer.activation == Activation::Relu,
+                })
+                .collect::<Vec<_>>();
+            (nodes, head, folds)
+        })?;
         context.checked("folding batchnorm", || {
             let mut encoder = device.create_command_encoder(&Default::default());
             {

@@ -18,11 +18,24 @@ pub fn padded_channels(channels: usize) -> usize {
     channels.div_ceil(8) * 8
 }
 
+/// How convolution weights are stored on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 everywhere (the default).
+    #[default]
+    F32,
+    /// Pointwise weights stored as float16 pairs; activations and accumulation in float32.
+    F16,
+}
+
 /// A convolution's batchnorm-folded weights on the GPU.
 #[derive(Debug)]
 pub struct FoldedConv {
-    /// `[rows][padded_channels(out_channels)]` scaled kernel, zero in the padding columns.
+    /// `[rows][padded_channels(out_channels)]` scaled kernel, zero in the padding columns:
+    /// float32, or float16 pairs packed in `u32`s for [`Precision::F16`].
     pub weights: wgpu::Buffer,
+    /// How `weights` is stored.
+    pub precision: Precision,
     /// `[padded_channels(out_channels)]` bias.
     pub bias: wgpu::Buffer,
     /// Kernel rows (`kh * kw * in_channels`).
@@ -78,6 +91,7 @@ impl Kernels {
         let padded = padded_channels(out_channels);
         let folded = FoldedConv {
             weights: storage(device, "folded kernel", rows * padded),
+            precision: Precision::F32,
             bias: storage(device, "folded bias", padded),
             rows,
             out_channels,
@@ -111,6 +125,31 @@ impl Kernels {
             linear_grid(rows * padded),
         );
         (folded, dispatch)
+    }
+
+    /// Packs float32 folded weights into float16 pairs; returns the packed weights (sharing the
+    /// bias) and the launch that fills them.
+    pub fn pack_f16(&self, device: &wgpu::Device, folded: &FoldedConv) -> (FoldedConv, Dispatch) {
+        let pairs = folded.rows * padded_channels(folded.out_channels) / 2;
+        let packed = FoldedConv {
+            weights: storage(device, "packed kernel", pairs),
+            precision: Precision::F16,
+            bias: folded.bias.clone(),
+            rows: folded.rows,
+            out_channels: folded.out_channels,
+        };
+        let params = ElementwiseParams {
+            len: u(pairs),
+            _pad: [0; 3],
+        };
+        let dispatch = self.dispatch(
+            device,
+            Kernel::PackF16,
+            &params,
+            &[&folded.weights, &packed.weights],
+            linear_grid(pairs),
+        );
+        (packed, dispatch)
     }
 
     /// Regular convolution with folded batchnorm; returns the launch and the output shape.
@@ -218,9 +257,13 @@ impl Kernels {
             weights.out_channels.div_ceil(8).div_ceil(8),
             rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
         );
+        let kernel = match weights.precision {
+            Precision::F32 => Kernel::PointwiseConv,
+            Precision::F16 => Kernel::PointwiseConvF16,
+        };
         self.dispatch(
             device,
-            Kernel::PointwiseConv,
+            kernel,
             &params,
             &[
                 input,
@@ -509,7 +552,9 @@ impl GpuOps {
         self.tensor(x.shape, &[d], &output)
     }
 
-    /// Pointwise convolution (`[cin][cout]` kernel) + batchnorm, then `+ residual` and ReLU if asked.
+    /// Pointwise convolution (`[cin][cout]` kernel) + batchnorm, then `+ residual` and ReLU if
+    /// asked, with the folded weights stored at `precision`.
+    #[allow(clippy::too_many_arguments)]
     pub fn pointwise_conv(
         &self,
         x: &Tensor,
@@ -517,12 +562,28 @@ impl GpuOps {
         bn: &BatchNorm<'_>,
         relu: bool,
         residual: Option<&Tensor>,
+        precision: Precision,
     ) -> Result<Tensor> {
         let out_channels = kernel.len() / x.shape.channels;
         let shape = x.shape.with_channels(out_channels);
         let (folded, fold) = self
             .kernels
             .fold_batchnorm(self.device(), kernel, out_channels, bn);
+        let mut launches = vec![fold];
+        let folded = match precision {
+            Precision::F32 => folded,
+            Precision::F16 => {
+                if !self.kernels.supports(Kernel::PointwiseConvF16) {
+                    return Err(crate::Error::Gpu(format!(
+                        "{} cannot unpack float16 in shaders; use precision f32",
+                        self.context.description()
+                    )));
+                }
+                let (packed, pack) = self.kernels.pack_f16(self.device(), &folded);
+                launches.push(pack);
+                packed
+            }
+        };
         let input = upload(self.device(), "input", &x.data);
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
         let output = storage(self.device(), "output", shape.len());
@@ -535,7 +596,8 @@ impl GpuOps {
             residual.as_ref(),
             &output,
         );
-        self.tensor(shape, &[fold, d], &output)
+        launches.push(d);
+        self.tensor(shape, &launches, &output)
     }
 
     /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.

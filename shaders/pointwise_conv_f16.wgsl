@@ -1,0 +1,132 @@
+// Pointwise (1x1) convolution with float16 weights (the `--precision f16` path): the same GEMM,
+// tiles and epilogue as pointwise_conv.wgsl, but each vec4<u32> of `weights` packs the 8
+// output channels of one input channel as float16 pairs (pack2x16float), halving the weight
+// bytes and loads; activations, bias and accumulation stay float32. Core WGSL only: no
+// shader-f16 feature is needed.
+//
+// Weights are [in_channels][out_vec4s] vec4s with the output channels padded with zeros to a
+// multiple of 8; the folded batchnorm lives in them and in the bias. One invocation computes an
+// 8-pixel x 8-channel tile in registers.
+
+struct Params {
+    rows: u32,
+    in_channels: u32,
+    out_channels: u32,
+    out_vec4s: u32,
+    relu: u32,
+    has_residual: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weights: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+
+fn store(row: u32, c0: u32, value: vec4<f32>) {
+    if (row >= params.rows) {
+        return;
+    }
+    let base = row * params.out_channels;
+    for (var j = 0u; j < 4u; j++) {
+        let c = c0 + j;
+        if (c < params.out_channels) {
+            var v = value[j];
+            if (params.has_residual != 0u) {
+                v += residual[base + c];
+            }
+            if (params.relu != 0u) {
+                v = max(v, 0.0);
+            }
+            output[base + c] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let group = gid.x; // 8 output channels
+    let row0 = (gid.y + gid.z * groups.y * 8u) * 8u;
+    if (group * 8u >= params.out_channels || row0 >= params.rows) {
+        return;
+    }
+    let k_len = params.in_channels;
+    let last = params.rows - 1u;
+    // Rows past the end re-read the last row; their results are never stored.
+    let a0 = row0 * k_len;
+    let a1 = min(row0 + 1u, last) * k_len;
+    let a2 = min(row0 + 2u, last) * k_len;
+    let a3 = min(row0 + 3u, last) * k_len;
+    let a4 = min(row0 + 4u, last) * k_len;
+    let a5 = min(row0 + 5u, last) * k_len;
+    let a6 = min(row0 + 6u, last) * k_len;
+    let a7 = min(row0 + 7u, last) * k_len;
+    let v0 = group * 2u;
+    let b0 = bias[v0];
+    let b1 = bias[v0 + 1u];
+    var acc00 = b0;
+    var acc01 = b1;
+    var acc10 = b0;
+    var acc11 = b1;
+    var acc20 = b0;
+    var acc21 = b1;
+    var acc30 = b0;
+    var acc31 = b1;
+    var acc40 = b0;
+    var acc41 = b1;
+    var acc50 = b0;
+    var acc51 = b1;
+    var acc60 = b0;
+    var acc61 = b1;
+    var acc70 = b0;
+    var acc71 = b1;
+    for (var k = 0u; k < k_len; k++) {
+        let w = weights[k * (params.out_vec4s / 2u) + group];
+        let w0 = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+        let w1 = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+        let x0 = input[a0 + k];
+        let x1 = input[a1 + k];
+        let x2 = input[a2 + k];
+        let x3 = input[a3 + k];
+        let x4 = input[a4 + k];
+        let x5 = input[a5 + k];
+        let x6 = input[a6 + k];
+        let x7 = input[a7 + k];
+        acc00 += x0 * w0;
+        acc01 += x0 * w1;
+        acc10 += x1 * w0;
+        acc11 += x1 * w1;
+        acc20 += x2 * w0;
+        acc21 += x2 * w1;
+        acc30 += x3 * w0;
+        acc31 += x3 * w1;
+        acc40 += x4 * w0;
+        acc41 += x4 * w1;
+        acc50 += x5 * w0;
+        acc51 += x5 * w1;
+        acc60 += x6 * w0;
+        acc61 += x6 * w1;
+        acc70 += x7 * w0;
+        acc71 += x7 * w1;
+    }
+    let c0 = v0 * 4u;
+    store(row0, c0, acc00);
+    store(row0, c0 + 4u, acc01);
+    store(row0 + 1u, c0, acc10);
+    store(row0 + 1u, c0 + 4u, acc11);
+    store(row0 + 2u, c0, acc20);
+    store(row0 + 2u, c0 + 4u, acc21);
+    store(row0 + 3u, c0, acc30);
+    store(row0 + 3u, c0 + 4u, acc31);
+    store(row0 + 4u, c0, acc40);
+    store(row0 + 4u, c0 + 4u, acc41);
+    store(row0 + 5u, c0, acc50);
+    store(row0 + 5u, c0 + 4u, acc51);
+    store(row0 + 6u, c0, acc60);
+    store(row0 + 6u, c0 + 4u, acc61);
+    store(row0 + 7u, c0, acc70);
+    store(row0 + 7u, c0 + 4u, acc71);
+}
