@@ -1,5 +1,7 @@
 //! The typed kernel registry: one WGSL file per op, one compute pipeline each, created up front.
 
+use std::borrow::Cow;
+
 use bytemuck::{Pod, Zeroable};
 
 /// Every compute kernel of the runtime; each is `shaders/<name>.wgsl` with entry point `main`.
@@ -66,13 +68,28 @@ impl Kernel {
         }
     }
 
-    /// The WGSL source, compiled into the crate.
-    pub const fn source(self) -> &'static str {
+    /// The stem of the file in `shaders/` the kernel is built from (a storage variant names
+    /// its base file).
+    pub const fn file(self) -> &'static str {
         match self {
+            Kernel::PointwiseConvF16 => Kernel::PointwiseConv.name(),
+            other => other.name(),
+        }
+    }
+
+    /// The WGSL source, compiled into the crate.
+    pub fn source(self) -> Cow<'static, str> {
+        let file = match self {
+            Kernel::PointwiseConvF16 => {
+                return Cow::Owned(replace_section(
+                    Kernel::PointwiseConv.source().as_ref(),
+                    "weights",
+                    include_str!("../../shaders/fragments/pointwise_weights_f16.wgsl"),
+                ))
+            }
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
-            Kernel::PointwiseConvF16 => include_str!("../../shaders/pointwise_conv_f16.wgsl"),
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
@@ -81,7 +98,8 @@ impl Kernel {
             Kernel::GlobalAvgPool => include_str!("../../shaders/global_avg_pool.wgsl"),
             Kernel::Dense => include_str!("../../shaders/dense.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
-        }
+        };
+        Cow::Borrowed(file)
     }
 
     /// Shader capabilities beyond core WGSL the kernel needs: the float16 kernels use
@@ -100,11 +118,12 @@ impl Kernel {
     /// diagnostics, with file and line, on failure.
     pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
         let path = format!("shaders/{}.wgsl", self.name());
-        let module = naga::front::wgsl::parse_str(self.source())
-            .map_err(|e| e.emit_to_string_with_path(self.source(), &path))?;
+        let source = self.source();
+        let module = naga::front::wgsl::parse_str(&source)
+            .map_err(|e| e.emit_to_string_with_path(&source, &path))?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
             .validate(&module)
-            .map_err(|e| e.emit_to_string_with_path(self.source(), &path))
+            .map_err(|e| e.emit_to_string_with_path(&source, &path))
     }
 
     fn index(self) -> usize {
@@ -130,6 +149,16 @@ pub struct Dispatch {
     kernel: Kernel,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+}
+
+/// Replaces the lines between `// {section}: begin` and `// {section}: end` of `source` with
+/// `replacement`: the one templating step the kernels use, for storage-type variants.
+fn replace_section(source: &str, section: &str, replacement: &str) -> String {
+    let begin = format!("// {section}: begin\n");
+    let end = format!("// {section}: end\n");
+    let start = source.find(&begin).expect("section start marker");
+    let stop = source[start..].find(&end).expect("section end marker") + start + end.len();
+    format!("{}{replacement}{}", &source[..start], &source[stop..])
 }
 
 /// Largest workgroup count per grid dimension that every adapter supports.
@@ -163,7 +192,7 @@ impl Kernels {
                     optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source()),
                 });
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.name()),
