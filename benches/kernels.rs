@@ -1,5 +1,6 @@
-//! The pointwise kernel against a plain register-tiled WGSL matmul (`reference_matmul.wgsl`,
-//! 4x4 outputs per invocation in vec4 registers) on the same device, in the same run, on GEMMs of Xception's
+//! The pointwise kernels (the subgroup one where the adapter gets it, and the portable one)
+//! against a plain register-tiled WGSL matmul (`reference_matmul.wgsl`, 4x4 outputs per
+//! invocation in vec4 registers) on the same device, in the same run, on GEMMs of Xception's
 //! pointwise shapes. Criterion's throughput is in FLOPs (2 per multiply-add), so "Gelem/s"
 //! reads as GFLOP/s.
 //!
@@ -8,9 +9,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use xception_wgpu::gpu::{
-    padded_channels, storage, upload, Dispatch, FoldedConv, GpuContext, Kernels, Precision,
-};
+use xception_wgpu::gpu::{storage, upload, Dispatch, GpuContext, Kernels, Precision};
+use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::Shape;
 
 /// Launches recorded per submission, so per-submit overhead does not dominate.
@@ -49,6 +49,12 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
     let context = GpuContext::new().expect("a GPU adapter");
     let device = &context.device;
     let kernels = Kernels::new(device);
+    // The portable pointwise kernel too, where the subgroup one is chosen for this adapter.
+    let portable = Kernels::new(device).with_subgroup_pointwise(device, false);
+    let mut variants = vec![("pointwise_conv", &portable)];
+    if kernels.subgroup_pointwise() {
+        variants.insert(0, ("pointwise_conv_subgroup", &kernels));
+    }
     let module = device.create_shader_module(wgpu::include_wgsl!("reference_matmul.wgsl"));
     let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("reference matmul"),
@@ -72,23 +78,30 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
         let a = upload(device, "a", &values(m * k, 1));
         let b_plain = values(k * n, 2);
         let out = storage(device, "c", m * n);
-        // The pointwise kernel reads its weights padded to 8 output channels, with a bias.
-        let padded = padded_channels(n);
-        let mut b_padded = vec![0.0; k * padded];
-        for row in 0..k {
-            b_padded[row * padded..row * padded + n]
-                .copy_from_slice(&b_plain[row * n..(row + 1) * n]);
-        }
-        let folded = FoldedConv {
-            weights: upload(device, "b", &b_padded),
-            precision: Precision::F32,
-            bias: upload(device, "bias", &vec![0.0; padded]),
-            rows: k,
-            out_channels: n,
+        // The pointwise kernel's weights: B folded with an identity batchnorm (scale 1, no bias).
+        let (ones, zeros) = (vec![1.0; n], vec![0.0; n]);
+        let identity = BatchNorm {
+            gamma: &ones,
+            beta: &zeros,
+            mean: &zeros,
+            variance: &ones,
+            epsilon: 0.0,
         };
+        let (folded, prep) = kernels
+            .fold_pointwise(device, &b_plain, n, &identity, Precision::F32)
+            .expect("weights fit a texture");
+        let mut encoder = device.create_command_encoder(&Default::default());
+        prep.record(&kernels, &mut encoder);
+        context.queue.submit([encoder.finish()]);
         let shape = Shape::new(1, m, 1, k);
-        let pointwise: Vec<Dispatch> = (0..LAUNCHES)
-            .map(|_| kernels.pointwise_conv(device, &a, shape, &folded, false, None, &out))
+        let launches: Vec<(&str, &Kernels, Vec<Dispatch>)> = variants
+            .iter()
+            .map(|&(name, set)| {
+                let launches = (0..LAUNCHES)
+                    .map(|_| set.pointwise_conv(device, &a, shape, &folded, false, None, &out))
+                    .collect();
+                (name, set, launches)
+            })
             .collect();
 
         let b = upload(device, "b", &b_plain);
@@ -134,9 +147,11 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
         let flops = 2 * m * k * n * LAUNCHES;
         group.throughput(Throughput::Elements(flops as u64));
         let id = format!("{m}x{k}x{n}");
-        group.bench_function(BenchmarkId::new("pointwise_conv", &id), |bench| {
-            bench.iter(|| run(&context, &kernels, None, &pointwise, &[]))
-        });
+        for (name, set, pointwise) in &launches {
+            group.bench_function(BenchmarkId::new(*name, &id), |bench| {
+                bench.iter(|| run(&context, set, None, pointwise, &[]))
+            });
+        }
         group.bench_function(BenchmarkId::new("reference_matmul", &id), |bench| {
             bench.iter(|| run(&context, &kernels, Some(&matmul), &[], &reference))
         });

@@ -1,38 +1,28 @@
 // Pointwise (1x1) convolution as a GEMM over NHWC pixels: output[m][c] = sum_k input[m][k] *
 // weights[k][c] + bias[c], then an optional residual add and an optional ReLU (in that order).
 //
-// Weights are [in_channels][out_vec4s] vec4s with the output channels padded with zeros to a
-// multiple of 8; the folded batchnorm lives in them and in the bias. The float16-weight
-// variant (kernel `pointwise_conv_f16`) is this file with the `weights` section replaced by
-// shaders/fragments/pointwise_weights_f16.wgsl. One invocation computes an
-// 8-pixel x 8-channel tile in registers.
+// Weights are a texture of [in_channels] rows of output-channel texels (4 channels each,
+// float32 or float16), zero past out_channels; the folded batchnorm lives in them and in the
+// bias. One invocation computes an 8-pixel x 8-channel tile in registers. Any channel counts;
+// pointwise_conv_subgroup.wgsl is the faster variant for CPU drivers.
 
 struct Params {
     rows: u32,
     in_channels: u32,
     out_channels: u32,
-    out_vec4s: u32,
     relu: u32,
     has_residual: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var weights: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
-
-// weights: begin
-@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
-
-// The 8 weights of input channel `k` for the output channels of `group`.
-fn load_weights(k: u32, group: u32) -> mat2x4<f32> {
-    let w = k * params.out_vec4s + group * 2u;
-    return mat2x4<f32>(weights[w], weights[w + 1u]);
-}
-// weights: end
 
 fn store(row: u32, c0: u32, value: vec4<f32>) {
     if (row >= params.rows) {
@@ -92,9 +82,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var acc70 = b0;
     var acc71 = b1;
     for (var k = 0u; k < k_len; k++) {
-        let w = load_weights(k, group);
-        let w0 = w[0];
-        let w1 = w[1];
+        let w0 = textureLoad(weights, vec2<u32>(v0, k), 0);
+        let w1 = textureLoad(weights, vec2<u32>(v0 + 1u, k), 0);
         let x0 = input[a0 + k];
         let x1 = input[a1 + k];
         let x2 = input[a2 + k];

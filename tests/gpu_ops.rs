@@ -136,14 +136,38 @@ fn depthwise_conv_matches_cpu() {
     }
 }
 
+/// Both pointwise kernels: the subgroup one (where the adapter runs it; channel counts that are
+/// not multiples of 4 fall back to the portable one) and the portable one everywhere.
 #[test]
 fn pointwise_conv_with_residual_and_relu_matches_cpu() {
-    let gpu = ops_on_gpu();
+    for subgroup in [true, false] {
+        let gpu = ops_on_gpu().with_subgroup_pointwise(subgroup);
+        eprintln!("subgroup kernel: {}", gpu.subgroup_pointwise());
+        pointwise_cases_match_cpu(&gpu);
+    }
+}
+
+/// On a CPU adapter with subgroups of 8 or more (lavapipe in CI), the subgroup kernel is the
+/// default, so the whole-network tests run it.
+#[test]
+fn cpu_adapters_with_subgroups_get_the_subgroup_pointwise_kernel() {
+    let context = gpu();
+    let adapter = &context.adapter;
+    let expected = adapter.device_type == wgpu::DeviceType::Cpu
+        && context.device.features().contains(wgpu::Features::SUBGROUP)
+        && adapter.subgroup_min_size >= 8;
+    assert_eq!(ops_on_gpu().subgroup_pointwise(), expected, "{adapter:?}");
+}
+
+fn pointwise_cases_match_cpu(gpu: &GpuOps) {
     let mut rng = rng();
     let cases = [
         (Shape::new(1, 1, 1, 3), 5),
+        (Shape::new(1, 1, 1, 4), 4),
         (Shape::new(1, 7, 5, 3), 8),
         (Shape::new(1, 3, 5, 64), 130),
+        (Shape::new(3, 7, 7, 32), 64),
+        (Shape::new(1, 37, 19, 128), 256),
         (Shape::new(2, 9, 9, 728), 728),
         (Shape::new(1, 5, 5, 1024), 1536),
         (Shape::new(1, 3, 3, 1536), 2048),
@@ -178,7 +202,10 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
                 Precision::F32,
             )
             .unwrap();
-        let what = format!("pointwise {shape} -> {cout} relu={relu} residual={with_residual}");
+        let what = format!(
+            "pointwise {shape} -> {cout} relu={relu} residual={with_residual} subgroup={}",
+            gpu.subgroup_pointwise()
+        );
         assert_close(&got.data, &want.data, TOL, &what);
     }
 }
@@ -301,10 +328,16 @@ fn dense_and_softmax_match_cpu() {
 
 #[test]
 fn float16_pointwise_matches_cpu_with_the_same_rounded_weights() {
-    let gpu = ops_on_gpu();
+    for subgroup in [true, false] {
+        float16_cases_match_cpu(&ops_on_gpu().with_subgroup_pointwise(subgroup));
+    }
+}
+
+fn float16_cases_match_cpu(gpu: &GpuOps) {
     let mut rng = rng();
     for (shape, cout, relu) in [
         (Shape::new(1, 7, 5, 3), 8, true),
+        (Shape::new(1, 37, 19, 128), 256, true),
         (Shape::new(2, 9, 9, 728), 728, false),
         (Shape::new(1, 3, 3, 13), 11, true),
     ] {
@@ -344,7 +377,10 @@ fn float16_pointwise_matches_cpu_with_the_same_rounded_weights() {
             &got.data,
             &want.data,
             TOL,
-            &format!("f16 pointwise {shape} -> {cout}"),
+            &format!(
+                "f16 pointwise {shape} -> {cout} subgroup={}",
+                gpu.subgroup_pointwise()
+            ),
         );
     }
 }

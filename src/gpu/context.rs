@@ -40,8 +40,10 @@ impl GpuContext {
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xception"),
-            // Optional: timestamps for `bench --profile`; nothing else needs a feature.
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            // Optional: timestamps for `bench --profile`, subgroups for the pointwise kernel
+            // of CPU drivers.
+            required_features: adapter.features()
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP),
             required_limits: adapter.limits(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()

@@ -1,7 +1,5 @@
 //! The typed kernel registry: one WGSL file per op, one compute pipeline each, created up front.
 
-use std::borrow::Cow;
-
 use bytemuck::{Pod, Zeroable};
 
 /// Every compute kernel of the runtime; each is `shaders/<name>.wgsl` with entry point `main`.
@@ -13,8 +11,8 @@ pub enum Kernel {
     DepthwiseConv,
     /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
     PointwiseConv,
-    /// The same with float16-packed weights.
-    PointwiseConvF16,
+    /// The same for CPU drivers, sharing loads through subgroup broadcasts.
+    PointwiseConvSubgroup,
     /// Packs float32 values into float16 pairs.
     PackF16,
     /// Folds batchnorm into a convolution's kernel and bias.
@@ -39,7 +37,7 @@ impl Kernel {
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
         Kernel::PointwiseConv,
-        Kernel::PointwiseConvF16,
+        Kernel::PointwiseConvSubgroup,
         Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
@@ -56,7 +54,7 @@ impl Kernel {
             Kernel::Conv2d => "conv2d",
             Kernel::DepthwiseConv => "depthwise_conv",
             Kernel::PointwiseConv => "pointwise_conv",
-            Kernel::PointwiseConvF16 => "pointwise_conv_f16",
+            Kernel::PointwiseConvSubgroup => "pointwise_conv_subgroup",
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
@@ -68,28 +66,15 @@ impl Kernel {
         }
     }
 
-    /// The stem of the file in `shaders/` the kernel is built from (a storage variant names
-    /// its base file).
-    pub const fn file(self) -> &'static str {
-        match self {
-            Kernel::PointwiseConvF16 => Kernel::PointwiseConv.name(),
-            other => other.name(),
-        }
-    }
-
     /// The WGSL source, compiled into the crate.
-    pub fn source(self) -> Cow<'static, str> {
-        let file = match self {
-            Kernel::PointwiseConvF16 => {
-                return Cow::Owned(replace_section(
-                    Kernel::PointwiseConv.source().as_ref(),
-                    "weights",
-                    include_str!("../../shaders/fragments/pointwise_weights_f16.wgsl"),
-                ))
-            }
+    pub const fn source(self) -> &'static str {
+        match self {
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
+            Kernel::PointwiseConvSubgroup => {
+                include_str!("../../shaders/pointwise_conv_subgroup.wgsl")
+            }
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
@@ -98,19 +83,26 @@ impl Kernel {
             Kernel::GlobalAvgPool => include_str!("../../shaders/global_avg_pool.wgsl"),
             Kernel::Dense => include_str!("../../shaders/dense.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
-        };
-        Cow::Borrowed(file)
+        }
     }
 
-    /// Shader capabilities beyond core WGSL the kernel needs: the float16 kernels use
-    /// `pack2x16float`/`unpack2x16float` (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on
-    /// a few drivers, where these kernels are simply not available).
+    /// Shader capabilities beyond core WGSL the kernel needs: `pack_f16` uses `pack2x16float`
+    /// (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on a few drivers) and the subgroup
+    /// pointwise kernel subgroup operations (the `SUBGROUP` feature). Where the device lacks
+    /// one, the kernel is simply not available.
     pub fn capabilities(self) -> naga::valid::Capabilities {
         match self {
-            Kernel::PointwiseConvF16 | Kernel::PackF16 => {
-                naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32
-            }
+            Kernel::PackF16 => naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+            Kernel::PointwiseConvSubgroup => naga::valid::Capabilities::SUBGROUP,
             _ => naga::valid::Capabilities::empty(),
+        }
+    }
+
+    /// Device features the kernel needs (see [`Kernel::capabilities`]).
+    fn features(self) -> wgpu::Features {
+        match self {
+            Kernel::PointwiseConvSubgroup => wgpu::Features::SUBGROUP,
+            _ => wgpu::Features::empty(),
         }
     }
 
@@ -119,11 +111,13 @@ impl Kernel {
     pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
         let path = format!("shaders/{}.wgsl", self.name());
         let source = self.source();
-        let module = naga::front::wgsl::parse_str(&source)
-            .map_err(|e| e.emit_to_string_with_path(&source, &path))?;
+        let module = naga::front::wgsl::parse_str(source)
+            .map_err(|e| e.emit_to_string_with_path(source, &path))?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
-            .map_err(|e| e.emit_to_string_with_path(&source, &path))
+            .map_err(|e| e.emit_to_string_with_path(source, &path))
     }
 
     fn index(self) -> usize {
@@ -139,6 +133,8 @@ impl Kernel {
 pub struct Kernels {
     /// `None` for a kernel the device cannot run (see [`Kernel::capabilities`]).
     pipelines: Vec<Option<wgpu::ComputePipeline>>,
+    /// Whether pointwise launches use [`Kernel::PointwiseConvSubgroup`] where they can.
+    subgroup_pointwise: bool,
     /// Bound in place of an absent optional input (such as a residual).
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -149,16 +145,6 @@ pub struct Dispatch {
     kernel: Kernel,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
-}
-
-/// Replaces the lines between `// {section}: begin` and `// {section}: end` of `source` with
-/// `replacement`: the one templating step the kernels use, for storage-type variants.
-fn replace_section(source: &str, section: &str, replacement: &str) -> String {
-    let begin = format!("// {section}: begin\n");
-    let end = format!("// {section}: end\n");
-    let start = source.find(&begin).expect("section start marker");
-    let stop = source[start..].find(&end).expect("section end marker") + start + end.len();
-    format!("{}{replacement}{}", &source[..start], &source[stop..])
 }
 
 /// Largest workgroup count per grid dimension that every adapter supports.
@@ -172,8 +158,8 @@ pub(crate) fn linear_grid(len: usize) -> [u32; 3] {
     [x, groups.div_ceil(x), 1]
 }
 
-/// Grid for an 8x8 tiled kernel with `x` by `y` workgroups, folding y into z when it is long.
-/// Kernels recover the row tile as `gid.y + gid.z * num_workgroups.y * 8`.
+/// Grid of `x` by `y` workgroups for a tiled kernel, folding y into z when it is long.
+/// Kernels recover the workgroup row as `workgroup_id.y + workgroup_id.z * num_workgroups.y`.
 pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
     let (x, y) = (x.max(1) as u32, y.max(1) as u32);
     let rows = y.min(MAX_GROUPS);
@@ -182,17 +168,22 @@ pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
 
 impl Kernels {
     /// Compiles every kernel on `device`; kernels needing a capability the device lacks are
-    /// left out (see [`Kernels::supports`]).
+    /// left out (see [`Kernels::supports`]). Pointwise launches use the subgroup kernel on CPU
+    /// adapters whose subgroups hold at least 8 invocations (see
+    /// [`with_subgroup_pointwise`](Self::with_subgroup_pointwise)).
     pub fn new(device: &wgpu::Device) -> Self {
-        let pipelines = Kernel::ALL
+        let pipelines: Vec<_> = Kernel::ALL
             .iter()
             .map(|kernel| {
+                if !device.features().contains(kernel.features()) {
+                    return None;
+                }
                 let optional = !kernel.capabilities().is_empty();
                 let scope =
                     optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.name()),
@@ -214,10 +205,31 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Self {
+        let adapter = device.adapter_info();
+        let mut kernels = Self {
             pipelines,
+            subgroup_pointwise: false,
             placeholder,
-        }
+        };
+        kernels.subgroup_pointwise = kernels.supports(Kernel::PointwiseConvSubgroup)
+            && adapter.device_type == wgpu::DeviceType::Cpu
+            && adapter.subgroup_min_size >= 8;
+        kernels
+    }
+
+    /// Chooses whether pointwise launches use the subgroup kernel (where the channel counts
+    /// allow it) or the portable one; `enabled` is ignored where the device cannot run the
+    /// subgroup kernel or its subgroups hold fewer than 8 invocations.
+    pub fn with_subgroup_pointwise(mut self, device: &wgpu::Device, enabled: bool) -> Self {
+        self.subgroup_pointwise = enabled
+            && self.supports(Kernel::PointwiseConvSubgroup)
+            && device.adapter_info().subgroup_min_size >= 8;
+        self
+    }
+
+    /// Whether pointwise launches use the subgroup kernel where the channel counts allow.
+    pub fn subgroup_pointwise(&self) -> bool {
+        self.subgroup_pointwise
     }
 
     /// Whether the device can run `kernel`.
@@ -245,6 +257,19 @@ impl Kernels {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Dispatch {
+        let resources: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_with(device, kernel, params, &resources, workgroups)
+    }
+
+    /// [`dispatch`](Self::dispatch) with any binding resources (textures too) at 1...
+    pub fn dispatch_with<P: Pod>(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        params: &P,
+        resources: &[wgpu::BindingResource<'_>],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
         use wgpu::util::DeviceExt;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(kernel.name()),
@@ -256,12 +281,12 @@ impl Kernels {
             resource: uniform.as_entire_binding(),
         }];
         entries.extend(
-            buffers
+            resources
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
+                .map(|(i, resource)| wgpu::BindGroupEntry {
                     binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
+                    resource: resource.clone(),
                 }),
         );
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -307,17 +332,16 @@ pub(crate) struct Conv2dParams {
     pub(crate) _pad: [u32; 3],
 }
 
-/// Uniform parameters of `pointwise_conv.wgsl`.
+/// Uniform parameters of `pointwise_conv.wgsl` and `pointwise_conv_subgroup.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct PointwiseParams {
     pub(crate) rows: u32,
     pub(crate) in_channels: u32,
     pub(crate) out_channels: u32,
-    pub(crate) out_vec4s: u32,
     pub(crate) relu: u32,
     pub(crate) has_residual: u32,
-    pub(crate) _pad: [u32; 2],
+    pub(crate) _pad: [u32; 3],
 }
 
 /// Uniform parameters of `depthwise_conv.wgsl`.

@@ -9,4 +9,6 @@ mod ops;
 pub use context::GpuContext;
 pub use kernels::{Dispatch, Kernel, Kernels};
 pub use network::{GpuModel, LaunchTiming, OpKind};
-pub use ops::{padded_channels, storage, upload, FoldedConv, GpuOps, Precision};
+pub use ops::{
+    padded_channels, storage, upload, FoldedConv, GpuOps, PointwiseWeights, Precision, WeightPrep,
+};

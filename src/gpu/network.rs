@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Kernel, Kernels};
-use super::ops::{storage, upload, FoldedConv, Precision};
+use super::ops::{storage, upload, FoldedConv, PointwiseWeights, Precision, WeightPrep};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::model::Outputs;
@@ -22,7 +22,7 @@ enum NodeWeights {
     Conv(FoldedConv),
     Separable {
         depthwise: wgpu::Buffer,
-        pointwise: FoldedConv,
+        pointwise: PointwiseWeights,
     },
     None,
 }
@@ -124,14 +124,14 @@ impl GpuModel {
         let graph = Graph::xception();
         let device = &context.device;
         let kernels = context.checked("compiling the kernels", || Kernels::new(device))?;
-        if precision == Precision::F16 && !kernels.supports(Kernel::PointwiseConvF16) {
+        if precision == Precision::F16 && !kernels.supports(Kernel::PackF16) {
             return Err(Error::Gpu(format!(
                 "{} cannot unpack float16 in shaders (SHADER_F16_IN_F32); use precision f32",
                 context.description()
             )));
         }
-        let (nodes, head, folds) = context.checked("loading the model onto the GPU", || {
-            let mut folds = Vec::new();
+        let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
+            let mut prep = WeightPrep::default();
             let mut nodes = Vec::new();
             for node in &graph.nodes {
                 nodes.push(match &node.op {
@@ -143,27 +143,20 @@ impl GpuModel {
                             c.out_channels,
                             &weights.batchnorm(&c.bn),
                         );
-                        folds.push(fold);
+                        prep.push(fold);
                         NodeWeights::Conv(folded)
                     }
                     Op::Separable(s) => {
                         let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
                         let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                        let (folded, fold) = kernels.fold_batchnorm(
+                        let (folded, steps) = kernels.fold_pointwise(
                             device,
                             pointwise,
                             s.out_channels,
                             &weights.batchnorm(&s.bn),
-                        );
-                        folds.push(fold);
-                        let folded = match precision {
-                            Precision::F32 => folded,
-                            Precision::F16 => {
-                                let (packed, pack) = kernels.pack_f16(device, &folded);
-                                folds.push(pack);
-                                packed
-                            }
-                        };
+                            precision,
+                        )?;
+                        prep.append(steps);
                         NodeWeights::Separable {
                             depthwise: upload(device, &s.conv, depthwise),
                             pointwise: folded,
@@ -193,14 +186,11 @@ impl GpuModel {
                     relu: layer.activation == Activation::Relu,
                 })
                 .collect::<Vec<_>>();
-            (nodes, head, folds)
-        })?;
+            Ok::<_, Error>((nodes, head, prep))
+        })??;
         context.checked("folding batchnorm", || {
             let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                kernels.record(&mut pass, &folds);
-            }
+            prep.record(&kernels, &mut encoder);
             context.queue.submit([encoder.finish()]);
         })?;
         context.wait()?;

@@ -5,7 +5,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
 use super::kernels::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
@@ -13,30 +13,36 @@ use crate::weights::BatchNorm;
 /// Pixels (GEMM rows) one invocation of `pointwise_conv.wgsl` computes.
 const PIXELS_PER_INVOCATION: usize = 8;
 
+/// Pixels and output channels one workgroup of `pointwise_conv_subgroup.wgsl` computes.
+const SUBGROUP_TILE: (usize, usize) = (16, 64);
+
+/// Pointwise weight rows are padded to this many output channels, so that every row of the
+/// buffer they are folded into is a multiple of 256 bytes (wgpu's buffer-to-texture copy
+/// alignment), in float16 too.
+const POINTWISE_CHANNEL_ALIGN: usize = 128;
+
 /// Output channels rounded up to the 8-channel tiles of the convolution kernels.
 pub fn padded_channels(channels: usize) -> usize {
     channels.div_ceil(8) * 8
 }
 
-/// How convolution weights are stored on the device.
+/// How the pointwise weights are stored on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// float32 everywhere (the default).
     #[default]
     F32,
-    /// Pointwise weights stored as float16 pairs; activations and accumulation in float32.
+    /// Pointwise weights stored as float16; activations and accumulation in float32.
     F16,
 }
 
-/// A convolution's batchnorm-folded weights on the GPU.
+/// A regular convolution's batchnorm-folded weights on the GPU.
 #[derive(Debug)]
 pub struct FoldedConv {
-    /// `[rows][padded_channels(out_channels)]` scaled kernel, zero in the padding columns:
-    /// float32, or float16 pairs packed in `u32`s for [`Precision::F16`].
+    /// `[rows][padded]` float32 scaled kernel, zero in the padding columns, where `padded` is
+    /// [`padded_channels`] of `out_channels` unless the fold asked for more.
     pub weights: wgpu::Buffer,
-    /// How `weights` is stored.
-    pub precision: Precision,
-    /// `[padded_channels(out_channels)]` bias.
+    /// `[padded]` bias.
     pub bias: wgpu::Buffer,
     /// Kernel rows (`kh * kw * in_channels`).
     pub rows: usize,
@@ -47,6 +53,74 @@ pub struct FoldedConv {
 impl FoldedConv {
     fn out_vec4s(&self) -> u32 {
         (padded_channels(self.out_channels) / 4) as u32
+    }
+}
+
+/// A pointwise convolution's batchnorm-folded weights on the GPU: a texture, whose fetches
+/// are cheaper than storage-buffer loads on CPU drivers and cached on GPUs.
+#[derive(Debug)]
+pub struct PointwiseWeights {
+    /// `[in_channels]` rows of texels holding 4 output channels each, zero past
+    /// `out_channels`: `Rgba32Float`, or `Rgba16Float` for [`Precision::F16`].
+    pub texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    /// Output channels' bias, zero-padded like the texture rows.
+    pub bias: wgpu::Buffer,
+    /// Input channels (texture rows).
+    pub in_channels: usize,
+    /// Real output channels.
+    pub out_channels: usize,
+    /// How the texture stores the weights.
+    pub precision: Precision,
+}
+
+/// The launches and buffer-to-texture copies that fill folded weights, once at load.
+#[derive(Debug, Default)]
+pub struct WeightPrep {
+    dispatches: Vec<Dispatch>,
+    copies: Vec<TextureFill>,
+}
+
+/// A copy of a folded weight buffer into its texture.
+#[derive(Debug)]
+struct TextureFill {
+    source: wgpu::Buffer,
+    texture: wgpu::Texture,
+    bytes_per_row: u32,
+}
+
+impl WeightPrep {
+    /// Adds a launch.
+    pub fn push(&mut self, dispatch: Dispatch) {
+        self.dispatches.push(dispatch);
+    }
+
+    /// Adds all of `other`'s steps after these.
+    pub fn append(&mut self, other: WeightPrep) {
+        self.dispatches.extend(other.dispatches);
+        self.copies.extend(other.copies);
+    }
+
+    /// Records the launches in one compute pass, then the copies.
+    pub fn record(&self, kernels: &Kernels, encoder: &mut wgpu::CommandEncoder) {
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            kernels.record(&mut pass, &self.dispatches);
+        }
+        for fill in &self.copies {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &fill.source,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(fill.bytes_per_row),
+                        rows_per_image: None,
+                    },
+                },
+                fill.texture.as_image_copy(),
+                fill.texture.size(),
+            );
+        }
     }
 }
 
@@ -87,11 +161,27 @@ impl Kernels {
         out_channels: usize,
         bn: &BatchNorm<'_>,
     ) -> (FoldedConv, Dispatch) {
+        self.fold_padded(
+            device,
+            kernel,
+            out_channels,
+            padded_channels(out_channels),
+            bn,
+        )
+    }
+
+    /// [`fold_batchnorm`](Self::fold_batchnorm) with rows padded to `padded` channels.
+    fn fold_padded(
+        &self,
+        device: &wgpu::Device,
+        kernel: &[f32],
+        out_channels: usize,
+        padded: usize,
+        bn: &BatchNorm<'_>,
+    ) -> (FoldedConv, Dispatch) {
         let rows = kernel.len() / out_channels;
-        let padded = padded_channels(out_channels);
         let folded = FoldedConv {
             weights: storage(device, "folded kernel", rows * padded),
-            precision: Precision::F32,
             bias: storage(device, "folded bias", padded),
             rows,
             out_channels,
@@ -127,29 +217,85 @@ impl Kernels {
         (folded, dispatch)
     }
 
-    /// Packs float32 folded weights into float16 pairs; returns the packed weights (sharing the
-    /// bias) and the launch that fills them.
-    pub fn pack_f16(&self, device: &wgpu::Device, folded: &FoldedConv) -> (FoldedConv, Dispatch) {
-        let pairs = folded.rows * padded_channels(folded.out_channels) / 2;
-        let packed = FoldedConv {
-            weights: storage(device, "packed kernel", pairs),
-            precision: Precision::F16,
-            bias: folded.bias.clone(),
-            rows: folded.rows,
-            out_channels: folded.out_channels,
+    /// Folds batchnorm into a pointwise kernel (`[in_channels][out_channels]`) and stores it
+    /// as a weight texture at `precision`; returns the weights and the steps that fill them.
+    ///
+    /// Fails when the device cannot pack float16 (for [`Precision::F16`]) or the texture
+    /// would exceed the device's largest 2-D texture.
+    pub fn fold_pointwise(
+        &self,
+        device: &wgpu::Device,
+        kernel: &[f32],
+        out_channels: usize,
+        bn: &BatchNorm<'_>,
+        precision: Precision,
+    ) -> Result<(PointwiseWeights, WeightPrep)> {
+        let in_channels = kernel.len() / out_channels;
+        let padded = out_channels.div_ceil(POINTWISE_CHANNEL_ALIGN) * POINTWISE_CHANNEL_ALIGN;
+        let largest = device.limits().max_texture_dimension_2d as usize;
+        if in_channels > largest || padded / 4 > largest {
+            return Err(Error::Gpu(format!(
+                "a {in_channels}x{out_channels} pointwise kernel needs a texture larger than \
+                 this device's {largest}x{largest}"
+            )));
+        }
+        if precision == Precision::F16 && !self.supports(Kernel::PackF16) {
+            return Err(Error::Gpu(
+                "this device cannot pack float16 in shaders (SHADER_F16_IN_F32); use precision \
+                 f32"
+                .into(),
+            ));
+        }
+        let (folded, fold) = self.fold_padded(device, kernel, out_channels, padded, bn);
+        let mut prep = WeightPrep::default();
+        prep.push(fold);
+        let (source, format, bytes_per_row) = match precision {
+            Precision::F32 => (folded.weights, wgpu::TextureFormat::Rgba32Float, padded * 4),
+            Precision::F16 => {
+                let pairs = in_channels * padded / 2;
+                let packed = storage(device, "packed kernel", pairs);
+                let params = ElementwiseParams {
+                    len: u(pairs),
+                    _pad: [0; 3],
+                };
+                prep.push(self.dispatch(
+                    device,
+                    Kernel::PackF16,
+                    &params,
+                    &[&folded.weights, &packed],
+                    linear_grid(pairs),
+                ));
+                (packed, wgpu::TextureFormat::Rgba16Float, padded * 2)
+            }
         };
-        let params = ElementwiseParams {
-            len: u(pairs),
-            _pad: [0; 3],
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("pointwise weights"),
+            size: wgpu::Extent3d {
+                width: u(padded / 4),
+                height: u(in_channels),
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        prep.copies.push(TextureFill {
+            source,
+            texture: texture.clone(),
+            bytes_per_row: u(bytes_per_row),
+        });
+        let weights = PointwiseWeights {
+            view: texture.create_view(&Default::default()),
+            texture,
+            bias: folded.bias,
+            in_channels,
+            out_channels,
+            precision,
         };
-        let dispatch = self.dispatch(
-            device,
-            Kernel::PackF16,
-            &params,
-            &[&folded.weights, &packed.weights],
-            linear_grid(pairs),
-        );
-        (packed, dispatch)
+        Ok((weights, prep))
     }
 
     /// Regular convolution with folded batchnorm; returns the launch and the output shape.
@@ -232,13 +378,16 @@ impl Kernels {
     }
 
     /// Pointwise convolution with folded batchnorm, then residual add and ReLU if asked.
+    ///
+    /// Uses the subgroup kernel where it was chosen (see [`Kernels::new`]) and both channel
+    /// counts are multiples of 4, the portable kernel otherwise.
     #[allow(clippy::too_many_arguments)]
     pub fn pointwise_conv(
         &self,
         device: &wgpu::Device,
         input: &wgpu::Buffer,
         shape: Shape,
-        weights: &FoldedConv,
+        weights: &PointwiseWeights,
         relu: bool,
         residual: Option<&wgpu::Buffer>,
         output: &wgpu::Buffer,
@@ -248,29 +397,37 @@ impl Kernels {
             rows: u(rows),
             in_channels: u(shape.channels),
             out_channels: u(weights.out_channels),
-            out_vec4s: weights.out_vec4s(),
             relu: relu.into(),
             has_residual: residual.is_some().into(),
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
-        let grid = tiled_grid(
-            weights.out_channels.div_ceil(8).div_ceil(8),
-            rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
-        );
-        let kernel = match weights.precision {
-            Precision::F32 => Kernel::PointwiseConv,
-            Precision::F16 => Kernel::PointwiseConvF16,
+        let (kernel, grid) = if self.subgroup_pointwise()
+            && shape.channels % 4 == 0
+            && weights.out_channels % 4 == 0
+        {
+            let (pixels, channels) = SUBGROUP_TILE;
+            let grid = tiled_grid(
+                weights.out_channels.div_ceil(channels),
+                rows.div_ceil(pixels),
+            );
+            (Kernel::PointwiseConvSubgroup, grid)
+        } else {
+            let grid = tiled_grid(
+                weights.out_channels.div_ceil(8).div_ceil(8),
+                rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
+            );
+            (Kernel::PointwiseConv, grid)
         };
-        self.dispatch(
+        self.dispatch_with(
             device,
             kernel,
             &params,
             &[
-                input,
-                &weights.weights,
-                &weights.bias,
-                residual.unwrap_or(&self.placeholder),
-                output,
+                input.as_entire_binding(),
+                wgpu::BindingResource::TextureView(&weights.view),
+                weights.bias.as_entire_binding(),
+                residual.unwrap_or(&self.placeholder).as_entire_binding(),
+                output.as_entire_binding(),
             ],
             grid,
         )
@@ -445,6 +602,19 @@ impl GpuOps {
         Self { context, kernels }
     }
 
+    /// Chooses the pointwise kernel as [`Kernels::with_subgroup_pointwise`] does.
+    pub fn with_subgroup_pointwise(mut self, enabled: bool) -> Self {
+        self.kernels = self
+            .kernels
+            .with_subgroup_pointwise(&self.context.device, enabled);
+        self
+    }
+
+    /// Whether pointwise launches use the subgroup kernel where the channel counts allow.
+    pub fn subgroup_pointwise(&self) -> bool {
+        self.kernels.subgroup_pointwise()
+    }
+
     /// The device in use.
     pub fn context(&self) -> &GpuContext {
         &self.context
@@ -566,24 +736,14 @@ impl GpuOps {
     ) -> Result<Tensor> {
         let out_channels = kernel.len() / x.shape.channels;
         let shape = x.shape.with_channels(out_channels);
-        let (folded, fold) = self
-            .kernels
-            .fold_batchnorm(self.device(), kernel, out_channels, bn);
-        let mut launches = vec![fold];
-        let folded = match precision {
-            Precision::F32 => folded,
-            Precision::F16 => {
-                if !self.kernels.supports(Kernel::PointwiseConvF16) {
-                    return Err(crate::Error::Gpu(format!(
-                        "{} cannot unpack float16 in shaders; use precision f32",
-                        self.context.description()
-                    )));
-                }
-                let (packed, pack) = self.kernels.pack_f16(self.device(), &folded);
-                launches.push(pack);
-                packed
-            }
-        };
+        let (weights, prep) =
+            self.kernels
+                .fold_pointwise(self.device(), kernel, out_channels, bn, precision)?;
+        self.context.checked("folding batchnorm", || {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            prep.record(&self.kernels, &mut encoder);
+            self.context.queue.submit([encoder.finish()]);
+        })?;
         let input = upload(self.device(), "input", &x.data);
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
         let output = storage(self.device(), "output", shape.len());
@@ -591,13 +751,12 @@ impl GpuOps {
             self.device(),
             &input,
             x.shape,
-            &folded,
+            &weights,
             relu,
             residual.as_ref(),
             &output,
         );
-        launches.push(d);
-        self.tensor(shape, &launches, &output)
+        self.tensor(shape, &[d], &output)
     }
 
     /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.
