@@ -16,6 +16,9 @@ const PIXELS_PER_INVOCATION: usize = 8;
 /// Pixels and output channels one workgroup of `pointwise_conv_subgroup.wgsl` computes.
 const SUBGROUP_TILE: (usize, usize) = (16, 64);
 
+/// Kernel rows one invocation of `batchnorm_fold.wgsl` folds (its `BAND`).
+const FOLD_BAND: usize = 64;
+
 /// Pointwise weight rows are padded to this many output channels, so that every row of the
 /// buffer they are folded into is a multiple of 256 bytes (wgpu's buffer-to-texture copy
 /// alignment), in float16 too.
@@ -212,7 +215,11 @@ impl Kernels {
                 &folded.weights,
                 &folded.bias,
             ],
-            linear_grid(rows * padded),
+            [
+                (padded / 4).div_ceil(64) as u32,
+                rows.div_ceil(FOLD_BAND) as u32,
+                1,
+            ],
         );
         (folded, dispatch)
     }
