@@ -98,7 +98,11 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
             .iter()
             .map(|&(name, set)| {
                 let launches = (0..LAUNCHES)
-                    .map(|_| set.pointwise_conv(device, &a, shape, &folded, false, None, &out))
+                    .map(|_| {
+                        let (launch, _) =
+                            set.pointwise_conv(device, &a, shape, &folded, 1, false, None, &out);
+                        launch
+                    })
                     .collect();
                 (name, set, launches)
             })

@@ -1,5 +1,6 @@
 // Pointwise (1x1) convolution as a GEMM over NHWC pixels: output[m][c] = sum_k input[m][k] *
 // weights[k][c] + bias[c], then an optional residual add and an optional ReLU (in that order).
+// With stride 2, output pixel m reads input pixel (n, 2y, 2x): the 1x1/2 shortcut convolutions.
 //
 // Weights are a texture of [in_channels] rows of output-channel texels (4 channels each,
 // float32 or float16), zero past out_channels; the folded batchnorm lives in them and in the
@@ -7,14 +8,20 @@
 // pointwise_conv_subgroup.wgsl is the faster variant for CPU drivers.
 
 struct Params {
+    // Output pixels (GEMM rows): batch * out_height * out_width.
     rows: u32,
     in_channels: u32,
     out_channels: u32,
     relu: u32,
     has_residual: u32,
+    // 1, or 2 for the strided 1x1 shortcut convolutions (no padding either way).
+    stride: u32,
+    in_height: u32,
+    in_width: u32,
+    out_height: u32,
+    out_width: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -23,6 +30,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
+
+// The input pixel output pixel `row` reads: (n, y * stride, x * stride).
+fn input_pixel(row: u32) -> u32 {
+    let per_image = params.out_height * params.out_width;
+    let n = row / per_image;
+    let y = (row % per_image) / params.out_width;
+    let x = row % params.out_width;
+    return (n * params.in_height + y * params.stride) * params.in_width + x * params.stride;
+}
 
 fn store(row: u32, c0: u32, value: vec4<f32>) {
     if (row >= params.rows) {
@@ -54,14 +70,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let k_len = params.in_channels;
     let last = params.rows - 1u;
     // Rows past the end re-read the last row; their results are never stored.
-    let a0 = row0 * k_len;
-    let a1 = min(row0 + 1u, last) * k_len;
-    let a2 = min(row0 + 2u, last) * k_len;
-    let a3 = min(row0 + 3u, last) * k_len;
-    let a4 = min(row0 + 4u, last) * k_len;
-    let a5 = min(row0 + 5u, last) * k_len;
-    let a6 = min(row0 + 6u, last) * k_len;
-    let a7 = min(row0 + 7u, last) * k_len;
+    let a0 = input_pixel(row0) * k_len;
+    let a1 = input_pixel(min(row0 + 1u, last)) * k_len;
+    let a2 = input_pixel(min(row0 + 2u, last)) * k_len;
+    let a3 = input_pixel(min(row0 + 3u, last)) * k_len;
+    let a4 = input_pixel(min(row0 + 4u, last)) * k_len;
+    let a5 = input_pixel(min(row0 + 5u, last)) * k_len;
+    let a6 = input_pixel(min(row0 + 6u, last)) * k_len;
+    let a7 = input_pixel(min(row0 + 7u, last)) * k_len;
     let v0 = group * 2u;
     let b0 = bias[v0];
     let b1 = bias[v0 + 1u];

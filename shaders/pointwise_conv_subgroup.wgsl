@@ -1,6 +1,7 @@
 // Pointwise (1x1) convolution as a GEMM over NHWC pixels, for adapters whose 8-invocation
 // workgroups are one subgroup (CPU Vulkan drivers such as lavapipe, where every per-invocation
-// memory load is emulated one lane at a time): same results as pointwise_conv.wgsl.
+// memory load is emulated one lane at a time): same results as pointwise_conv.wgsl, strided
+// 1x1 convolutions included.
 //
 // A workgroup is 8 invocations computing 16 pixels x 64 output channels; each invocation holds
 // 16 pixels x 8 channels in registers. Per 4 input channels, each invocation loads one vec4 of
@@ -11,14 +12,20 @@
 // feature with subgroups of at least 8 invocations; the dispatcher checks both.
 
 struct Params {
+    // Output pixels (GEMM rows): batch * out_height * out_width.
     rows: u32,
     in_channels: u32,
     out_channels: u32,
     relu: u32,
     has_residual: u32,
+    // 1, or 2 for the strided 1x1 shortcut convolutions (no padding either way).
+    stride: u32,
+    in_height: u32,
+    in_width: u32,
+    out_height: u32,
+    out_width: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -28,6 +35,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> residual: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> output: array<vec4<f32>>;
+
+// The input pixel output pixel `row` reads: (n, y * stride, x * stride).
+fn input_pixel(row: u32) -> u32 {
+    let per_image = params.out_height * params.out_width;
+    let n = row / per_image;
+    let y = (row % per_image) / params.out_width;
+    let x = row % params.out_width;
+    return (n * params.in_height + y * params.stride) * params.in_width + x * params.stride;
+}
 
 // Adds the residual, rectifies and stores the 4 channels from `c0` of pixel `row`.
 fn store(row: u32, c0: u32, value: vec4<f32>) {
@@ -56,8 +72,8 @@ fn main(
     let k4 = params.in_channels / 4u;
     // Rows past the end re-read the last row; their results are never stored.
     let last = params.rows - 1u;
-    let own_low = min(row0 + lane, last) * k4;
-    let own_high = min(row0 + 8u + lane, last) * k4;
+    let own_low = input_pixel(min(row0 + lane, last)) * k4;
+    let own_high = input_pixel(min(row0 + 8u + lane, last)) * k4;
     let b0 = bias[t0];
     let b1 = bias[t0 + 1u];
     var acc0_0 = b0;

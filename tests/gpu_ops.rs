@@ -108,6 +108,40 @@ fn conv2d_with_batchnorm_and_relu_matches_cpu() {
     }
 }
 
+/// The 1x1 stride-2 shortcut convolutions run on the pointwise kernels: both of them against
+/// the CPU's convolution with TF 'same' padding, on even and odd maps.
+#[test]
+fn strided_pointwise_conv_matches_cpu_shortcut_conv() {
+    let mut rng = rng();
+    let cases = [
+        (Shape::new(1, 8, 9, 64), 128),
+        (Shape::new(2, 9, 9, 728), 12),
+        (Shape::new(1, 1, 1, 4), 3),
+        (Shape::new(1, 37, 37, 128), 256),
+        (Shape::new(3, 5, 6, 32), 64),
+    ];
+    for subgroup in [true, false] {
+        let gpu = ops_on_gpu().with_subgroup_pointwise(subgroup);
+        for (shape, cout) in cases {
+            let x = random_tensor(&mut rng, shape);
+            let fan_in = shape.channels as f32;
+            let kernel = uniform(&mut rng, shape.channels * cout, 1.0 / fan_in.sqrt());
+            let bn = RandomBn::new(&mut rng, cout);
+            let mut want = ops::conv2d(&x, &kernel, 1, 2, Padding::Same, cout);
+            ops::batch_norm(&mut want, &bn.view());
+            let got = gpu
+                .pointwise_conv(&x, &kernel, &bn.view(), 2, false, None, Precision::F32)
+                .unwrap();
+            assert_eq!(got.shape, want.shape);
+            let what = format!(
+                "strided pointwise {shape} -> {cout} subgroup={}",
+                gpu.subgroup_pointwise()
+            );
+            assert_close(&got.data, &want.data, TOL, &what);
+        }
+    }
+}
+
 #[test]
 fn depthwise_conv_matches_cpu() {
     let gpu = ops_on_gpu();
@@ -197,6 +231,7 @@ fn pointwise_cases_match_cpu(gpu: &GpuOps) {
                 &x,
                 &kernel,
                 &bn.view(),
+                1,
                 relu,
                 with_residual.then_some(&residual),
                 Precision::F32,
@@ -368,6 +403,7 @@ fn float16_cases_match_cpu(gpu: &GpuOps) {
                 &x,
                 &kernel,
                 &bn.view(),
+                1,
                 relu,
                 Some(&residual),
                 Precision::F16,

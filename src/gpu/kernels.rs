@@ -341,7 +341,12 @@ pub(crate) struct PointwiseParams {
     pub(crate) out_channels: u32,
     pub(crate) relu: u32,
     pub(crate) has_residual: u32,
-    pub(crate) _pad: [u32; 3],
+    pub(crate) stride: u32,
+    pub(crate) in_height: u32,
+    pub(crate) in_width: u32,
+    pub(crate) out_height: u32,
+    pub(crate) out_width: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Uniform parameters of `depthwise_conv.wgsl`.

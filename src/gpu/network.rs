@@ -19,7 +19,10 @@ const MAX_CACHED_PLANS: usize = 4;
 /// Device-resident weights of one graph node.
 #[derive(Debug)]
 enum NodeWeights {
+    /// A 3x3 convolution (the stem).
     Conv(FoldedConv),
+    /// A 1x1 convolution (the strided shortcuts), run by the pointwise kernels.
+    Shortcut(PointwiseWeights),
     Separable {
         depthwise: wgpu::Buffer,
         pointwise: PointwiseWeights,
@@ -135,6 +138,18 @@ impl GpuModel {
             let mut nodes = Vec::new();
             for node in &graph.nodes {
                 nodes.push(match &node.op {
+                    Op::Conv(c) if c.kernel == 1 => {
+                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
+                        let (folded, steps) = kernels.fold_pointwise(
+                            device,
+                            kernel,
+                            c.out_channels,
+                            &weights.batchnorm(&c.bn),
+                            precision,
+                        )?;
+                        prep.append(steps);
+                        NodeWeights::Shortcut(folded)
+                    }
                     Op::Conv(c) => {
                         let kernel = weights.tensor(&format!("{}.kernel", c.conv));
                         let (folded, fold) = kernels.fold_batchnorm(
@@ -337,17 +352,25 @@ impl GpuModel {
             };
             let x = buffer_of(&pool, node.input);
             match (&node.op, &self.nodes[i]) {
-                (Op::Conv(c), NodeWeights::Conv(w)) => {
+                (Op::Conv(c), weights) => {
                     let out = alloc(&mut pool, &mut free);
-                    let (d, _) = k.conv2d(
-                        device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu, &pool[out],
-                    );
-                    dispatches.push(d);
-                    let kind = if c.kernel == 1 {
-                        OpKind::ShortcutConv
-                    } else {
-                        OpKind::StemConv
+                    let (d, kind) = match weights {
+                        NodeWeights::Shortcut(w) => {
+                            let (d, _) = k.pointwise_conv(
+                                device, &x, in_shape, w, c.stride, c.relu, None, &pool[out],
+                            );
+                            (d, OpKind::ShortcutConv)
+                        }
+                        NodeWeights::Conv(w) => {
+                            let (d, _) = k.conv2d(
+                                device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu,
+                                &pool[out],
+                            );
+                            (d, OpKind::StemConv)
+                        }
+                        _ => unreachable!("a convolution node holds convolution weights"),
                     };
+                    dispatches.push(d);
                     let kernel_len = c.kernel * c.kernel * c.in_channels * c.out_channels;
                     let macs = out_shape.pixels() * kernel_len;
                     launch(
@@ -371,15 +394,17 @@ impl GpuModel {
                     );
                     let out = alloc(&mut pool, &mut free);
                     let residual = s.residual.map(|r| buffer_of(&pool, r));
-                    dispatches.push(k.pointwise_conv(
+                    let (d, _) = k.pointwise_conv(
                         device,
                         &pool[tmp],
                         in_shape,
                         pointwise,
+                        1,
                         s.relu_out,
                         residual.as_ref(),
                         &pool[out],
-                    ));
+                    );
+                    dispatches.push(d);
                     free.push(tmp);
                     let dw_floats = 2 * in_shape.len() + 9 * s.in_channels;
                     launch(&s.conv, OpKind::Depthwise, 9 * in_shape.len(), dw_floats);

@@ -384,7 +384,9 @@ impl Kernels {
         )
     }
 
-    /// Pointwise convolution with folded batchnorm, then residual add and ReLU if asked.
+    /// Pointwise (1x1) convolution with folded batchnorm at `stride` (1, or 2 for the
+    /// shortcuts; no padding), then residual add and ReLU if asked; returns the launch and the
+    /// output shape.
     ///
     /// Uses the subgroup kernel where it was chosen (see [`Kernels::new`]) and both channel
     /// counts are multiples of 4, the portable kernel otherwise.
@@ -395,18 +397,30 @@ impl Kernels {
         input: &wgpu::Buffer,
         shape: Shape,
         weights: &PointwiseWeights,
+        stride: usize,
         relu: bool,
         residual: Option<&wgpu::Buffer>,
         output: &wgpu::Buffer,
-    ) -> Dispatch {
-        let rows = shape.pixels();
+    ) -> (Dispatch, Shape) {
+        let out = Shape::new(
+            shape.batch,
+            shape.height.div_ceil(stride),
+            shape.width.div_ceil(stride),
+            weights.out_channels,
+        );
+        let rows = out.pixels();
         let params = PointwiseParams {
             rows: u(rows),
             in_channels: u(shape.channels),
             out_channels: u(weights.out_channels),
             relu: relu.into(),
             has_residual: residual.is_some().into(),
-            _pad: [0; 3],
+            stride: u(stride),
+            in_height: u(shape.height),
+            in_width: u(shape.width),
+            out_height: u(out.height),
+            out_width: u(out.width),
+            _pad: [0; 2],
         };
         let (kernel, grid) = if self.subgroup_pointwise()
             && shape.channels % 4 == 0
@@ -425,7 +439,7 @@ impl Kernels {
             );
             (Kernel::PointwiseConv, grid)
         };
-        self.dispatch_with(
+        let dispatch = self.dispatch_with(
             device,
             kernel,
             &params,
@@ -437,7 +451,8 @@ impl Kernels {
                 output.as_entire_binding(),
             ],
             grid,
-        )
+        );
+        (dispatch, out)
     }
 
     /// Max-pool 3x3/2 'same', plus `residual` if given; returns the launch and output shape.
@@ -729,20 +744,21 @@ impl GpuOps {
         self.tensor(x.shape, &[d], &output)
     }
 
-    /// Pointwise convolution (`[cin][cout]` kernel) + batchnorm, then `+ residual` and ReLU if
-    /// asked, with the folded weights stored at `precision`.
+    /// Pointwise (1x1) convolution (`[cin][cout]` kernel) at `stride` + batchnorm, then
+    /// `+ residual` (of the output's shape) and ReLU if asked, with the folded weights stored
+    /// at `precision`.
     #[allow(clippy::too_many_arguments)]
     pub fn pointwise_conv(
         &self,
         x: &Tensor,
         kernel: &[f32],
         bn: &BatchNorm<'_>,
+        stride: usize,
         relu: bool,
         residual: Option<&Tensor>,
         precision: Precision,
     ) -> Result<Tensor> {
         let out_channels = kernel.len() / x.shape.channels;
-        let shape = x.shape.with_channels(out_channels);
         let (weights, prep) =
             self.kernels
                 .fold_pointwise(self.device(), kernel, out_channels, bn, precision)?;
@@ -753,12 +769,17 @@ impl GpuOps {
         })?;
         let input = upload(self.device(), "input", &x.data);
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
-        let output = storage(self.device(), "output", shape.len());
-        let d = self.kernels.pointwise_conv(
+        let out_len = x.shape.batch
+            * x.shape.height.div_ceil(stride)
+            * x.shape.width.div_ceil(stride)
+            * out_channels;
+        let output = storage(self.device(), "output", out_len);
+        let (d, shape) = self.kernels.pointwise_conv(
             self.device(),
             &input,
             x.shape,
             &weights,
+            stride,
             relu,
             residual.as_ref(),
             &output,
