@@ -9,6 +9,8 @@ pub enum Kernel {
     Conv2d,
     /// Depthwise 3x3 'same' convolution with optional ReLU on read.
     DepthwiseConv,
+    /// The same over 4 channels per invocation, for channel counts that are multiples of 4.
+    DepthwiseConvPack4,
     /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
     PointwiseConv,
     /// The same for CPU drivers, sharing loads through subgroup broadcasts.
@@ -33,9 +35,10 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
+        Kernel::DepthwiseConvPack4,
         Kernel::PointwiseConv,
         Kernel::PointwiseConvSubgroup,
         Kernel::PackF16,
@@ -53,6 +56,7 @@ impl Kernel {
         match self {
             Kernel::Conv2d => "conv2d",
             Kernel::DepthwiseConv => "depthwise_conv",
+            Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::PointwiseConv => "pointwise_conv",
             Kernel::PointwiseConvSubgroup => "pointwise_conv_subgroup",
             Kernel::PackF16 => "pack_f16",
@@ -71,6 +75,7 @@ impl Kernel {
         match self {
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
+            Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
             Kernel::PointwiseConvSubgroup => {
                 include_str!("../../shaders/pointwise_conv_subgroup.wgsl")

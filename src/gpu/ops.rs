@@ -353,7 +353,8 @@ impl Kernels {
         (dispatch, out)
     }
 
-    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`), optionally rectifying its input.
+    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`), optionally rectifying its input;
+    /// 4 channels per invocation when `C` is a multiple of 4.
     pub fn depthwise_conv(
         &self,
         device: &wgpu::Device,
@@ -371,13 +372,18 @@ impl Kernels {
             relu_input: relu_input.into(),
             _pad: [0; 3],
         };
+        let (kernel_kind, lanes) = if shape.channels % 4 == 0 {
+            (Kernel::DepthwiseConvPack4, shape.channels / 4)
+        } else {
+            (Kernel::DepthwiseConv, shape.channels)
+        };
         self.dispatch(
             device,
-            Kernel::DepthwiseConv,
+            kernel_kind,
             &params,
             &[input, kernel, output],
             [
-                shape.channels.div_ceil(64) as u32,
+                lanes.div_ceil(64) as u32,
                 shape.width.div_ceil(4) as u32,
                 (shape.batch * shape.height) as u32,
             ],
