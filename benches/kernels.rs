@@ -50,10 +50,10 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
     let device = &context.device;
     let kernels = Kernels::new(device);
     // The portable pointwise kernel too, where the subgroup one is chosen for this adapter.
-    let portable = Kernels::new(device).with_subgroup_pointwise(device, false);
+    let portable = Kernels::new(device).with_subgroup_gemm(device, false);
     let mut variants = vec![("pointwise_conv", &portable)];
-    if kernels.subgroup_pointwise() {
-        variants.insert(0, ("pointwise_conv_subgroup", &kernels));
+    if kernels.subgroup_gemm() {
+        variants.insert(0, ("conv_gemm_subgroup", &kernels));
     }
     let module = device.create_shader_module(wgpu::include_wgsl!("reference_matmul.wgsl"));
     let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -88,7 +88,7 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
             epsilon: 0.0,
         };
         let (folded, prep) = kernels
-            .fold_pointwise(device, &b_plain, n, &identity, Precision::F32)
+            .fold_gemm(device, &b_plain, n, &identity, Precision::F32)
             .expect("weights fit a texture");
         let mut encoder = device.create_command_encoder(&Default::default());
         prep.record(&kernels, &mut encoder);

@@ -121,7 +121,7 @@ fn strided_pointwise_conv_matches_cpu_shortcut_conv() {
         (Shape::new(3, 5, 6, 32), 64),
     ];
     for subgroup in [true, false] {
-        let gpu = ops_on_gpu().with_subgroup_pointwise(subgroup);
+        let gpu = ops_on_gpu().with_subgroup_gemm(subgroup);
         for (shape, cout) in cases {
             let x = random_tensor(&mut rng, shape);
             let fan_in = shape.channels as f32;
@@ -135,10 +135,64 @@ fn strided_pointwise_conv_matches_cpu_shortcut_conv() {
             assert_eq!(got.shape, want.shape);
             let what = format!(
                 "strided pointwise {shape} -> {cout} subgroup={}",
-                gpu.subgroup_pointwise()
+                gpu.subgroup_gemm()
             );
             assert_close(&got.data, &want.data, TOL, &what);
         }
+    }
+}
+
+/// The subgroup GEMM kernel on regular convolutions: 3x3 'valid' (the second stem conv),
+/// 3x3 'same' with stride 1 and 2 (taps in the padding), 1x1, odd sizes and batches.
+#[test]
+fn gemm_conv_matches_cpu() {
+    let gpu = ops_on_gpu().with_subgroup_gemm(true);
+    if !gpu.subgroup_gemm() {
+        let context = gpu.context();
+        assert!(
+            !context.device.features().contains(wgpu::Features::SUBGROUP)
+                || context.adapter.subgroup_min_size < 8,
+            "the subgroup GEMM kernel should run on {:?}",
+            context.adapter
+        );
+        eprintln!("no subgroups of 8 on this adapter: nothing runs the subgroup GEMM kernel");
+        return;
+    }
+    let mut rng = rng();
+    let cases = [
+        // (shape, kernel, stride, padding, out_channels, relu)
+        (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
+        (Shape::new(2, 7, 9, 8), 3, 1, Padding::Same, 12, false),
+        (Shape::new(1, 8, 11, 4), 3, 2, Padding::Same, 8, true),
+        (Shape::new(1, 5, 5, 16), 3, 2, Padding::Valid, 4, false),
+        (Shape::new(1, 9, 9, 64), 1, 1, Padding::Valid, 128, true),
+        (Shape::new(1, 3, 3, 4), 3, 1, Padding::Same, 4, true),
+    ];
+    for (shape, k, stride, padding, cout, relu) in cases {
+        let x = random_tensor(&mut rng, shape);
+        let fan_in = (k * k * shape.channels) as f32;
+        let kernel = uniform(&mut rng, k * k * shape.channels * cout, 1.0 / fan_in.sqrt());
+        let bn = RandomBn::new(&mut rng, cout);
+        let mut want = ops::conv2d(&x, &kernel, k, stride, padding, cout);
+        ops::batch_norm(&mut want, &bn.view());
+        if relu {
+            want = ops::relu(&want);
+        }
+        let got = gpu
+            .gemm_conv(
+                &x,
+                &kernel,
+                &bn.view(),
+                k,
+                stride,
+                padding,
+                relu,
+                Precision::F32,
+            )
+            .unwrap();
+        assert_eq!(got.shape, want.shape);
+        let what = format!("gemm conv {shape} k{k} s{stride} {padding:?} -> {cout}");
+        assert_close(&got.data, &want.data, TOL, &what);
     }
 }
 
@@ -175,8 +229,8 @@ fn depthwise_conv_matches_cpu() {
 #[test]
 fn pointwise_conv_with_residual_and_relu_matches_cpu() {
     for subgroup in [true, false] {
-        let gpu = ops_on_gpu().with_subgroup_pointwise(subgroup);
-        eprintln!("subgroup kernel: {}", gpu.subgroup_pointwise());
+        let gpu = ops_on_gpu().with_subgroup_gemm(subgroup);
+        eprintln!("subgroup kernel: {}", gpu.subgroup_gemm());
         pointwise_cases_match_cpu(&gpu);
     }
 }
@@ -184,13 +238,13 @@ fn pointwise_conv_with_residual_and_relu_matches_cpu() {
 /// On a CPU adapter with subgroups of 8 or more (lavapipe in CI), the subgroup kernel is the
 /// default, so the whole-network tests run it.
 #[test]
-fn cpu_adapters_with_subgroups_get_the_subgroup_pointwise_kernel() {
+fn cpu_adapters_with_subgroups_get_the_subgroup_gemm_kernel() {
     let context = gpu();
     let adapter = &context.adapter;
     let expected = adapter.device_type == wgpu::DeviceType::Cpu
         && context.device.features().contains(wgpu::Features::SUBGROUP)
         && adapter.subgroup_min_size >= 8;
-    assert_eq!(ops_on_gpu().subgroup_pointwise(), expected, "{adapter:?}");
+    assert_eq!(ops_on_gpu().subgroup_gemm(), expected, "{adapter:?}");
 }
 
 fn pointwise_cases_match_cpu(gpu: &GpuOps) {
@@ -239,7 +293,7 @@ fn pointwise_cases_match_cpu(gpu: &GpuOps) {
             .unwrap();
         let what = format!(
             "pointwise {shape} -> {cout} relu={relu} residual={with_residual} subgroup={}",
-            gpu.subgroup_pointwise()
+            gpu.subgroup_gemm()
         );
         assert_close(&got.data, &want.data, TOL, &what);
     }
@@ -364,7 +418,7 @@ fn dense_and_softmax_match_cpu() {
 #[test]
 fn float16_pointwise_matches_cpu_with_the_same_rounded_weights() {
     for subgroup in [true, false] {
-        float16_cases_match_cpu(&ops_on_gpu().with_subgroup_pointwise(subgroup));
+        float16_cases_match_cpu(&ops_on_gpu().with_subgroup_gemm(subgroup));
     }
 }
 
@@ -415,7 +469,7 @@ fn float16_cases_match_cpu(gpu: &GpuOps) {
             TOL,
             &format!(
                 "f16 pointwise {shape} -> {cout} subgroup={}",
-                gpu.subgroup_pointwise()
+                gpu.subgroup_gemm()
             ),
         );
     }

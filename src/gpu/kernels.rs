@@ -13,8 +13,9 @@ pub enum Kernel {
     DepthwiseConvPack4,
     /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
     PointwiseConv,
-    /// The same for CPU drivers, sharing loads through subgroup broadcasts.
-    PointwiseConvSubgroup,
+    /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
+    /// broadcasts: the pointwise, shortcut and 32-channel stem convolutions there.
+    ConvGemmSubgroup,
     /// Packs float32 values into float16 pairs.
     PackF16,
     /// Folds batchnorm into a convolution's kernel and bias.
@@ -40,7 +41,7 @@ impl Kernel {
         Kernel::DepthwiseConv,
         Kernel::DepthwiseConvPack4,
         Kernel::PointwiseConv,
-        Kernel::PointwiseConvSubgroup,
+        Kernel::ConvGemmSubgroup,
         Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
@@ -58,7 +59,7 @@ impl Kernel {
             Kernel::DepthwiseConv => "depthwise_conv",
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::PointwiseConv => "pointwise_conv",
-            Kernel::PointwiseConvSubgroup => "pointwise_conv_subgroup",
+            Kernel::ConvGemmSubgroup => "conv_gemm_subgroup",
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
@@ -77,8 +78,8 @@ impl Kernel {
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
-            Kernel::PointwiseConvSubgroup => {
-                include_str!("../../shaders/pointwise_conv_subgroup.wgsl")
+            Kernel::ConvGemmSubgroup => {
+                include_str!("../../shaders/conv_gemm_subgroup.wgsl")
             }
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
@@ -98,7 +99,7 @@ impl Kernel {
     pub fn capabilities(self) -> naga::valid::Capabilities {
         match self {
             Kernel::PackF16 => naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-            Kernel::PointwiseConvSubgroup => naga::valid::Capabilities::SUBGROUP,
+            Kernel::ConvGemmSubgroup => naga::valid::Capabilities::SUBGROUP,
             _ => naga::valid::Capabilities::empty(),
         }
     }
@@ -106,7 +107,7 @@ impl Kernel {
     /// Device features the kernel needs (see [`Kernel::capabilities`]).
     fn features(self) -> wgpu::Features {
         match self {
-            Kernel::PointwiseConvSubgroup => wgpu::Features::SUBGROUP,
+            Kernel::ConvGemmSubgroup => wgpu::Features::SUBGROUP,
             _ => wgpu::Features::empty(),
         }
     }
@@ -138,8 +139,8 @@ impl Kernel {
 pub struct Kernels {
     /// `None` for a kernel the device cannot run (see [`Kernel::capabilities`]).
     pipelines: Vec<Option<wgpu::ComputePipeline>>,
-    /// Whether pointwise launches use [`Kernel::PointwiseConvSubgroup`] where they can.
-    subgroup_pointwise: bool,
+    /// Whether convolutions use [`Kernel::ConvGemmSubgroup`] where they can.
+    subgroup_gemm: bool,
     /// Bound in place of an absent optional input (such as a residual).
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -173,9 +174,9 @@ pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
 
 impl Kernels {
     /// Compiles every kernel on `device`; kernels needing a capability the device lacks are
-    /// left out (see [`Kernels::supports`]). Pointwise launches use the subgroup kernel on CPU
+    /// left out (see [`Kernels::supports`]). Convolutions use the subgroup GEMM kernel on CPU
     /// adapters whose subgroups hold at least 8 invocations (see
-    /// [`with_subgroup_pointwise`](Self::with_subgroup_pointwise)).
+    /// [`with_subgroup_gemm`](Self::with_subgroup_gemm)).
     pub fn new(device: &wgpu::Device) -> Self {
         let pipelines: Vec<_> = Kernel::ALL
             .iter()
@@ -213,28 +214,34 @@ impl Kernels {
         let adapter = device.adapter_info();
         let mut kernels = Self {
             pipelines,
-            subgroup_pointwise: false,
+            subgroup_gemm: false,
             placeholder,
         };
-        kernels.subgroup_pointwise = kernels.supports(Kernel::PointwiseConvSubgroup)
+        kernels.subgroup_gemm = kernels.supports(Kernel::ConvGemmSubgroup)
             && adapter.device_type == wgpu::DeviceType::Cpu
             && adapter.subgroup_min_size >= 8;
         kernels
     }
 
-    /// Chooses whether pointwise launches use the subgroup kernel (where the channel counts
-    /// allow it) or the portable one; `enabled` is ignored where the device cannot run the
+    /// Chooses whether convolutions use the subgroup GEMM kernel (where the channel counts
+    /// allow it) or the portable ones; `enabled` is ignored where the device cannot run the
     /// subgroup kernel or its subgroups hold fewer than 8 invocations.
-    pub fn with_subgroup_pointwise(mut self, device: &wgpu::Device, enabled: bool) -> Self {
-        self.subgroup_pointwise = enabled
-            && self.supports(Kernel::PointwiseConvSubgroup)
+    pub fn with_subgroup_gemm(mut self, device: &wgpu::Device, enabled: bool) -> Self {
+        self.subgroup_gemm = enabled
+            && self.supports(Kernel::ConvGemmSubgroup)
             && device.adapter_info().subgroup_min_size >= 8;
         self
     }
 
-    /// Whether pointwise launches use the subgroup kernel where the channel counts allow.
-    pub fn subgroup_pointwise(&self) -> bool {
-        self.subgroup_pointwise
+    /// Whether convolutions use the subgroup GEMM kernel where the channel counts allow.
+    pub fn subgroup_gemm(&self) -> bool {
+        self.subgroup_gemm
+    }
+
+    /// Whether a convolution from `in_channels` to `out_channels` runs on the subgroup GEMM
+    /// kernel (see [`Kernels::gemm_conv`]).
+    pub fn runs_gemm(&self, in_channels: usize, out_channels: usize) -> bool {
+        self.subgroup_gemm && in_channels % 4 == 0 && out_channels % 4 == 0
     }
 
     /// Whether the device can run `kernel`.
@@ -337,7 +344,7 @@ pub(crate) struct Conv2dParams {
     pub(crate) _pad: [u32; 3],
 }
 
-/// Uniform parameters of `pointwise_conv.wgsl` and `pointwise_conv_subgroup.wgsl`.
+/// Uniform parameters of `pointwise_conv.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct PointwiseParams {
@@ -352,6 +359,26 @@ pub(crate) struct PointwiseParams {
     pub(crate) out_height: u32,
     pub(crate) out_width: u32,
     pub(crate) _pad: [u32; 2],
+}
+
+/// Uniform parameters of `conv_gemm_subgroup.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct GemmParams {
+    pub(crate) rows: u32,
+    pub(crate) in_channels: u32,
+    pub(crate) out_channels: u32,
+    pub(crate) relu: u32,
+    pub(crate) has_residual: u32,
+    pub(crate) kernel: u32,
+    pub(crate) stride: u32,
+    pub(crate) pad_top: u32,
+    pub(crate) pad_left: u32,
+    pub(crate) in_height: u32,
+    pub(crate) in_width: u32,
+    pub(crate) out_height: u32,
+    pub(crate) out_width: u32,
+    pub(crate) _pad: [u32; 3],
 }
 
 /// Uniform parameters of `depthwise_conv.wgsl`.

@@ -10,5 +10,5 @@ pub use context::GpuContext;
 pub use kernels::{Dispatch, Kernel, Kernels};
 pub use network::{GpuModel, LaunchTiming, OpKind};
 pub use ops::{
-    padded_channels, storage, upload, FoldedConv, GpuOps, PointwiseWeights, Precision, WeightPrep,
+    padded_channels, storage, upload, FoldedConv, GemmWeights, GpuOps, Precision, WeightPrep,
 };

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Kernel, Kernels};
-use super::ops::{storage, upload, FoldedConv, PointwiseWeights, Precision, WeightPrep};
+use super::ops::{storage, upload, FoldedConv, GemmWeights, Precision, WeightPrep};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::model::Outputs;
@@ -19,13 +19,14 @@ const MAX_CACHED_PLANS: usize = 4;
 /// Device-resident weights of one graph node.
 #[derive(Debug)]
 enum NodeWeights {
-    /// A 3x3 convolution (the stem).
+    /// A convolution run by the regular `conv2d` kernel (the stem, unless the GEMM takes it).
     Conv(FoldedConv),
-    /// A 1x1 convolution (the strided shortcuts), run by the pointwise kernels.
-    Shortcut(PointwiseWeights),
+    /// A convolution run as a GEMM: the 1x1/2 shortcuts (pointwise kernels), and others where
+    /// the subgroup GEMM kernel runs.
+    Gemm(GemmWeights),
     Separable {
         depthwise: wgpu::Buffer,
-        pointwise: PointwiseWeights,
+        pointwise: GemmWeights,
     },
     None,
 }
@@ -138,9 +139,11 @@ impl GpuModel {
             let mut nodes = Vec::new();
             for node in &graph.nodes {
                 nodes.push(match &node.op {
-                    Op::Conv(c) if c.kernel == 1 => {
+                    Op::Conv(c)
+                        if c.kernel == 1 || kernels.runs_gemm(c.in_channels, c.out_channels) =>
+                    {
                         let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                        let (folded, steps) = kernels.fold_pointwise(
+                        let (folded, steps) = kernels.fold_gemm(
                             device,
                             kernel,
                             c.out_channels,
@@ -148,7 +151,7 @@ impl GpuModel {
                             precision,
                         )?;
                         prep.append(steps);
-                        NodeWeights::Shortcut(folded)
+                        NodeWeights::Gemm(folded)
                     }
                     Op::Conv(c) => {
                         let kernel = weights.tensor(&format!("{}.kernel", c.conv));
@@ -164,7 +167,7 @@ impl GpuModel {
                     Op::Separable(s) => {
                         let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
                         let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                        let (folded, steps) = kernels.fold_pointwise(
+                        let (folded, steps) = kernels.fold_gemm(
                             device,
                             pointwise,
                             s.out_channels,
@@ -355,11 +358,18 @@ impl GpuModel {
                 (Op::Conv(c), weights) => {
                     let out = alloc(&mut pool, &mut free);
                     let (d, kind) = match weights {
-                        NodeWeights::Shortcut(w) => {
+                        NodeWeights::Gemm(w) if c.kernel == 1 => {
                             let (d, _) = k.pointwise_conv(
                                 device, &x, in_shape, w, c.stride, c.relu, None, &pool[out],
                             );
                             (d, OpKind::ShortcutConv)
+                        }
+                        NodeWeights::Gemm(w) => {
+                            let (d, _) = k.gemm_conv(
+                                device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu,
+                                None, &pool[out],
+                            );
+                            (d, OpKind::StemConv)
                         }
                         NodeWeights::Conv(w) => {
                             let (d, _) = k.conv2d(

@@ -13,13 +13,13 @@ use crate::weights::BatchNorm;
 /// Pixels (GEMM rows) one invocation of `pointwise_conv.wgsl` computes.
 const PIXELS_PER_INVOCATION: usize = 8;
 
-/// Pixels and output channels one workgroup of `pointwise_conv_subgroup.wgsl` computes.
+/// Pixels and output channels one workgroup of `conv_gemm_subgroup.wgsl` computes.
 const SUBGROUP_TILE: (usize, usize) = (16, 64);
 
 /// Kernel rows one invocation of `batchnorm_fold.wgsl` folds (its `BAND`).
 const FOLD_BAND: usize = 64;
 
-/// Pointwise weight rows are padded to this many output channels, so that every row of the
+/// GEMM weight rows are padded to this many output channels, so that every row of the
 /// buffer they are folded into is a multiple of 256 bytes (wgpu's buffer-to-texture copy
 /// alignment), in float16 too.
 const POINTWISE_CHANNEL_ALIGN: usize = 128;
@@ -59,18 +59,19 @@ impl FoldedConv {
     }
 }
 
-/// A pointwise convolution's batchnorm-folded weights on the GPU: a texture, whose fetches
-/// are cheaper than storage-buffer loads on CPU drivers and cached on GPUs.
+/// A convolution's batchnorm-folded weights as the B matrix of its GEMM, in a texture (whose
+/// fetches are cheaper than storage-buffer loads on CPU drivers, and cached on GPUs): what
+/// the pointwise kernels and the subgroup GEMM kernel read.
 #[derive(Debug)]
-pub struct PointwiseWeights {
-    /// `[in_channels]` rows of texels holding 4 output channels each, zero past
-    /// `out_channels`: `Rgba32Float`, or `Rgba16Float` for [`Precision::F16`].
+pub struct GemmWeights {
+    /// `[kh * kw * in_channels]` rows (HWI order) of texels holding 4 output channels each,
+    /// zero past `out_channels`: `Rgba32Float`, or `Rgba16Float` for [`Precision::F16`].
     pub texture: wgpu::Texture,
     view: wgpu::TextureView,
     /// Output channels' bias, zero-padded like the texture rows.
     pub bias: wgpu::Buffer,
-    /// Input channels (texture rows).
-    pub in_channels: usize,
+    /// Texture rows: `kh * kw * in_channels`.
+    pub rows: usize,
     /// Real output channels.
     pub out_channels: usize,
     /// How the texture stores the weights.
@@ -224,25 +225,26 @@ impl Kernels {
         (folded, dispatch)
     }
 
-    /// Folds batchnorm into a pointwise kernel (`[in_channels][out_channels]`) and stores it
-    /// as a weight texture at `precision`; returns the weights and the steps that fill them.
+    /// Folds batchnorm into a convolution kernel (HWIO, output channels innermost; a pointwise
+    /// kernel is `[in_channels][out_channels]`) and stores it as a GEMM weight texture at
+    /// `precision`; returns the weights and the steps that fill them.
     ///
     /// Fails when the device cannot pack float16 (for [`Precision::F16`]) or the texture
     /// would exceed the device's largest 2-D texture.
-    pub fn fold_pointwise(
+    pub fn fold_gemm(
         &self,
         device: &wgpu::Device,
         kernel: &[f32],
         out_channels: usize,
         bn: &BatchNorm<'_>,
         precision: Precision,
-    ) -> Result<(PointwiseWeights, WeightPrep)> {
-        let in_channels = kernel.len() / out_channels;
+    ) -> Result<(GemmWeights, WeightPrep)> {
+        let rows = kernel.len() / out_channels;
         let padded = out_channels.div_ceil(POINTWISE_CHANNEL_ALIGN) * POINTWISE_CHANNEL_ALIGN;
         let largest = device.limits().max_texture_dimension_2d as usize;
-        if in_channels > largest || padded / 4 > largest {
+        if rows > largest || padded / 4 > largest {
             return Err(Error::Gpu(format!(
-                "a {in_channels}x{out_channels} pointwise kernel needs a texture larger than \
+                "a {rows}x{out_channels} convolution kernel needs a texture larger than \
                  this device's {largest}x{largest}"
             )));
         }
@@ -259,7 +261,7 @@ impl Kernels {
         let (source, format, bytes_per_row) = match precision {
             Precision::F32 => (folded.weights, wgpu::TextureFormat::Rgba32Float, padded * 4),
             Precision::F16 => {
-                let pairs = in_channels * padded / 2;
+                let pairs = rows * padded / 2;
                 let packed = storage(device, "packed kernel", pairs);
                 let params = ElementwiseParams {
                     len: u(pairs),
@@ -279,7 +281,7 @@ impl Kernels {
             label: Some("pointwise weights"),
             size: wgpu::Extent3d {
                 width: u(padded / 4),
-                height: u(in_channels),
+                height: u(rows),
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,
@@ -294,11 +296,11 @@ impl Kernels {
             texture: texture.clone(),
             bytes_per_row: u(bytes_per_row),
         });
-        let weights = PointwiseWeights {
+        let weights = GemmWeights {
             view: texture.create_view(&Default::default()),
             texture,
             bias: folded.bias,
-            in_channels,
+            rows,
             out_channels,
             precision,
         };
@@ -394,15 +396,15 @@ impl Kernels {
     /// shortcuts; no padding), then residual add and ReLU if asked; returns the launch and the
     /// output shape.
     ///
-    /// Uses the subgroup kernel where it was chosen (see [`Kernels::new`]) and both channel
-    /// counts are multiples of 4, the portable kernel otherwise.
+    /// Runs on the subgroup GEMM kernel where [`Kernels::runs_gemm`] says so, on the portable
+    /// pointwise kernel otherwise.
     #[allow(clippy::too_many_arguments)]
     pub fn pointwise_conv(
         &self,
         device: &wgpu::Device,
         input: &wgpu::Buffer,
         shape: Shape,
-        weights: &PointwiseWeights,
+        weights: &GemmWeights,
         stride: usize,
         relu: bool,
         residual: Option<&wgpu::Buffer>,
@@ -428,26 +430,91 @@ impl Kernels {
             out_width: u(out.width),
             _pad: [0; 2],
         };
-        let (kernel, grid) = if self.subgroup_pointwise()
-            && shape.channels % 4 == 0
-            && weights.out_channels % 4 == 0
-        {
-            let (pixels, channels) = SUBGROUP_TILE;
-            let grid = tiled_grid(
-                weights.out_channels.div_ceil(channels),
-                rows.div_ceil(pixels),
+        if self.runs_gemm(shape.channels, weights.out_channels) {
+            return self.gemm_conv(
+                device,
+                input,
+                shape,
+                weights,
+                1,
+                stride,
+                Padding::Valid,
+                relu,
+                residual,
+                output,
             );
-            (Kernel::PointwiseConvSubgroup, grid)
-        } else {
-            let grid = tiled_grid(
-                weights.out_channels.div_ceil(8).div_ceil(8),
-                rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
-            );
-            (Kernel::PointwiseConv, grid)
-        };
+        }
+        let grid = tiled_grid(
+            weights.out_channels.div_ceil(8).div_ceil(8),
+            rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
+        );
         let dispatch = self.dispatch_with(
             device,
-            kernel,
+            Kernel::PointwiseConv,
+            &params,
+            &[
+                input.as_entire_binding(),
+                wgpu::BindingResource::TextureView(&weights.view),
+                weights.bias.as_entire_binding(),
+                residual.unwrap_or(&self.placeholder).as_entire_binding(),
+                output.as_entire_binding(),
+            ],
+            grid,
+        );
+        (dispatch, out)
+    }
+
+    /// Convolution with folded batchnorm as an implicit GEMM on the subgroup kernel, then
+    /// residual add and ReLU if asked; returns the launch and the output shape.
+    ///
+    /// # Panics
+    /// Unless [`Kernels::runs_gemm`] holds for the channel counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_conv(
+        &self,
+        device: &wgpu::Device,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        weights: &GemmWeights,
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+        relu: bool,
+        residual: Option<&wgpu::Buffer>,
+        output: &wgpu::Buffer,
+    ) -> (Dispatch, Shape) {
+        assert!(
+            self.runs_gemm(shape.channels, weights.out_channels),
+            "the subgroup GEMM kernel cannot run {shape} -> {} channels here",
+            weights.out_channels
+        );
+        let (out_h, pad_top) = padding.resolve(shape.height, kernel, stride);
+        let (out_w, pad_left) = padding.resolve(shape.width, kernel, stride);
+        let out = Shape::new(shape.batch, out_h, out_w, weights.out_channels);
+        let params = GemmParams {
+            rows: u(out.pixels()),
+            in_channels: u(shape.channels),
+            out_channels: u(weights.out_channels),
+            relu: relu.into(),
+            has_residual: residual.is_some().into(),
+            kernel: u(kernel),
+            stride: u(stride),
+            pad_top: u(pad_top),
+            pad_left: u(pad_left),
+            in_height: u(shape.height),
+            in_width: u(shape.width),
+            out_height: u(out_h),
+            out_width: u(out_w),
+            _pad: [0; 3],
+        };
+        let (pixels, channels) = SUBGROUP_TILE;
+        let grid = tiled_grid(
+            weights.out_channels.div_ceil(channels),
+            out.pixels().div_ceil(pixels),
+        );
+        let dispatch = self.dispatch_with(
+            device,
+            Kernel::ConvGemmSubgroup,
             &params,
             &[
                 input.as_entire_binding(),
@@ -630,17 +697,17 @@ impl GpuOps {
         Self { context, kernels }
     }
 
-    /// Chooses the pointwise kernel as [`Kernels::with_subgroup_pointwise`] does.
-    pub fn with_subgroup_pointwise(mut self, enabled: bool) -> Self {
+    /// Chooses the convolution kernels as [`Kernels::with_subgroup_gemm`] does.
+    pub fn with_subgroup_gemm(mut self, enabled: bool) -> Self {
         self.kernels = self
             .kernels
-            .with_subgroup_pointwise(&self.context.device, enabled);
+            .with_subgroup_gemm(&self.context.device, enabled);
         self
     }
 
-    /// Whether pointwise launches use the subgroup kernel where the channel counts allow.
-    pub fn subgroup_pointwise(&self) -> bool {
-        self.kernels.subgroup_pointwise()
+    /// Whether convolutions use the subgroup GEMM kernel where the channel counts allow.
+    pub fn subgroup_gemm(&self) -> bool {
+        self.kernels.subgroup_gemm()
     }
 
     /// The device in use.
@@ -734,6 +801,66 @@ impl GpuOps {
         self.tensor(shape, &[fold, conv], &output)
     }
 
+    /// Convolution (HWIO kernel) + batchnorm (+ ReLU) on the subgroup GEMM kernel, with the
+    /// folded weights stored at `precision`.
+    ///
+    /// Fails where [`Kernels::runs_gemm`] does not hold for the channel counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_conv(
+        &self,
+        x: &Tensor,
+        kernel: &[f32],
+        bn: &BatchNorm<'_>,
+        size: usize,
+        stride: usize,
+        padding: Padding,
+        relu: bool,
+        precision: Precision,
+    ) -> Result<Tensor> {
+        let out_channels = kernel.len() / (size * size * x.shape.channels);
+        if !self.kernels.runs_gemm(x.shape.channels, out_channels) {
+            return Err(Error::Gpu(format!(
+                "{} does not run the subgroup GEMM kernel for {} -> {out_channels} channels",
+                self.context.description(),
+                x.shape.channels
+            )));
+        }
+        let (weights, prep) =
+            self.kernels
+                .fold_gemm(self.device(), kernel, out_channels, bn, precision)?;
+        self.prepare(&prep)?;
+        let input = upload(self.device(), "input", &x.data);
+        let (oh, _) = padding.resolve(x.shape.height, size, stride);
+        let (ow, _) = padding.resolve(x.shape.width, size, stride);
+        let output = storage(
+            self.device(),
+            "output",
+            x.shape.batch * oh * ow * out_channels,
+        );
+        let (conv, shape) = self.kernels.gemm_conv(
+            self.device(),
+            &input,
+            x.shape,
+            &weights,
+            size,
+            stride,
+            padding,
+            relu,
+            None,
+            &output,
+        );
+        self.tensor(shape, &[conv], &output)
+    }
+
+    /// Runs weight-preparation steps and waits for them.
+    fn prepare(&self, prep: &WeightPrep) -> Result<()> {
+        self.context.checked("folding batchnorm", || {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            prep.record(&self.kernels, &mut encoder);
+            self.context.queue.submit([encoder.finish()]);
+        })
+    }
+
     /// Depthwise 3x3 'same' convolution, optionally rectifying the input as it is read.
     pub fn depthwise_conv(&self, x: &Tensor, kernel: &[f32], relu_input: bool) -> Result<Tensor> {
         let input = upload(self.device(), "input", &x.data);
@@ -767,12 +894,8 @@ impl GpuOps {
         let out_channels = kernel.len() / x.shape.channels;
         let (weights, prep) =
             self.kernels
-                .fold_pointwise(self.device(), kernel, out_channels, bn, precision)?;
-        self.context.checked("folding batchnorm", || {
-            let mut encoder = self.device().create_command_encoder(&Default::default());
-            prep.record(&self.kernels, &mut encoder);
-            self.context.queue.submit([encoder.finish()]);
-        })?;
+                .fold_gemm(self.device(), kernel, out_channels, bn, precision)?;
+        self.prepare(&prep)?;
         let input = upload(self.device(), "input", &x.data);
         let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
         let out_len = x.shape.batch
