@@ -102,11 +102,13 @@ pub fn profile(
     Ok((model.backend_description(), launches))
 }
 
-/// Loads `weights` on `backend` and times each case on a fixed synthetic input.
+/// Loads `weights` on `backend` (with GPU pipelines cached in `pipeline_cache` if given) and
+/// times each case on a fixed synthetic input.
 pub fn run(
     weights: &Path,
     backend: BackendKind,
     precision: Precision,
+    pipeline_cache: Option<&Path>,
     cases: &[BenchCase],
 ) -> Result<Vec<BenchResult>> {
     let t = Instant::now();
@@ -119,10 +121,11 @@ pub fn run(
         .map(|l| (l.inputs * l.units) as u64)
         .sum();
     let t = Instant::now();
-    let model = Xception::builder()
-        .backend(backend)
-        .precision(precision)
-        .build(loaded)?;
+    let mut builder = Xception::builder().backend(backend).precision(precision);
+    if let Some(dir) = pipeline_cache {
+        builder = builder.pipeline_cache(dir);
+    }
+    let model = builder.build(loaded)?;
     let setup_ms = ms_since(t);
     let graph = Graph::xception();
     let mut results = Vec::new();

@@ -143,10 +143,11 @@ impl Backend {
 fn load_model(weights: &Path, backend: Backend, precision: Precision) -> Result<Xception, Error> {
     let weights = Weights::load(weights)?;
     let build = |kind, weights| {
-        Xception::builder()
-            .backend(kind)
-            .precision(precision)
-            .build(weights)
+        let mut builder = Xception::builder().backend(kind).precision(precision);
+        if let Some(dir) = pipeline_cache_dir() {
+            builder = builder.pipeline_cache(dir);
+        }
+        builder.build(weights)
     };
     match backend {
         Backend::Auto => match build(BackendKind::Gpu, weights.clone()) {
@@ -158,6 +159,16 @@ fn load_model(weights: &Path, backend: Backend, precision: Precision) -> Result<
         },
         other => build(other.kind(), weights),
     }
+}
+
+/// Where the CLI keeps compiled GPU pipelines: `$XDG_CACHE_HOME/xception-wgpu`, else
+/// `$HOME/.cache/xception-wgpu`.
+pub fn pipeline_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("xception-wgpu"))
 }
 
 /// How images are sized before they enter the network.

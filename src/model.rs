@@ -1,6 +1,6 @@
 //! The public entry point: [`Xception`] over a CPU or GPU backend, and its [`Outputs`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cpu::CpuModel;
@@ -113,6 +113,7 @@ pub struct XceptionBuilder {
     device: Option<(wgpu::Device, wgpu::Queue)>,
     max_batch: Option<usize>,
     precision: Precision,
+    pipeline_cache: Option<PathBuf>,
 }
 
 impl XceptionBuilder {
@@ -142,6 +143,13 @@ impl XceptionBuilder {
         self
     }
 
+    /// Keeps the GPU's compiled pipelines in a file in `dir` between runs, where the driver and
+    /// wgpu support it (Vulkan), so a second start compiles less. Off by default.
+    pub fn pipeline_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pipeline_cache = Some(dir.into());
+        self
+    }
+
     /// Loads a safetensors weights file and creates the model.
     pub fn load(self, path: impl AsRef<Path>) -> Result<Xception> {
         self.build(Weights::load(path)?)
@@ -158,10 +166,13 @@ impl XceptionBuilder {
         let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
             (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
             (BackendKind::Gpu, device) => {
-                let context = match device {
+                let mut context = match device {
                     Some((device, queue)) => GpuContext::from_device(device, queue),
                     None => GpuContext::new()?,
                 };
+                if let Some(dir) = &self.pipeline_cache {
+                    context = context.with_pipeline_cache(dir);
+                }
                 let mut gpu = GpuModel::new(context, weights.clone(), self.precision)?;
                 if let Some(limit) = self.max_batch {
                     gpu = gpu.with_batch_limit(limit);

@@ -12,7 +12,7 @@ use common::{assert_close, gpu, random_tensor, rng, uniform};
 use rand::rngs::StdRng;
 use rand::Rng;
 use xception_wgpu::cpu::ops;
-use xception_wgpu::gpu::{GpuOps, Precision};
+use xception_wgpu::gpu::{GpuOps, Kernel, Kernels, PipelineCacheFile, Precision};
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::Shape;
@@ -473,4 +473,39 @@ fn float16_cases_match_cpu(gpu: &GpuOps) {
             ),
         );
     }
+}
+
+/// The pipeline cache file is written after the kernels are created, and a second start reads
+/// it back and still creates every kernel the device supports.
+#[test]
+fn pipeline_cache_file_round_trips() {
+    let context = gpu();
+    let device = &context.device;
+    let dir = std::env::temp_dir().join(format!("xception-pipeline-cache-{}", std::process::id()));
+    let Some(first) = PipelineCacheFile::open(device, &dir) else {
+        let has_cache = device.features().contains(wgpu::Features::PIPELINE_CACHE)
+            && wgpu::util::pipeline_cache_key(&context.adapter).is_some();
+        assert!(
+            !has_cache,
+            "a pipeline cache should open on {:?}",
+            context.adapter
+        );
+        eprintln!("no pipeline cache on this adapter");
+        return;
+    };
+    let uncached = Kernels::new(device);
+    Kernels::with_cache(device, Some(first.cache()));
+    first.save().unwrap();
+    let written = std::fs::read(first.path()).unwrap();
+    assert!(!written.is_empty(), "{}", first.path().display());
+    let second = PipelineCacheFile::open(device, &dir).unwrap();
+    let cached = Kernels::with_cache(device, Some(second.cache()));
+    for kernel in Kernel::ALL {
+        assert_eq!(
+            cached.supports(kernel),
+            uncached.supports(kernel),
+            "{kernel:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

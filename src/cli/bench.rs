@@ -82,7 +82,14 @@ fn bench(
     weights: &Path,
     json: bool,
 ) -> Result<(), Error> {
-    let results = xception_wgpu::bench::run(weights, backend, precision.precision(), cases)?;
+    let cache = crate::pipeline_cache_dir();
+    let results = xception_wgpu::bench::run(
+        weights,
+        backend,
+        precision.precision(),
+        cache.as_deref(),
+        cases,
+    )?;
     if !json {
         println!(
             "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",

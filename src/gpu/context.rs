@@ -1,7 +1,9 @@
 //! The wgpu device the runtime works on: created here, or handed in by a host application.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::PipelineCacheFile;
 use crate::error::{Error, Result};
 
 /// A wgpu device and queue, with what is known about the adapter behind them.
@@ -15,6 +17,8 @@ pub struct GpuContext {
     pub adapter: wgpu::AdapterInfo,
     /// Set when a device created here is lost (a host's device keeps its own callback).
     lost: Arc<Mutex<Option<String>>>,
+    /// Where pipelines are cached between runs, if anywhere.
+    pipeline_cache: Option<Arc<PipelineCacheFile>>,
 }
 
 impl GpuContext {
@@ -40,10 +44,12 @@ impl GpuContext {
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xception"),
-            // Optional: timestamps for `bench --profile`, subgroups for the pointwise kernel
-            // of CPU drivers.
+            // Optional: timestamps for `bench --profile`, subgroups for the GEMM kernel of CPU
+            // drivers, a pipeline cache for faster second starts.
             required_features: adapter.features()
-                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP),
+                & (wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::SUBGROUP
+                    | wgpu::Features::PIPELINE_CACHE),
             required_limits: adapter.limits(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -62,6 +68,7 @@ impl GpuContext {
             queue,
             adapter: info,
             lost,
+            pipeline_cache: None,
         })
     }
 
@@ -83,7 +90,20 @@ impl GpuContext {
             queue,
             adapter,
             lost: Arc::new(Mutex::new(None)),
+            pipeline_cache: None,
         }
+    }
+
+    /// Keeps the compiled pipelines in a file in `dir` between runs where the driver and wgpu
+    /// support it (Vulkan); elsewhere this changes nothing.
+    pub fn with_pipeline_cache(mut self, dir: &Path) -> Self {
+        self.pipeline_cache = PipelineCacheFile::open(&self.device, dir).map(Arc::new);
+        self
+    }
+
+    /// The pipeline cache in use, if any.
+    pub fn pipeline_cache(&self) -> Option<&PipelineCacheFile> {
+        self.pipeline_cache.as_deref()
     }
 
     /// `name, backend` of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`.

@@ -178,6 +178,12 @@ impl Kernels {
     /// adapters whose subgroups hold at least 8 invocations (see
     /// [`with_subgroup_gemm`](Self::with_subgroup_gemm)).
     pub fn new(device: &wgpu::Device) -> Self {
+        Self::with_cache(device, None)
+    }
+
+    /// [`Kernels::new`], creating the pipelines through `cache` (see
+    /// [`PipelineCacheFile`](super::PipelineCacheFile)).
+    pub fn with_cache(device: &wgpu::Device, cache: Option<&wgpu::PipelineCache>) -> Self {
         let pipelines: Vec<_> = Kernel::ALL
             .iter()
             .map(|kernel| {
@@ -197,7 +203,7 @@ impl Kernels {
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: Default::default(),
-                    cache: None,
+                    cache,
                 });
                 match scope.map(|scope| pollster::block_on(scope.pop())) {
                     Some(Some(_unsupported)) => None,

@@ -5,6 +5,7 @@ mod context;
 mod kernels;
 mod network;
 mod ops;
+mod pipeline_cache;
 
 pub use context::GpuContext;
 pub use kernels::{Dispatch, Kernel, Kernels};
@@ -12,3 +13,4 @@ pub use network::{GpuModel, LaunchTiming, OpKind};
 pub use ops::{
     padded_channels, storage, upload, FoldedConv, GemmWeights, GpuOps, Precision, WeightPrep,
 };
+pub use pipeline_cache::PipelineCacheFile;

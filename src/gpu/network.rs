@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Kernel, Kernels};
 use super::ops::{storage, upload, FoldedConv, GemmWeights, Precision, WeightPrep};
+use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::model::Outputs;
@@ -127,7 +128,14 @@ impl GpuModel {
     pub fn new(context: GpuContext, weights: Arc<Weights>, precision: Precision) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
-        let kernels = context.checked("compiling the kernels", || Kernels::new(device))?;
+        let cache = context.pipeline_cache();
+        let kernels = context.checked("compiling the kernels", || {
+            Kernels::with_cache(device, cache.map(PipelineCacheFile::cache))
+        })?;
+        if let Some(cache) = cache {
+            // A cache that cannot be written only costs the next start its compile time.
+            let _ = cache.save();
+        }
         if precision == Precision::F16 && !kernels.supports(Kernel::PackF16) {
             return Err(Error::Gpu(format!(
                 "{} cannot unpack float16 in shaders (SHADER_F16_IN_F32); use precision f32",

@@ -1,0 +1,63 @@
+//! wgpu's pipeline cache kept in a file, so that a second start can skip the driver's shader
+//! compilation where the driver supports it (Vulkan's `VkPipelineCache`).
+
+use std::path::{Path, PathBuf};
+
+/// A pipeline cache for one adapter and driver, read from and written back to a file in a
+/// directory (the file is named by [`wgpu::util::pipeline_cache_key`]).
+#[derive(Debug)]
+pub struct PipelineCacheFile {
+    cache: wgpu::PipelineCache,
+    path: PathBuf,
+}
+
+impl PipelineCacheFile {
+    /// Opens the cache of `device`'s adapter in `dir`, starting empty when there is no file
+    /// yet or its data belongs to another driver; `None` where the device lacks the
+    /// `PIPELINE_CACHE` feature or wgpu has no cache for its backend.
+    pub fn open(device: &wgpu::Device, dir: &Path) -> Option<Self> {
+        if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return None;
+        }
+        let key = wgpu::util::pipeline_cache_key(&device.adapter_info())?;
+        let path = dir.join(key);
+        let data = std::fs::read(&path).ok();
+        // SAFETY: the file is only ever written by `save` from `PipelineCache::get_data` for an
+        // adapter with the same cache key, and `fallback` makes wgpu discard data that fails
+        // its header check (another wgpu version, driver or device) instead of using it.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("xception pipelines"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        Some(Self { cache, path })
+    }
+
+    /// The cache to create pipelines with.
+    pub fn cache(&self) -> &wgpu::PipelineCache {
+        &self.cache
+    }
+
+    /// Writes the cache's current data to its file (through a temporary file and a rename,
+    /// so a concurrent reader never sees half a file).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(data) = self.cache.get_data() else {
+            return Ok(());
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let temporary = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&temporary, &data)?;
+        std::fs::rename(&temporary, &self.path)
+    }
+
+    /// The file the cache is kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
