@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use xception_wgpu::gpu::GpuContext;
+use xception_wgpu::gpu::{GpuContext, Kernels};
 use xception_wgpu::graph::{Graph, Op};
 use xception_wgpu::{Error, Weights};
 
@@ -29,16 +29,34 @@ pub fn info(weights: &Path) -> Result<(), Error> {
         Ok(context) => {
             let limits = context.device.limits();
             println!("chosen: {}", context.description());
-            let timestamps = context
-                .device
-                .features()
-                .contains(wgpu::Features::TIMESTAMP_QUERY);
+            let features = context.device.features();
+            let used: Vec<&str> = [
+                (
+                    wgpu::Features::TIMESTAMP_QUERY,
+                    "TIMESTAMP_QUERY (for bench --profile)",
+                ),
+                (wgpu::Features::SUBGROUP, "SUBGROUP"),
+                (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
+            ]
+            .into_iter()
+            .filter(|(feature, _)| features.contains(*feature))
+            .map(|(_, name)| name)
+            .collect();
             println!(
                 "features used: {}",
-                if timestamps {
-                    "TIMESTAMP_QUERY (for bench --profile)"
+                if used.is_empty() {
+                    "none".to_string()
                 } else {
-                    "none"
+                    used.join(", ")
+                }
+            );
+            let kernels = Kernels::new(&context.device);
+            println!(
+                "convolution kernels: {}",
+                if kernels.subgroup_gemm() {
+                    "subgroup GEMM (conv_gemm_subgroup) where channels come in 4s, else portable"
+                } else {
+                    "portable (pointwise_conv, conv2d)"
                 }
             );
             println!("limits used:");
