@@ -448,20 +448,26 @@ impl Kernels {
             weights.out_channels.div_ceil(8).div_ceil(8),
             rows.div_ceil(PIXELS_PER_INVOCATION).div_ceil(8),
         );
-        let dispatch = self.dispatch_with(
-            device,
-            Kernel::PointwiseConv,
-            &params,
-            &[
-                input.as_entire_binding(),
-                wgpu::BindingResource::TextureView(&weights.view),
-                weights.bias.as_entire_binding(),
-                residual.unwrap_or(&self.placeholder).as_entire_binding(),
-                output.as_entire_binding(),
-            ],
-            grid,
-        );
+        let bindings = self.gemm_bindings(input, weights, residual, output);
+        let dispatch = self.dispatch_with(device, Kernel::PointwiseConv, &params, &bindings, grid);
         (dispatch, out)
+    }
+
+    /// The bindings the GEMM kernels share: input, weight texture, bias, residual, output.
+    fn gemm_bindings<'a>(
+        &'a self,
+        input: &'a wgpu::Buffer,
+        weights: &'a GemmWeights,
+        residual: Option<&'a wgpu::Buffer>,
+        output: &'a wgpu::Buffer,
+    ) -> [wgpu::BindingResource<'a>; 5] {
+        [
+            input.as_entire_binding(),
+            wgpu::BindingResource::TextureView(&weights.view),
+            weights.bias.as_entire_binding(),
+            residual.unwrap_or(&self.placeholder).as_entire_binding(),
+            output.as_entire_binding(),
+        ]
     }
 
     /// Convolution with folded batchnorm as an implicit GEMM on the subgroup kernel, then
@@ -512,19 +518,9 @@ impl Kernels {
             weights.out_channels.div_ceil(channels),
             out.pixels().div_ceil(pixels),
         );
-        let dispatch = self.dispatch_with(
-            device,
-            Kernel::ConvGemmSubgroup,
-            &params,
-            &[
-                input.as_entire_binding(),
-                wgpu::BindingResource::TextureView(&weights.view),
-                weights.bias.as_entire_binding(),
-                residual.unwrap_or(&self.placeholder).as_entire_binding(),
-                output.as_entire_binding(),
-            ],
-            grid,
-        );
+        let bindings = self.gemm_bindings(input, weights, residual, output);
+        let dispatch =
+            self.dispatch_with(device, Kernel::ConvGemmSubgroup, &params, &bindings, grid);
         (dispatch, out)
     }
 
