@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
-use super::kernels::{Dispatch, Kernel, Kernels};
+use super::kernels::{Dispatch, Kernels};
 use super::ops::{storage, upload, FoldedConv, GemmWeights, Precision, WeightPrep};
 use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
@@ -124,7 +124,8 @@ pub struct GpuModel {
 
 impl GpuModel {
     /// Compiles every kernel, uploads the weights and folds batchnorm into them on the device;
-    /// with [`Precision::F16`] the pointwise weights are then packed as float16 pairs.
+    /// the GEMM weights (1x1 convolutions, and the stem where the GEMM kernel runs it) go into
+    /// textures at `precision`.
     pub fn new(context: GpuContext, weights: Arc<Weights>, precision: Precision) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
@@ -135,12 +136,6 @@ impl GpuModel {
         if let Some(cache) = cache {
             // A cache that cannot be written only costs the next start its compile time.
             let _ = cache.save();
-        }
-        if precision == Precision::F16 && !kernels.supports(Kernel::PackF16) {
-            return Err(Error::Gpu(format!(
-                "{} cannot unpack float16 in shaders (SHADER_F16_IN_F32); use precision f32",
-                context.description()
-            )));
         }
         let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
             let mut prep = WeightPrep::default();

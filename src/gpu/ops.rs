@@ -249,11 +249,10 @@ impl Kernels {
             )));
         }
         if precision == Precision::F16 && !self.supports(Kernel::PackF16) {
-            return Err(Error::Gpu(
-                "this device cannot pack float16 in shaders (SHADER_F16_IN_F32); use precision \
-                 f32"
-                .into(),
-            ));
+            return Err(Error::Gpu(format!(
+                "{} cannot pack float16 in shaders (SHADER_F16_IN_F32); use precision f32",
+                device.adapter_info().name
+            )));
         }
         let (folded, fold) = self.fold_padded(device, kernel, out_channels, padded, bn);
         let mut prep = WeightPrep::default();
