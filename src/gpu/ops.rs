@@ -14,7 +14,7 @@ use crate::weights::BatchNorm;
 const PIXELS_PER_INVOCATION: usize = 8;
 
 /// Pixels and output channels one workgroup of `conv_gemm_subgroup.wgsl` computes.
-const SUBGROUP_TILE: (usize, usize) = (16, 64);
+const SUBGROUP_TILE: (usize, usize) = (32, 64);
 
 /// Kernel rows one invocation of `batchnorm_fold.wgsl` folds (its `BAND`).
 const FOLD_BAND: usize = 64;
