@@ -94,8 +94,8 @@ impl Kernel {
 
     /// Shader capabilities beyond core WGSL the kernel needs: `pack_f16` uses `pack2x16float`
     /// (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on a few drivers) and the subgroup
-    /// pointwise kernel subgroup operations (the `SUBGROUP` feature). Where the device lacks
-    /// one, the kernel is simply not available.
+    /// GEMM kernel subgroup operations (the `SUBGROUP` feature). Where the device lacks one,
+    /// the kernel is simply not available.
     pub fn capabilities(self) -> naga::valid::Capabilities {
         match self {
             Kernel::PackF16 => naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
