@@ -15,7 +15,7 @@ use xception_wgpu::cpu::ops;
 use xception_wgpu::gpu::{GpuOps, Kernel, Kernels, PipelineCacheFile, Precision};
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
-use xception_wgpu::Shape;
+use xception_wgpu::{Shape, Tensor};
 
 const TOL: f32 = 1e-4;
 
@@ -74,22 +74,18 @@ fn batchnorm_fold_matches_cpu() {
     }
 }
 
-#[test]
-fn conv2d_with_batchnorm_and_relu_matches_cpu() {
-    let gpu = ops_on_gpu();
+/// One convolution case: (input shape, kernel size, stride, padding, out channels, relu).
+type ConvCase = (Shape, usize, usize, Padding, usize, bool);
+
+/// A GPU convolution under test: input, HWIO kernel, batchnorm and the case's settings.
+type RunConv<'a> =
+    dyn Fn(&Tensor, &[f32], &BatchNorm<'_>, usize, usize, Padding, bool) -> Tensor + 'a;
+
+/// Runs each case on random inputs through `run` and compares it with the CPU's convolution,
+/// batchnorm and ReLU.
+fn conv_cases_match_cpu(what: &str, cases: &[ConvCase], run: &RunConv<'_>) {
     let mut rng = rng();
-    let cases = [
-        // (shape, kernel, stride, padding, out_channels, relu)
-        (Shape::new(1, 7, 9, 3), 3, 2, Padding::Valid, 32, true),
-        (Shape::new(2, 11, 10, 3), 3, 2, Padding::Valid, 5, true),
-        (Shape::new(1, 3, 3, 5), 3, 1, Padding::Valid, 7, false),
-        (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
-        (Shape::new(1, 8, 9, 64), 1, 2, Padding::Same, 128, false),
-        (Shape::new(2, 9, 9, 728), 1, 2, Padding::Same, 12, false),
-        (Shape::new(1, 1, 1, 4), 1, 2, Padding::Same, 3, false),
-        (Shape::new(1, 6, 7, 3), 3, 2, Padding::Same, 9, true),
-    ];
-    for (shape, k, stride, padding, cout, relu) in cases {
+    for &(shape, k, stride, padding, cout, relu) in cases {
         let x = random_tensor(&mut rng, shape);
         let fan_in = (k * k * shape.channels) as f32;
         let kernel = uniform(&mut rng, k * k * shape.channels * cout, 1.0 / fan_in.sqrt());
@@ -99,46 +95,53 @@ fn conv2d_with_batchnorm_and_relu_matches_cpu() {
         if relu {
             want = ops::relu(&want);
         }
-        let got = gpu
-            .conv2d(&x, &kernel, &bn.view(), k, stride, padding, relu)
-            .unwrap();
+        let got = run(&x, &kernel, &bn.view(), k, stride, padding, relu);
         assert_eq!(got.shape, want.shape);
-        let what = format!("conv2d {shape} k{k} s{stride} {padding:?} -> {cout}");
-        assert_close(&got.data, &want.data, TOL, &what);
+        let case = format!("{what} {shape} k{k} s{stride} {padding:?} -> {cout} relu={relu}");
+        assert_close(&got.data, &want.data, TOL, &case);
     }
+}
+
+#[test]
+fn conv2d_with_batchnorm_and_relu_matches_cpu() {
+    let gpu = ops_on_gpu();
+    let cases = [
+        (Shape::new(1, 7, 9, 3), 3, 2, Padding::Valid, 32, true),
+        (Shape::new(2, 11, 10, 3), 3, 2, Padding::Valid, 5, true),
+        (Shape::new(1, 3, 3, 5), 3, 1, Padding::Valid, 7, false),
+        (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
+        (Shape::new(1, 8, 9, 64), 1, 2, Padding::Same, 128, false),
+        (Shape::new(2, 9, 9, 728), 1, 2, Padding::Same, 12, false),
+        (Shape::new(1, 1, 1, 4), 1, 2, Padding::Same, 3, false),
+        (Shape::new(1, 6, 7, 3), 3, 2, Padding::Same, 9, true),
+    ];
+    conv_cases_match_cpu(
+        "conv2d",
+        &cases,
+        &|x, kernel, bn, k, stride, padding, relu| {
+            gpu.conv2d(x, kernel, bn, k, stride, padding, relu).unwrap()
+        },
+    );
 }
 
 /// The 1x1 stride-2 shortcut convolutions run on the pointwise kernels: both of them against
 /// the CPU's convolution with TF 'same' padding, on even and odd maps.
 #[test]
 fn strided_pointwise_conv_matches_cpu_shortcut_conv() {
-    let mut rng = rng();
     let cases = [
-        (Shape::new(1, 8, 9, 64), 128),
-        (Shape::new(2, 9, 9, 728), 12),
-        (Shape::new(1, 1, 1, 4), 3),
-        (Shape::new(1, 37, 37, 128), 256),
-        (Shape::new(3, 5, 6, 32), 64),
+        (Shape::new(1, 8, 9, 64), 1, 2, Padding::Same, 128, false),
+        (Shape::new(2, 9, 9, 728), 1, 2, Padding::Same, 12, false),
+        (Shape::new(1, 1, 1, 4), 1, 2, Padding::Same, 3, false),
+        (Shape::new(1, 37, 37, 128), 1, 2, Padding::Same, 256, false),
+        (Shape::new(3, 5, 6, 32), 1, 2, Padding::Same, 64, true),
     ];
     for subgroup in [true, false] {
         let gpu = ops_on_gpu().with_subgroup_gemm(subgroup);
-        for (shape, cout) in cases {
-            let x = random_tensor(&mut rng, shape);
-            let fan_in = shape.channels as f32;
-            let kernel = uniform(&mut rng, shape.channels * cout, 1.0 / fan_in.sqrt());
-            let bn = RandomBn::new(&mut rng, cout);
-            let mut want = ops::conv2d(&x, &kernel, 1, 2, Padding::Same, cout);
-            ops::batch_norm(&mut want, &bn.view());
-            let got = gpu
-                .pointwise_conv(&x, &kernel, &bn.view(), 2, false, None, Precision::F32)
-                .unwrap();
-            assert_eq!(got.shape, want.shape);
-            let what = format!(
-                "strided pointwise {shape} -> {cout} subgroup={}",
-                gpu.subgroup_gemm()
-            );
-            assert_close(&got.data, &want.data, TOL, &what);
-        }
+        let what = format!("strided pointwise (subgroup={})", gpu.subgroup_gemm());
+        conv_cases_match_cpu(&what, &cases, &|x, kernel, bn, _, stride, _, relu| {
+            gpu.pointwise_conv(x, kernel, bn, stride, relu, None, Precision::F32)
+                .unwrap()
+        });
     }
 }
 
@@ -158,9 +161,7 @@ fn gemm_conv_matches_cpu() {
         eprintln!("no subgroups of 8 on this adapter: nothing runs the subgroup GEMM kernel");
         return;
     }
-    let mut rng = rng();
     let cases = [
-        // (shape, kernel, stride, padding, out_channels, relu)
         (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
         (Shape::new(2, 7, 9, 8), 3, 1, Padding::Same, 12, false),
         (Shape::new(1, 8, 11, 4), 3, 2, Padding::Same, 8, true),
@@ -168,32 +169,14 @@ fn gemm_conv_matches_cpu() {
         (Shape::new(1, 9, 9, 64), 1, 1, Padding::Valid, 128, true),
         (Shape::new(1, 3, 3, 4), 3, 1, Padding::Same, 4, true),
     ];
-    for (shape, k, stride, padding, cout, relu) in cases {
-        let x = random_tensor(&mut rng, shape);
-        let fan_in = (k * k * shape.channels) as f32;
-        let kernel = uniform(&mut rng, k * k * shape.channels * cout, 1.0 / fan_in.sqrt());
-        let bn = RandomBn::new(&mut rng, cout);
-        let mut want = ops::conv2d(&x, &kernel, k, stride, padding, cout);
-        ops::batch_norm(&mut want, &bn.view());
-        if relu {
-            want = ops::relu(&want);
-        }
-        let got = gpu
-            .gemm_conv(
-                &x,
-                &kernel,
-                &bn.view(),
-                k,
-                stride,
-                padding,
-                relu,
-                Precision::F32,
-            )
-            .unwrap();
-        assert_eq!(got.shape, want.shape);
-        let what = format!("gemm conv {shape} k{k} s{stride} {padding:?} -> {cout}");
-        assert_close(&got.data, &want.data, TOL, &what);
-    }
+    conv_cases_match_cpu(
+        "gemm conv",
+        &cases,
+        &|x, kernel, bn, k, stride, padding, relu| {
+            gpu.gemm_conv(x, kernel, bn, k, stride, padding, relu, Precision::F32)
+                .unwrap()
+        },
+    );
 }
 
 #[test]
