@@ -1,4 +1,4 @@
-//! The pointwise kernels (the subgroup one where the adapter gets it, and the portable one)
+//! Every convolution kernel variant the adapter runs at float32, on 1x1 convolutions,
 //! against a plain register-tiled WGSL matmul (`reference_matmul.wgsl`, 4x4 outputs per
 //! invocation in vec4 registers) on the same device, in the same run, on GEMMs of Xception's
 //! pointwise shapes. Criterion's throughput is in FLOPs (2 per multiply-add), so "Gelem/s"
@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use xception_wgpu::gpu::{storage, upload, Dispatch, GpuContext, Kernels, Precision};
+use xception_wgpu::gpu::{
+    storage, upload, Conv, ConvGeometry, Dispatch, GpuContext, GpuOps, Kernels, Precision,
+};
 use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::Shape;
 
@@ -49,12 +51,7 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
     let context = GpuContext::new().expect("a GPU adapter");
     let device = &context.device;
     let kernels = Kernels::new(device);
-    // The portable pointwise kernel too, where the subgroup one is chosen for this adapter.
-    let portable = Kernels::new(device).with_subgroup_gemm(device, false);
-    let mut variants = vec![("pointwise_conv", &portable)];
-    if kernels.subgroup_gemm() {
-        variants.insert(0, ("conv_gemm_subgroup", &kernels));
-    }
+    let variants = GpuOps::new(context.clone()).conv_kernels(Precision::F32);
     let module = device.create_shader_module(wgpu::include_wgsl!("reference_matmul.wgsl"));
     let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("reference matmul"),
@@ -87,26 +84,29 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
             variance: &ones,
             epsilon: 0.0,
         };
-        let (folded, prep) = kernels
-            .fold_gemm(device, &b_plain, n, &identity, Precision::F32)
-            .expect("weights fit a texture");
-        let mut encoder = device.create_command_encoder(&Default::default());
-        prep.record(&kernels, &mut encoder);
-        context.queue.submit([encoder.finish()]);
         let shape = Shape::new(1, m, 1, k);
-        let launches: Vec<(&str, &Kernels, Vec<Dispatch>)> = variants
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let launches: Vec<(&str, Vec<Dispatch>)> = variants
             .iter()
-            .map(|&(name, set)| {
+            .map(|&variant| {
+                let (conv, prep) = Conv::prepare(
+                    &kernels,
+                    variant,
+                    ConvGeometry::pointwise(1),
+                    &b_plain,
+                    n,
+                    &identity,
+                    Precision::F32,
+                )
+                .expect("weights fit the device");
+                prep.record(&kernels, &mut encoder);
                 let launches = (0..LAUNCHES)
-                    .map(|_| {
-                        let (launch, _) =
-                            set.pointwise_conv(device, &a, shape, &folded, 1, false, None, &out);
-                        launch
-                    })
+                    .map(|_| conv.launch(&kernels, &a, shape, false, None, &out).0)
                     .collect();
-                (name, set, launches)
+                (variant.name(), launches)
             })
             .collect();
+        context.queue.submit([encoder.finish()]);
 
         let b = upload(device, "b", &b_plain);
         let params: [u32; 4] = [m as u32, k as u32, n as u32, 0];
@@ -151,9 +151,9 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
         let flops = 2 * m * k * n * LAUNCHES;
         group.throughput(Throughput::Elements(flops as u64));
         let id = format!("{m}x{k}x{n}");
-        for (name, set, pointwise) in &launches {
+        for (name, conv) in &launches {
             group.bench_function(BenchmarkId::new(*name, &id), |bench| {
-                bench.iter(|| run(&context, set, None, pointwise, &[]))
+                bench.iter(|| run(&context, &kernels, None, conv, &[]))
             });
         }
         group.bench_function(BenchmarkId::new("reference_matmul", &id), |bench| {

@@ -1,5 +1,7 @@
-// Regular 2-D convolution, NHWC, with a folded-batchnorm bias and optional ReLU.
-// Used for the two 3x3 stem convolutions and the four 1x1 stride-2 shortcut convolutions.
+// Direct 2-D convolution, NHWC, with a folded-batchnorm bias and optional ReLU, for any kernel
+// size, stride and channel count: the convolutions the GEMM kernel in use cannot take (the
+// 3-channel first stem convolution where the subgroup GEMM runs, or every 3x3 one where the
+// portable kernels run).
 //
 // Weights are [kernel * kernel * in_channels][out_vec4s] vec4s: HWIO with the output
 // channels padded with zeros to a multiple of 8. One invocation computes 8 output channels

@@ -4,8 +4,8 @@
 //
 // Weights are a texture of [in_channels] rows of output-channel texels (4 channels each,
 // float32 or float16), zero past out_channels; the folded batchnorm lives in them and in the
-// bias. One invocation computes an 8-pixel x 8-channel tile in registers. Any channel counts;
-// pointwise_conv_subgroup.wgsl is the faster variant for CPU drivers.
+// bias. One invocation computes an 8-pixel x 8-channel tile in registers, with no workgroup
+// memory or subgroup operations, so it runs on any adapter; any channel counts.
 
 struct Params {
     // Output pixels (GEMM rows): batch * out_height * out_width.
@@ -14,14 +14,19 @@ struct Params {
     out_channels: u32,
     relu: u32,
     has_residual: u32,
+    // Always 1 here (the GEMM kernels' shared parameters also describe larger windows).
+    kernel: u32,
     // 1, or 2 for the strided 1x1 shortcut convolutions (no padding either way).
     stride: u32,
+    pad_top: u32,
+    pad_left: u32,
     in_height: u32,
     in_width: u32,
     out_height: u32,
     out_width: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::{LaunchTiming, Precision};
+use crate::gpu::LaunchTiming;
 use crate::graph::Graph;
-use crate::model::{BackendKind, Xception};
+use crate::model::{Xception, XceptionBuilder};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 
@@ -26,6 +26,8 @@ pub struct BenchCase {
 pub struct BenchResult {
     /// Adapter and backend (`gpu (llvmpipe ..., Vulkan)` or `cpu (reference)`).
     pub backend: String,
+    /// The convolution kernels that ran, e.g. `conv_gemm_tiled` (empty on the CPU).
+    pub conv_kernels: String,
     /// The case timed.
     pub case: BenchCase,
     /// Reading and validating the weights file.
@@ -80,14 +82,30 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
     Tensor::new(shape, data)
 }
 
-/// Profiles `case` on the GPU: one warm-up pass, then `case.runs` timed passes; returns the
-/// backend description and each launch with its median device time.
+/// The distinct convolution kernels `model` runs, joined with `+`, most used first.
+pub fn conv_kernel_summary(model: &Xception) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for assignment in model.conv_kernels() {
+        let name = assignment.kernel.name();
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    let names: Vec<&str> = counts.into_iter().map(|(name, _)| name).collect();
+    names.join("+")
+}
+
+/// Profiles `case` on the model `builder` configures (a GPU one): one warm-up pass, then
+/// `case.runs` timed passes; returns the backend description and each launch with its
+/// median device time.
 pub fn profile(
     weights: &Path,
-    precision: Precision,
+    builder: XceptionBuilder,
     case: BenchCase,
 ) -> Result<(String, Vec<LaunchTiming>)> {
-    let model = Xception::builder().precision(precision).load(weights)?;
+    let model = builder.load(weights)?;
     let input = synthetic_input(case)?;
     model.forward(&input)?;
     let runs = (0..case.runs.max(1))
@@ -102,13 +120,11 @@ pub fn profile(
     Ok((model.backend_description(), launches))
 }
 
-/// Loads `weights` on `backend` (with GPU pipelines cached in `pipeline_cache` if given) and
-/// times each case on a fixed synthetic input.
+/// Loads `weights` into the model `builder` configures and times each case on a fixed
+/// synthetic input.
 pub fn run(
     weights: &Path,
-    backend: BackendKind,
-    precision: Precision,
-    pipeline_cache: Option<&Path>,
+    builder: XceptionBuilder,
     cases: &[BenchCase],
 ) -> Result<Vec<BenchResult>> {
     let t = Instant::now();
@@ -121,21 +137,14 @@ pub fn run(
         .map(|l| (l.inputs * l.units) as u64)
         .sum();
     let t = Instant::now();
-    let mut builder = Xception::builder().backend(backend).precision(precision);
-    if let Some(dir) = pipeline_cache {
-        builder = builder.pipeline_cache(dir);
-    }
     let model = builder.build(loaded)?;
     let setup_ms = ms_since(t);
+    let conv_kernels = conv_kernel_summary(&model);
     let graph = Graph::xception();
     let mut results = Vec::new();
     for (i, &case) in cases.iter().enumerate() {
         let (width, height) = case.size;
-        let shape = Shape::new(case.batch, height, width, 3);
-        let data = (0..shape.len())
-            .map(|j| ((j % 255) as f32) / 127.5 - 1.0)
-            .collect();
-        let input = Tensor::new(shape, data)?;
+        let input = synthetic_input(case)?;
         let t = Instant::now();
         model.forward(&input)?;
         let first_ms = ms_since(t);
@@ -148,6 +157,7 @@ pub fn run(
         warm_ms.sort_by(f64::total_cmp);
         results.push(BenchResult {
             backend: model.backend_description(),
+            conv_kernels: conv_kernels.clone(),
             case,
             // Loading and setup happen once; they belong to the first case's cold start.
             load_ms: if i == 0 { load_ms } else { 0.0 },

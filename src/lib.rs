@@ -28,15 +28,17 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 mod model;
+mod outputs;
 pub mod preprocess;
 pub mod tensor;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use gpu::Precision;
+pub use gpu::{ConvKernel, KernelChoice, Precision};
 /// The `image` crate this library decodes with, re-exported so callers can pass `DynamicImage`s
 /// without matching its version.
 pub use image;
-pub use model::{BackendKind, Outputs, Prediction, Xception, XceptionBuilder};
+pub use model::{BackendKind, Prediction, Xception, XceptionBuilder};
+pub use outputs::Outputs;
 pub use tensor::{Shape, Tensor};
 pub use weights::{ModelInfo, Weights};

@@ -4,9 +4,10 @@ mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use xception_wgpu::{BackendKind, Error, Precision, Weights, Xception};
+use xception_wgpu::{BackendKind, Error, KernelChoice, Precision, Weights, Xception, XceptionBuilder};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
 const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
@@ -64,6 +65,8 @@ enum Command {
         /// Weights file [default: the bundled kitchenware model].
         #[arg(long)]
         weights: Option<PathBuf>,
+        #[command(flatten)]
+        gpu: GpuArgs,
     },
     /// Print the layer table (name, op, output shape, parameters, multiply-adds) with totals.
     ///
@@ -96,22 +99,76 @@ pub struct Common {
     /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
     #[arg(long)]
     size: Option<String>,
-    /// Storage of the GPU's pointwise weights; f16 halves their memory and loads.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
-/// Storage precision of the GPU's pointwise weights.
+/// How the GPU backend computes: precision and convolution kernels.
+#[derive(Args, Clone, Copy)]
+pub struct GpuArgs {
+    /// Precision of the GPU's convolution weights; f16 halves their memory and loads, and the
+    /// tiled and cooperative-matrix kernels then multiply in float16 too.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+    /// The GPU's convolution kernels: `auto` picks the best this adapter offers; the others
+    /// fail where the adapter cannot run them.
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    kernel: KernelArg,
+}
+
+impl GpuArgs {
+    /// A model builder on `backend` with these settings and the CLI's pipeline cache.
+    fn builder(self, backend: BackendKind) -> XceptionBuilder {
+        let mut builder = Xception::builder()
+            .backend(backend)
+            .precision(self.precision.precision())
+            .conv_kernel(self.kernel.choice());
+        if let Some(dir) = pipeline_cache_dir() {
+            builder = builder.pipeline_cache(dir);
+        }
+        builder
+    }
+}
+
+/// Precision of the GPU's convolution weights.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PrecisionArg {
     /// float32 (the default).
     F32,
-    /// float16 weights, float32 activations and accumulation.
+    /// float16 weights; float16 products in the kernels that have them; float32 sums.
     F16,
 }
 
+/// The GPU's convolution kernels.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KernelArg {
+    /// The best the adapter offers.
+    Auto,
+    /// Register-tiled pointwise kernel and direct convolution (any adapter).
+    Portable,
+    /// Subgroup-broadcast implicit GEMM (CPU drivers with subgroups of 8 or more).
+    Subgroup,
+    /// Workgroup-tiled implicit GEMM (GPUs).
+    Tiled,
+    /// Cooperative-matrix (tensor-core) implicit GEMM, float16 only.
+    Coopmat,
+}
+
+impl KernelArg {
+    fn choice(self) -> KernelChoice {
+        match self {
+            KernelArg::Auto => KernelChoice::Auto,
+            KernelArg::Portable => KernelChoice::Portable,
+            KernelArg::Subgroup => KernelChoice::Subgroup,
+            KernelArg::Tiled => KernelChoice::Tiled,
+            KernelArg::Coopmat => KernelChoice::CoopMatrix,
+        }
+    }
+}
+
 impl PrecisionArg {
-    fn precision(self) -> Precision {
+    /// The library's precision.
+    pub fn precision(self) -> Precision {
         match self {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::F16 => Precision::F16,
@@ -140,24 +197,17 @@ impl Backend {
 }
 
 /// Loads the model on `backend`; `auto` falls back to the CPU when no GPU adapter is usable.
-fn load_model(weights: &Path, backend: Backend, precision: Precision) -> Result<Xception, Error> {
-    let weights = Weights::load(weights)?;
-    let build = |kind, weights| {
-        let mut builder = Xception::builder().backend(kind).precision(precision);
-        if let Some(dir) = pipeline_cache_dir() {
-            builder = builder.pipeline_cache(dir);
-        }
-        builder.build(weights)
-    };
+fn load_model(weights: &Path, backend: Backend, gpu: GpuArgs) -> Result<Xception, Error> {
+    let weights = Arc::new(Weights::load(weights)?);
     match backend {
-        Backend::Auto => match build(BackendKind::Gpu, weights.clone()) {
+        Backend::Auto => match gpu.builder(BackendKind::Gpu).build(weights.clone()) {
             Err(Error::NoAdapter(why)) => {
                 eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
-                build(BackendKind::Cpu, weights)
+                gpu.builder(BackendKind::Cpu).build(weights)
             }
             other => other,
         },
-        other => build(other.kind(), weights),
+        other => gpu.builder(other.kind()).build(weights),
     }
 }
 
@@ -217,8 +267,8 @@ fn main() -> ExitCode {
             cli::run::images(common, cli::run::Task::Embed(output.as_deref()))
         }
         Command::Bench(args) => cli::bench::run(args).map(|_| true),
-        Command::Info { weights } => {
-            cli::info::info(&weights_path(weights.as_deref())).map(|_| true)
+        Command::Info { weights, gpu } => {
+            cli::info::info(&weights_path(weights.as_deref()), *gpu).map(|_| true)
         }
         Command::Summary { size, weights } => {
             cli::info::summary(&weights_path(weights.as_deref()), size.as_deref()).map(|_| true)

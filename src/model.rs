@@ -7,7 +7,8 @@ use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use image::DynamicImage;
 
-use crate::gpu::{GpuContext, GpuModel, LaunchTiming, Precision};
+use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, LaunchTiming, Precision};
+use crate::outputs::Outputs;
 use crate::preprocess;
 use crate::tensor::Tensor;
 use crate::weights::{ModelInfo, Weights};
@@ -19,40 +20,6 @@ pub enum BackendKind {
     Gpu,
     /// The plain Rust reference implementation.
     Cpu,
-}
-
-/// Results of a forward pass over a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outputs {
-    /// Images in the batch.
-    pub batch: usize,
-    /// Width of each embedding (2048).
-    pub embedding_dim: usize,
-    /// Classes of the head (0 for a backbone without head).
-    pub num_classes: usize,
-    /// Global-average-pooled features, `[batch, embedding_dim]`.
-    pub embeddings: Vec<f32>,
-    /// Head outputs before softmax, `[batch, num_classes]`.
-    pub logits: Vec<f32>,
-    /// Softmax of the logits, `[batch, num_classes]`.
-    pub probabilities: Vec<f32>,
-}
-
-impl Outputs {
-    /// Embedding of image `i`.
-    pub fn embedding(&self, i: usize) -> &[f32] {
-        &self.embeddings[i * self.embedding_dim..(i + 1) * self.embedding_dim]
-    }
-
-    /// Logits of image `i` (empty without head).
-    pub fn logits(&self, i: usize) -> &[f32] {
-        &self.logits[i * self.num_classes..(i + 1) * self.num_classes]
-    }
-
-    /// Class probabilities of image `i` (empty without head).
-    pub fn probabilities(&self, i: usize) -> &[f32] {
-        &self.probabilities[i * self.num_classes..(i + 1) * self.num_classes]
-    }
 }
 
 /// One ranked class.
@@ -113,6 +80,7 @@ pub struct XceptionBuilder {
     device: Option<(wgpu::Device, wgpu::Queue)>,
     max_batch: Option<usize>,
     precision: Precision,
+    conv_kernel: KernelChoice,
     pipeline_cache: Option<PathBuf>,
 }
 
@@ -130,10 +98,19 @@ impl XceptionBuilder {
         self
     }
 
-    /// Stores the GPU's pointwise weights at `precision` (float32 by default; float16 halves
-    /// their memory and loads, at a measured cost in accuracy: see BENCHMARKS.md).
+    /// Stores the GPU's convolution weights at `precision` (float32 by default; float16 halves
+    /// their memory and loads, and the GPU kernels that can also multiply in float16, at a
+    /// measured cost in accuracy: see the README).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Chooses the GPU's convolution kernels ([`KernelChoice::Auto`] by default: the best this
+    /// adapter offers). Loading fails, naming the adapter, where it cannot run the one asked
+    /// for.
+    pub fn conv_kernel(mut self, choice: KernelChoice) -> Self {
+        self.conv_kernel = choice;
         self
     }
 
@@ -160,9 +137,10 @@ impl XceptionBuilder {
         self.build(Weights::from_bytes(bytes, "weights in memory")?)
     }
 
-    /// Creates the model over already loaded weights.
-    pub fn build(self, weights: Weights) -> Result<Xception> {
-        let weights = Arc::new(weights);
+    /// Creates the model over already loaded weights (shared with the caller when given as an
+    /// `Arc`).
+    pub fn build(self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
+        let weights = weights.into();
         let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
             (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
             (BackendKind::Gpu, device) => {
@@ -173,7 +151,8 @@ impl XceptionBuilder {
                 if let Some(dir) = &self.pipeline_cache {
                     context = context.with_pipeline_cache(dir);
                 }
-                let mut gpu = GpuModel::new(context, weights.clone(), self.precision)?;
+                let mut gpu =
+                    GpuModel::new(context, weights.clone(), self.precision, self.conv_kernel)?;
                 if let Some(limit) = self.max_batch {
                     gpu = gpu.with_batch_limit(limit);
                 }
@@ -261,6 +240,14 @@ impl Xception {
         match &self.backend {
             Backend::Cpu(_) => "cpu (reference)".to_string(),
             Backend::Gpu(gpu) => format!("gpu ({})", gpu.context().description()),
+        }
+    }
+
+    /// The kernel variant each convolution runs on (empty on the CPU backend).
+    pub fn conv_kernels(&self) -> Vec<ConvAssignment> {
+        match &self.backend {
+            Backend::Cpu(_) => Vec::new(),
+            Backend::Gpu(gpu) => gpu.assignments(),
         }
     }
 

@@ -12,7 +12,7 @@ use common::{assert_close, gpu, random_tensor, rng, uniform};
 use rand::rngs::StdRng;
 use rand::Rng;
 use xception_wgpu::cpu::ops;
-use xception_wgpu::gpu::{GpuOps, Kernel, Kernels, PipelineCacheFile, Precision};
+use xception_wgpu::gpu::{ConvGeometry, ConvKernel, GpuOps, Kernel, Kernels, PipelineCacheFile, Precision};
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::{Shape, Tensor};
@@ -74,108 +74,214 @@ fn batchnorm_fold_matches_cpu() {
     }
 }
 
-/// One convolution case: (input shape, kernel size, stride, padding, out channels, relu).
-type ConvCase = (Shape, usize, usize, Padding, usize, bool);
+/// One convolution case: input shape, window, output channels, ReLU, residual add.
+struct ConvCase {
+    shape: Shape,
+    geometry: ConvGeometry,
+    out_channels: usize,
+    relu: bool,
+    residual: bool,
+}
 
-/// A GPU convolution under test: input, HWIO kernel, batchnorm and the case's settings.
-type RunConv<'a> =
-    dyn Fn(&Tensor, &[f32], &BatchNorm<'_>, usize, usize, Padding, bool) -> Tensor + 'a;
+fn case(
+    shape: Shape,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    out_channels: usize,
+    relu: bool,
+    residual: bool,
+) -> ConvCase {
+    let geometry = ConvGeometry {
+        kernel,
+        stride,
+        padding,
+    };
+    ConvCase {
+        shape,
+        geometry,
+        out_channels,
+        relu,
+        residual,
+    }
+}
 
-/// Runs each case on random inputs through `run` and compares it with the CPU's convolution,
-/// batchnorm and ReLU.
-fn conv_cases_match_cpu(what: &str, cases: &[ConvCase], run: &RunConv<'_>) {
-    let mut rng = rng();
-    for &(shape, k, stride, padding, cout, relu) in cases {
-        let x = random_tensor(&mut rng, shape);
-        let fan_in = (k * k * shape.channels) as f32;
-        let kernel = uniform(&mut rng, k * k * shape.channels * cout, 1.0 / fan_in.sqrt());
-        let bn = RandomBn::new(&mut rng, cout);
-        let mut want = ops::conv2d(&x, &kernel, k, stride, padding, cout);
-        ops::batch_norm(&mut want, &bn.view());
-        if relu {
-            want = ops::relu(&want);
+/// Xception's convolutions and their awkward relatives: the 3-channel stem (stride 2, 'valid',
+/// odd sizes), 3x3 'same' at stride 1 and 2 (taps in the padding), the 1x1/2 shortcuts on
+/// even and odd maps, pointwise layers of 728, 1024 -> 1536 and 1536 -> 2048 channels, channel
+/// counts that are not multiples of 4 or 8, 1x1 maps, and batches.
+fn conv_cases() -> Vec<ConvCase> {
+    use Padding::{Same, Valid};
+    let s = Shape::new;
+    vec![
+        case(s(1, 7, 9, 3), 3, 2, Valid, 32, true, false),
+        case(s(2, 11, 10, 3), 3, 2, Valid, 5, true, false),
+        case(s(1, 3, 3, 5), 3, 1, Valid, 7, false, false),
+        case(s(1, 12, 13, 32), 3, 1, Valid, 64, true, false),
+        case(s(2, 7, 9, 8), 3, 1, Same, 12, false, false),
+        case(s(1, 8, 11, 4), 3, 2, Same, 8, true, false),
+        case(s(1, 6, 7, 3), 3, 2, Same, 9, true, false),
+        case(s(1, 8, 9, 64), 1, 2, Same, 128, false, false),
+        case(s(2, 9, 9, 728), 1, 2, Same, 12, false, false),
+        case(s(1, 1, 1, 4), 1, 2, Same, 3, false, false),
+        case(s(1, 37, 37, 128), 1, 2, Same, 256, false, false),
+        case(s(3, 5, 6, 32), 1, 2, Same, 64, true, false),
+        case(s(1, 1, 1, 3), 1, 1, Same, 5, true, true),
+        case(s(1, 7, 5, 3), 1, 1, Same, 8, false, true),
+        case(s(1, 3, 5, 64), 1, 1, Same, 130, true, false),
+        case(s(3, 7, 7, 32), 1, 1, Same, 64, false, true),
+        case(s(1, 37, 19, 128), 1, 1, Same, 256, true, true),
+        case(s(2, 9, 9, 728), 1, 1, Same, 728, false, true),
+        case(s(1, 5, 5, 1024), 1, 1, Same, 1536, true, false),
+        case(s(1, 3, 3, 1536), 1, 1, Same, 2048, false, true),
+        case(s(1, 1, 7, 13), 1, 1, Same, 11, true, true),
+    ]
+}
+
+/// The float32 reference for `case`: convolution, batchnorm (folded, with the folded kernel
+/// rounded to float16 if `round_weights`), residual add and ReLU.
+fn reference(
+    case: &ConvCase,
+    x: &Tensor,
+    kernel: &[f32],
+    bn: &RandomBn,
+    residual: &Tensor,
+    round_weights: bool,
+) -> Tensor {
+    let ConvGeometry {
+        kernel: k,
+        stride,
+        padding,
+    } = case.geometry;
+    let cout = case.out_channels;
+    let mut want = if round_weights {
+        let (folded, bias) = ops::fold_batchnorm(kernel, cout, &bn.view());
+        let rounded: Vec<f32> = folded.iter().map(|&w| to_f16(w)).collect();
+        let mut y = ops::conv2d(x, &rounded, k, stride, padding, cout);
+        for px in y.data.chunks_mut(cout) {
+            px.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
         }
-        let got = run(&x, &kernel, &bn.view(), k, stride, padding, relu);
-        assert_eq!(got.shape, want.shape);
-        let case = format!("{what} {shape} k{k} s{stride} {padding:?} -> {cout} relu={relu}");
-        assert_close(&got.data, &want.data, TOL, &case);
+        y
+    } else {
+        let mut y = ops::conv2d(x, kernel, k, stride, padding, cout);
+        ops::batch_norm(&mut y, &bn.view());
+        y
+    };
+    if case.residual {
+        want = ops::add(&want, residual);
     }
+    if case.relu {
+        want = ops::relu(&want);
+    }
+    want
 }
 
-#[test]
-fn conv2d_with_batchnorm_and_relu_matches_cpu() {
+fn to_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// Runs every case on every convolution kernel variant the adapter has at `precision` (each
+/// variant on the cases it takes), on fresh random inputs, against the reference. At float16
+/// the reference uses the same float16-rounded weights; variants that also compute in float16
+/// get inputs already rounded to float16, and `f16_compute_tol` for their float16 products.
+fn conv_kernels_match_cpu(precision: Precision, f16_compute_tol: f32) {
     let gpu = ops_on_gpu();
-    let cases = [
-        (Shape::new(1, 7, 9, 3), 3, 2, Padding::Valid, 32, true),
-        (Shape::new(2, 11, 10, 3), 3, 2, Padding::Valid, 5, true),
-        (Shape::new(1, 3, 3, 5), 3, 1, Padding::Valid, 7, false),
-        (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
-        (Shape::new(1, 8, 9, 64), 1, 2, Padding::Same, 128, false),
-        (Shape::new(2, 9, 9, 728), 1, 2, Padding::Same, 12, false),
-        (Shape::new(1, 1, 1, 4), 1, 2, Padding::Same, 3, false),
-        (Shape::new(1, 6, 7, 3), 3, 2, Padding::Same, 9, true),
-    ];
-    conv_cases_match_cpu(
-        "conv2d",
-        &cases,
-        &|x, kernel, bn, k, stride, padding, relu| {
-            gpu.conv2d(x, kernel, bn, k, stride, padding, relu).unwrap()
-        },
+    let variants = gpu.conv_kernels(precision);
+    eprintln!("{precision:?} variants on this adapter: {variants:?}");
+    let mut rng = rng();
+    let mut runs = 0;
+    for variant in variants {
+        for case in conv_cases() {
+            let ConvGeometry { kernel: k, .. } = case.geometry;
+            let cin = case.shape.channels;
+            let cout = case.out_channels;
+            let takes_residual = variant != ConvKernel::Direct;
+            if !variant.runs(case.geometry, cin, cout) || (case.residual && !takes_residual) {
+                continue;
+            }
+            let mut x = random_tensor(&mut rng, case.shape);
+            if variant.computes_f16() {
+                x.data.iter_mut().for_each(|v| *v = to_f16(*v));
+            }
+            let fan_in = (k * k * cin) as f32;
+            let kernel = uniform(&mut rng, k * k * cin * cout, 1.0 / fan_in.sqrt());
+            let bn = RandomBn::new(&mut rng, cout);
+            let out = case.geometry.output_shape(case.shape, cout);
+            let residual = random_tensor(&mut rng, out);
+            // The direct kernel reads float32 storage buffers whatever the precision.
+            let rounded = precision == Precision::F16 && variant != ConvKernel::Direct;
+            let want = reference(&case, &x, &kernel, &bn, &residual, rounded);
+            let got = gpu
+                .conv(
+                    variant,
+                    &x,
+                    &kernel,
+                    &bn.view(),
+                    case.geometry,
+                    case.relu,
+                    case.residual.then_some(&residual),
+                    precision,
+                )
+                .unwrap();
+            assert_eq!(got.shape, want.shape);
+            let tol = if variant.computes_f16() {
+                f16_compute_tol
+            } else {
+                TOL
+            };
+            let what = format!(
+                "{} at {precision:?}: {} {:?} -> {cout} relu={} residual={}",
+                variant.name(),
+                case.shape,
+                case.geometry,
+                case.relu,
+                case.residual
+            );
+            assert_close(&got.data, &want.data, tol, &what);
+            runs += 1;
+        }
+    }
+    assert!(runs > 0, "no convolution kernel ran");
+}
+
+#[test]
+fn every_float32_conv_kernel_matches_cpu() {
+    conv_kernels_match_cpu(Precision::F32, TOL);
+}
+
+/// Float16 weights (every GEMM variant reads them from an `Rgba16Float` texture) against the
+/// same rounded weights in float32; float16 products are rounded to 11 bits each (relative
+/// error 2^-11 = 4.9e-4), and a sum of up to 1536 of them with random signs stays near that.
+#[test]
+fn every_float16_conv_kernel_matches_cpu_with_the_same_rounded_weights() {
+    conv_kernels_match_cpu(Precision::F16, 4e-3);
+}
+
+/// The variants each adapter kind must offer, so that the tests above cannot pass by running
+/// fewer of them: the portable ones and the tiled GEMM everywhere, the subgroup GEMM on CPU
+/// adapters with subgroups of 8 or more (lavapipe in CI), the float16 tiled GEMM where the
+/// device has float16 arithmetic.
+#[test]
+fn the_adapter_offers_the_expected_conv_kernels() {
+    let gpu = ops_on_gpu();
+    let context = gpu.context();
+    let features = context.device.features();
+    let f32_variants = gpu.conv_kernels(Precision::F32);
+    for always in [ConvKernel::Direct, ConvKernel::Portable, ConvKernel::Tiled] {
+        assert!(f32_variants.contains(&always), "{always:?}");
+    }
+    let subgroups = features.contains(wgpu::Features::SUBGROUP)
+        && context.adapter.subgroup_min_size >= 8;
+    assert_eq!(f32_variants.contains(&ConvKernel::Subgroup), subgroups);
+    assert!(!f32_variants.iter().any(|v| v.computes_f16()));
+    let f16_variants = gpu.conv_kernels(Precision::F16);
+    assert_eq!(
+        f16_variants.contains(&ConvKernel::TiledF16),
+        features.contains(wgpu::Features::SHADER_F16)
     );
-}
-
-/// The 1x1 stride-2 shortcut convolutions run on the pointwise kernels: both of them against
-/// the CPU's convolution with TF 'same' padding, on even and odd maps.
-#[test]
-fn strided_pointwise_conv_matches_cpu_shortcut_conv() {
-    let cases = [
-        (Shape::new(1, 8, 9, 64), 1, 2, Padding::Same, 128, false),
-        (Shape::new(2, 9, 9, 728), 1, 2, Padding::Same, 12, false),
-        (Shape::new(1, 1, 1, 4), 1, 2, Padding::Same, 3, false),
-        (Shape::new(1, 37, 37, 128), 1, 2, Padding::Same, 256, false),
-        (Shape::new(3, 5, 6, 32), 1, 2, Padding::Same, 64, true),
-    ];
-    for subgroup in [true, false] {
-        let gpu = ops_on_gpu().with_subgroup_gemm(subgroup);
-        let what = format!("strided pointwise (subgroup={})", gpu.subgroup_gemm());
-        conv_cases_match_cpu(&what, &cases, &|x, kernel, bn, _, stride, _, relu| {
-            gpu.pointwise_conv(x, kernel, bn, stride, relu, None, Precision::F32)
-                .unwrap()
-        });
-    }
-}
-
-/// The subgroup GEMM kernel on regular convolutions: 3x3 'valid' (the second stem conv),
-/// 3x3 'same' with stride 1 and 2 (taps in the padding), 1x1, odd sizes and batches.
-#[test]
-fn gemm_conv_matches_cpu() {
-    let gpu = ops_on_gpu().with_subgroup_gemm(true);
-    if !gpu.subgroup_gemm() {
-        let context = gpu.context();
-        assert!(
-            !context.device.features().contains(wgpu::Features::SUBGROUP)
-                || context.adapter.subgroup_min_size < 8,
-            "the subgroup GEMM kernel should run on {:?}",
-            context.adapter
-        );
-        eprintln!("no subgroups of 8 on this adapter: nothing runs the subgroup GEMM kernel");
-        return;
-    }
-    let cases = [
-        (Shape::new(1, 12, 13, 32), 3, 1, Padding::Valid, 64, true),
-        (Shape::new(2, 7, 9, 8), 3, 1, Padding::Same, 12, false),
-        (Shape::new(1, 8, 11, 4), 3, 2, Padding::Same, 8, true),
-        (Shape::new(1, 5, 5, 16), 3, 2, Padding::Valid, 4, false),
-        (Shape::new(1, 9, 9, 64), 1, 1, Padding::Valid, 128, true),
-        (Shape::new(1, 3, 3, 4), 3, 1, Padding::Same, 4, true),
-    ];
-    conv_cases_match_cpu(
-        "gemm conv",
-        &cases,
-        &|x, kernel, bn, k, stride, padding, relu| {
-            gpu.gemm_conv(x, kernel, bn, k, stride, padding, relu, Precision::F32)
-                .unwrap()
-        },
+    assert_eq!(
+        f16_variants.contains(&ConvKernel::CoopMatrix),
+        context.cooperative_matrix()
     );
 }
 
@@ -204,81 +310,6 @@ fn depthwise_conv_matches_cpu() {
                 &format!("depthwise {shape} relu_input={relu_input}"),
             );
         }
-    }
-}
-
-/// Both pointwise kernels: the subgroup one (where the adapter runs it; channel counts that are
-/// not multiples of 4 fall back to the portable one) and the portable one everywhere.
-#[test]
-fn pointwise_conv_with_residual_and_relu_matches_cpu() {
-    for subgroup in [true, false] {
-        let gpu = ops_on_gpu().with_subgroup_gemm(subgroup);
-        eprintln!("subgroup kernel: {}", gpu.subgroup_gemm());
-        pointwise_cases_match_cpu(&gpu);
-    }
-}
-
-/// On a CPU adapter with subgroups of 8 or more (lavapipe in CI), the subgroup kernel is the
-/// default, so the whole-network tests run it.
-#[test]
-fn cpu_adapters_with_subgroups_get_the_subgroup_gemm_kernel() {
-    let context = gpu();
-    let adapter = &context.adapter;
-    let expected = adapter.device_type == wgpu::DeviceType::Cpu
-        && context.device.features().contains(wgpu::Features::SUBGROUP)
-        && adapter.subgroup_min_size >= 8;
-    assert_eq!(ops_on_gpu().subgroup_gemm(), expected, "{adapter:?}");
-}
-
-fn pointwise_cases_match_cpu(gpu: &GpuOps) {
-    let mut rng = rng();
-    let cases = [
-        (Shape::new(1, 1, 1, 3), 5),
-        (Shape::new(1, 1, 1, 4), 4),
-        (Shape::new(1, 7, 5, 3), 8),
-        (Shape::new(1, 3, 5, 64), 130),
-        (Shape::new(3, 7, 7, 32), 64),
-        (Shape::new(1, 37, 19, 128), 256),
-        (Shape::new(2, 9, 9, 728), 728),
-        (Shape::new(1, 5, 5, 1024), 1536),
-        (Shape::new(1, 3, 3, 1536), 2048),
-        (Shape::new(1, 1, 7, 13), 11),
-    ];
-    for (i, (shape, cout)) in cases.into_iter().enumerate() {
-        let relu = i % 2 == 0;
-        let with_residual = i % 3 != 1;
-        let x = random_tensor(&mut rng, shape);
-        let kernel = uniform(
-            &mut rng,
-            shape.channels * cout,
-            1.0 / (shape.channels as f32).sqrt(),
-        );
-        let bn = RandomBn::new(&mut rng, cout);
-        let residual = random_tensor(&mut rng, shape.with_channels(cout));
-        let mut want = ops::pointwise_conv(&x, &kernel, cout);
-        ops::batch_norm(&mut want, &bn.view());
-        if with_residual {
-            want = ops::add(&want, &residual);
-        }
-        if relu {
-            want = ops::relu(&want);
-        }
-        let got = gpu
-            .pointwise_conv(
-                &x,
-                &kernel,
-                &bn.view(),
-                1,
-                relu,
-                with_residual.then_some(&residual),
-                Precision::F32,
-            )
-            .unwrap();
-        let what = format!(
-            "pointwise {shape} -> {cout} relu={relu} residual={with_residual} subgroup={}",
-            gpu.subgroup_gemm()
-        );
-        assert_close(&got.data, &want.data, TOL, &what);
     }
 }
 
@@ -395,66 +426,6 @@ fn dense_and_softmax_match_cpu() {
         for row in got.chunks(cols) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
-    }
-}
-
-#[test]
-fn float16_pointwise_matches_cpu_with_the_same_rounded_weights() {
-    for subgroup in [true, false] {
-        float16_cases_match_cpu(&ops_on_gpu().with_subgroup_gemm(subgroup));
-    }
-}
-
-fn float16_cases_match_cpu(gpu: &GpuOps) {
-    let mut rng = rng();
-    for (shape, cout, relu) in [
-        (Shape::new(1, 7, 5, 3), 8, true),
-        (Shape::new(1, 37, 19, 128), 256, true),
-        (Shape::new(2, 9, 9, 728), 728, false),
-        (Shape::new(1, 3, 3, 13), 11, true),
-    ] {
-        let x = random_tensor(&mut rng, shape);
-        let kernel = uniform(
-            &mut rng,
-            shape.channels * cout,
-            1.0 / (shape.channels as f32).sqrt(),
-        );
-        let bn = RandomBn::new(&mut rng, cout);
-        let residual = random_tensor(&mut rng, shape.with_channels(cout));
-        // The reference: fold in float32, round the folded kernel to float16, then float32 math.
-        let (folded, bias) = ops::fold_batchnorm(&kernel, cout, &bn.view());
-        let rounded: Vec<f32> = folded
-            .iter()
-            .map(|&w| half::f16::from_f32(w).to_f32())
-            .collect();
-        let mut want = ops::pointwise_conv(&x, &rounded, cout);
-        for px in want.data.chunks_mut(cout) {
-            px.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
-        }
-        want = ops::add(&want, &residual);
-        if relu {
-            want = ops::relu(&want);
-        }
-        let got = gpu
-            .pointwise_conv(
-                &x,
-                &kernel,
-                &bn.view(),
-                1,
-                relu,
-                Some(&residual),
-                Precision::F16,
-            )
-            .unwrap();
-        assert_close(
-            &got.data,
-            &want.data,
-            TOL,
-            &format!(
-                "f16 pointwise {shape} -> {cout} subgroup={}",
-                gpu.subgroup_gemm()
-            ),
-        );
     }
 }
 

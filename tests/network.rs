@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use common::max_abs_diff;
 use safetensors::SafeTensors;
-use xception_wgpu::gpu::{GpuModel, Precision};
+use xception_wgpu::gpu::{ConvKernel, GpuModel, GpuOps, KernelChoice, Precision};
 use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
@@ -100,6 +100,12 @@ fn gpu() -> &'static Xception {
 }
 
 fn check_against_keras(model: &Xception, backend: &str) {
+    check_against_keras_within(model, backend, TOL);
+}
+
+/// Every golden within `tol` of Keras on embedding and logits, with Keras' top-1 class.
+fn check_against_keras_within(model: &Xception, backend: &str, tol: f32) {
+    let top = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
     for g in goldens() {
         let out = model.forward(&g.input).unwrap();
         let de = max_abs_diff(out.embedding(0), &g.embedding);
@@ -109,15 +115,83 @@ fn check_against_keras(model: &Xception, backend: &str) {
             g.name
         );
         assert!(
-            de <= TOL,
+            de <= tol,
             "{backend} {}: embedding differs from Keras by {de:e}",
             g.name
         );
         assert!(
-            dl <= TOL,
+            dl <= tol,
             "{backend} {}: logits differ from Keras by {dl:e}",
             g.name
         );
+        assert_eq!(
+            top(out.logits(0)),
+            top(&g.logits),
+            "{backend} {}: top-1 class changed",
+            g.name
+        );
+    }
+}
+
+/// A model on the shared test device with these kernels and precision.
+fn gpu_with(choice: KernelChoice, precision: Precision) -> xception_wgpu::Result<Xception> {
+    let context = common::gpu();
+    Xception::builder()
+        .device(context.device, context.queue)
+        .precision(precision)
+        .conv_kernel(choice)
+        .build(weights())
+}
+
+/// The kernel choices this adapter can run at `precision` (see `the_adapter_offers_the_
+/// expected_conv_kernels` in `gpu_ops.rs`, which pins what each adapter kind must offer).
+fn choices(precision: Precision) -> Vec<KernelChoice> {
+    let variants = GpuOps::new(common::gpu()).conv_kernels(precision);
+    let mut choices = vec![KernelChoice::Portable, KernelChoice::Tiled];
+    if variants.contains(&ConvKernel::Subgroup) {
+        choices.push(KernelChoice::Subgroup);
+    }
+    if variants.contains(&ConvKernel::CoopMatrix) {
+        choices.push(KernelChoice::CoopMatrix);
+    }
+    choices
+}
+
+/// The whole network on every float32 kernel choice the adapter has (the default one is
+/// `gpu_matches_keras`).
+#[test]
+fn every_float32_kernel_choice_matches_keras() {
+    for choice in choices(Precision::F32) {
+        let model = gpu_with(choice, Precision::F32).unwrap();
+        check_against_keras(&model, &format!("gpu {choice:?}"));
+    }
+}
+
+/// Float16 has its own, documented gate: float16 rounding of the folded weights (and, in the
+/// tiled and cooperative-matrix kernels, of activations and products) moves the logits by at
+/// most about 1e-2; the gate is 5e-2 and no top-1 change.
+#[test]
+fn every_float16_kernel_choice_stays_close_to_keras() {
+    const F16_TOL: f32 = 5e-2;
+    let mut choices = choices(Precision::F16);
+    choices.push(KernelChoice::Auto);
+    for choice in choices {
+        let model = gpu_with(choice, Precision::F16).unwrap();
+        let kernels = xception_wgpu::bench::conv_kernel_summary(&model);
+        check_against_keras_within(&model, &format!("gpu f16 {kernels}"), F16_TOL);
+    }
+}
+
+/// Asking for a kernel the adapter cannot run fails at load, naming the adapter.
+#[test]
+fn a_kernel_the_adapter_cannot_run_is_refused_by_name() {
+    let err = gpu_with(KernelChoice::CoopMatrix, Precision::F32).unwrap_err();
+    let adapter = &common::gpu().adapter.name;
+    assert!(err.to_string().contains("float16"), "{err}");
+    assert!(err.to_string().contains(adapter.as_str()), "{err}");
+    if !choices(Precision::F16).contains(&KernelChoice::CoopMatrix) {
+        let err = gpu_with(KernelChoice::CoopMatrix, Precision::F16).unwrap_err();
+        assert!(err.to_string().contains("cooperative matrices"), "{err}");
     }
 }
 
@@ -184,6 +258,7 @@ fn gpu_batches_larger_than_one_pass_are_split_in_order() {
         common::gpu(),
         std::sync::Arc::new(weights()),
         Precision::F32,
+        KernelChoice::Auto,
     )
     .unwrap()
     .with_batch_limit(2);
@@ -252,6 +327,7 @@ fn a_lost_device_gives_an_error_not_a_panic() {
         context.clone(),
         std::sync::Arc::new(weights()),
         Precision::F32,
+        KernelChoice::Auto,
     )
     .unwrap();
     let g = &goldens()[0];
@@ -262,38 +338,4 @@ fn a_lost_device_gives_an_error_not_a_panic() {
         .forward(&g.input)
         .expect_err("a destroyed device cannot run");
     assert!(err.to_string().contains("lost"), "{err}");
-}
-
-#[test]
-fn float16_pointwise_weights_stay_close_to_keras() {
-    // A different precision with its own, documented bound: float16 rounding of the folded
-    // pointwise weights (relative 4.9e-4 each) moves the logits by about 1e-2 at most.
-    const F16_TOL: f32 = 5e-2;
-    let context = common::gpu();
-    let model = Xception::builder()
-        .device(context.device, context.queue)
-        .precision(Precision::F16)
-        .build(weights())
-        .unwrap();
-    for g in goldens() {
-        let out = model.forward(&g.input).unwrap();
-        let de = max_abs_diff(out.embedding(0), &g.embedding);
-        let dl = max_abs_diff(out.logits(0), &g.logits);
-        eprintln!(
-            "gpu f16 vs Keras, {}: max |d| embedding {de:.2e}, logits {dl:.2e}",
-            g.name
-        );
-        assert!(
-            de <= F16_TOL && dl <= F16_TOL,
-            "{}: {de:e} / {dl:e}",
-            g.name
-        );
-        let top = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
-        assert_eq!(
-            top(out.logits(0)),
-            top(&g.logits),
-            "{}: top-1 class changed",
-            g.name
-        );
-    }
 }

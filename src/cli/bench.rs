@@ -8,7 +8,7 @@ use xception_wgpu::bench::BenchCase;
 use xception_wgpu::gpu::OpKind;
 use xception_wgpu::{BackendKind, Error};
 
-use crate::{parse_size, weights_path, Backend, PrecisionArg, Sizing};
+use crate::{parse_size, weights_path, Backend, GpuArgs, Sizing};
 
 /// Options of `xception bench`.
 #[derive(Args)]
@@ -16,9 +16,9 @@ pub struct BenchArgs {
     /// Input size: 150, 299 or WxH; repeat for several cases.
     #[arg(long = "size", default_values = ["150", "299"])]
     sizes: Vec<String>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Images per forward pass; a comma-separated list (e.g. `1,8,32,128`) times each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1])]
+    batch: Vec<usize>,
     /// Warm runs per case.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -31,9 +31,8 @@ pub struct BenchArgs {
     /// Print one JSON object per case and line.
     #[arg(long)]
     json: bool,
-    /// Storage of the GPU's pointwise weights.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
     /// Time every kernel launch with GPU timestamp queries and print per-layer and
     /// per-op-kind tables instead.
     #[arg(long)]
@@ -43,22 +42,19 @@ pub struct BenchArgs {
 /// Runs `xception bench`.
 pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let weights = weights_path(args.weights.as_deref());
-    let cases = bench_cases(&args.sizes, args.batch, args.runs)?;
+    let cases = bench_cases(&args.sizes, &args.batch, args.runs)?;
     if args.profile {
-        print_profiles(&weights, args.precision, &cases)
+        print_profiles(&weights, args.gpu, &cases)
     } else {
-        bench(
-            &cases,
-            args.backend.kind(),
-            args.precision,
-            &weights,
-            args.json,
-        )
+        bench(&cases, args.backend.kind(), args.gpu, &weights, args.json)
     }
 }
 
-fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchCase>, Error> {
-    sizes
+fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<BenchCase>, Error> {
+    if let Some(0) = batches.iter().min() {
+        return Err(Error::Input("--batch takes sizes of at least 1".into()));
+    }
+    let sizes = sizes
         .iter()
         .map(|text| {
             let size = match text.parse::<usize>() {
@@ -70,30 +66,31 @@ fn bench_cases(sizes: &[String], batch: usize, runs: usize) -> Result<Vec<BenchC
                     }
                 },
             };
-            Ok(BenchCase { size, batch, runs })
+            Ok(size)
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(sizes
+        .iter()
+        .flat_map(|&size| {
+            batches.iter().map(move |&batch| BenchCase { size, batch, runs })
+        })
+        .collect())
 }
 
 fn bench(
     cases: &[BenchCase],
     backend: BackendKind,
-    precision: PrecisionArg,
+    gpu: GpuArgs,
     weights: &Path,
     json: bool,
 ) -> Result<(), Error> {
-    let cache = crate::pipeline_cache_dir();
-    let results = xception_wgpu::bench::run(
-        weights,
-        backend,
-        precision.precision(),
-        cache.as_deref(),
-        cases,
-    )?;
+    let results = xception_wgpu::bench::run(weights, gpu.builder(backend), cases)?;
+    let precision = gpu.precision;
     if !json {
         println!(
-            "{:<44} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
             "backend",
+            "conv kernels",
             "size",
             "batch",
             "load ms",
@@ -111,6 +108,7 @@ fn bench(
         if json {
             let line = json!({
                 "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
+                "conv_kernels": r.conv_kernels,
                 "precision": format!("{precision:?}").to_lowercase(),
                 "size": [w, h], "batch": r.case.batch,
                 "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
@@ -120,8 +118,8 @@ fn bench(
             println!("{line}");
         } else {
             println!(
-                "{:<44} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
-                r.backend, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
+                "{:<44} {:<26} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
+                r.backend, r.conv_kernels, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
                 r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
             );
         }
@@ -129,14 +127,10 @@ fn bench(
     Ok(())
 }
 
-fn print_profiles(
-    weights: &Path,
-    precision: PrecisionArg,
-    cases: &[BenchCase],
-) -> Result<(), Error> {
+fn print_profiles(weights: &Path, gpu: GpuArgs, cases: &[BenchCase]) -> Result<(), Error> {
     for &case in cases {
         let (backend, launches) =
-            xception_wgpu::bench::profile(weights, precision.precision(), case)?;
+            xception_wgpu::bench::profile(weights, gpu.builder(BackendKind::Gpu), case)?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let (w, h) = case.size;
         println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);

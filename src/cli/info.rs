@@ -2,15 +2,16 @@
 
 use std::path::Path;
 
-use xception_wgpu::gpu::{GpuContext, Kernels};
+use xception_wgpu::gpu::{largest_batch, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
 use xception_wgpu::{Error, Weights};
 
-use crate::{parse_size, Sizing};
+use crate::{parse_size, GpuArgs, Sizing};
 
 /// Prints the adapters, the chosen one with the features and limits the runtime relies on,
-/// and what the weights file says about the model.
-pub fn info(weights: &Path) -> Result<(), Error> {
+/// the kernel each convolution gets with `gpu`'s settings, and what the weights file says
+/// about the model.
+pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
     println!("adapters found:");
     let adapters = GpuContext::adapters();
     if adapters.is_empty() {
@@ -36,6 +37,11 @@ pub fn info(weights: &Path) -> Result<(), Error> {
                     "TIMESTAMP_QUERY (for bench --profile)",
                 ),
                 (wgpu::Features::SUBGROUP, "SUBGROUP"),
+                (wgpu::Features::SHADER_F16, "SHADER_F16"),
+                (
+                    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+                    "EXPERIMENTAL_COOPERATIVE_MATRIX",
+                ),
                 (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
             ]
             .into_iter()
@@ -50,15 +56,30 @@ pub fn info(weights: &Path) -> Result<(), Error> {
                     used.join(", ")
                 }
             );
-            let kernels = Kernels::new(&context.device);
-            println!(
-                "convolution kernels: {}",
-                if kernels.subgroup_gemm() {
-                    "subgroup GEMM (conv_gemm_subgroup) where channels come in 4s, else portable"
+            let precision = gpu.precision.precision();
+            let kernel = gpu.kernel.choice();
+            println!("convolution kernels ({kernel:?} at {precision:?}):");
+            let assignments = GpuModel::conv_kernels(&context, kernel, precision)?;
+            // Consecutive layers on the same kernel share a line.
+            let mut i = 0;
+            while i < assignments.len() {
+                let name = assignments[i].kernel.name();
+                let run = assignments[i..]
+                    .iter()
+                    .take_while(|a| a.kernel.name() == name)
+                    .count();
+                let layers = if run == 1 {
+                    assignments[i].layer.clone()
                 } else {
-                    "portable (pointwise_conv, conv2d)"
-                }
-            );
+                    format!(
+                        "{} .. {} ({run} layers)",
+                        assignments[i].layer,
+                        assignments[i + run - 1].layer
+                    )
+                };
+                println!("  {name:<22} {layers}");
+                i += run;
+            }
             println!("limits used:");
             println!(
                 "  max_storage_buffer_binding_size {}",
@@ -71,13 +92,10 @@ pub fn info(weights: &Path) -> Result<(), Error> {
             );
             let (h, w) = info.input_size;
             let shapes = graph.infer_shapes(1, h, w)?;
-            let largest = shapes.iter().map(|s| s.len() * 4).max().unwrap_or(1);
-            let binding = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size);
+            let largest = shapes.iter().skip(1).map(|s| s.len() * 4).max().unwrap_or(1);
             println!(
                 "  largest batch per pass at {w}x{h}: {} (largest activation {largest} bytes per image)",
-                (binding / largest as u64).min(65535 / h as u64)
+                largest_batch(&context, h, w)?
             );
         }
         Err(e) => println!("chosen: none ({e})"),

@@ -30,7 +30,7 @@ pub enum Task<'a> {
 pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     let requested = common.size.as_deref().map(parse_size).transpose()?;
     let weights = weights_path(common.weights.as_deref());
-    let model = load_model(&weights, common.backend, common.precision.precision())?;
+    let model = load_model(&weights, common.backend, common.gpu)?;
     if matches!(task, Task::Classify(_)) && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::graph::{Graph, Op, EMBEDDING_DIM};
-use crate::model::Outputs;
+use crate::outputs::Outputs;
 use crate::tensor::Tensor;
 use crate::weights::{Activation, Weights};
 

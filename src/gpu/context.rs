@@ -19,6 +19,25 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     /// Where pipelines are cached between runs, if anywhere.
     pipeline_cache: Option<Arc<PipelineCacheFile>>,
+    /// Whether the adapter multiplies 16x16x16 float16 cooperative matrices into float32 with
+    /// subgroups of exactly 32 invocations (what `conv_gemm_coopmat.wgsl` is written for).
+    cooperative_matrix: bool,
+}
+
+/// Whether `adapter` offers what the cooperative-matrix GEMM needs: a 16x16x16 float16 x
+/// float16 -> float32 configuration and subgroups of exactly 32 invocations.
+fn has_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
+    let info = adapter.get_info();
+    let sizes_fit = info.subgroup_min_size == 32 && info.subgroup_max_size == 32;
+    let f16_f32 = adapter.cooperative_matrix_properties().iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+            && p.ab_type == wgpu::CooperativeScalarType::F16
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    let features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_F16;
+    sizes_fit && f16_f32 && adapter.features().contains(features)
 }
 
 impl GpuContext {
@@ -42,15 +61,29 @@ impl GpuContext {
             ))
         })?;
         let info = adapter.get_info();
+        let cooperative_matrix = has_cooperative_matrix(&adapter);
+        let mut features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::SHADER_F16
+                | wgpu::Features::PIPELINE_CACHE);
+        if cooperative_matrix {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xception"),
-            // Optional: timestamps for `bench --profile`, subgroups for the GEMM kernel of CPU
-            // drivers, a pipeline cache for faster second starts.
-            required_features: adapter.features()
-                & (wgpu::Features::TIMESTAMP_QUERY
-                    | wgpu::Features::SUBGROUP
-                    | wgpu::Features::PIPELINE_CACHE),
+            // Optional: timestamps for `bench --profile`, subgroups for the GEMM kernels,
+            // float16 arithmetic, cooperative matrices, a pipeline cache for faster second
+            // starts.
+            required_features: features,
             required_limits: adapter.limits(),
+            // SAFETY: the only experimental feature requested is cooperative matrices, used
+            // by `conv_gemm_coopmat.wgsl` alone, in configurations the adapter reports.
+            experimental_features: if cooperative_matrix {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
@@ -69,6 +102,7 @@ impl GpuContext {
             adapter: info,
             lost,
             pipeline_cache: None,
+            cooperative_matrix,
         })
     }
 
@@ -82,7 +116,8 @@ impl GpuContext {
             .collect()
     }
 
-    /// Wraps a device and queue owned by the host application.
+    /// Wraps a device and queue owned by the host application. The cooperative-matrix GEMM
+    /// is not used on such a device (its adapter cannot be asked which configurations it has).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let adapter = device.adapter_info();
         Self {
@@ -91,7 +126,15 @@ impl GpuContext {
             adapter,
             lost: Arc::new(Mutex::new(None)),
             pipeline_cache: None,
+            cooperative_matrix: false,
         }
+    }
+
+    /// Whether the cooperative-matrix GEMM can run here: the adapter reports a 16x16x16
+    /// float16 -> float32 configuration, subgroups of exactly 32 invocations, and the device
+    /// was created with cooperative matrices enabled.
+    pub fn cooperative_matrix(&self) -> bool {
+        self.cooperative_matrix
     }
 
     /// Keeps the compiled pipelines in a file in `dir` between runs where the driver and wgpu

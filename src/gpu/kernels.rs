@@ -1,21 +1,33 @@
-//! The typed kernel registry: one WGSL file per op, one compute pipeline each, created up front.
+//! The typed kernel registry: one WGSL file per kernel, its pipeline created on first use and
+//! kept, so variants a device never runs cost nothing.
 
-use bytemuck::{Pod, Zeroable};
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
-/// Every compute kernel of the runtime; each is `shaders/<name>.wgsl` with entry point `main`.
+use bytemuck::Pod;
+
+/// Every compute kernel of the runtime; each is `shaders/<file>.wgsl` with entry point `main`
+/// (see [`Kernel::file`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Regular convolution (stem 3x3 and shortcut 1x1/2) with bias and optional ReLU.
+    /// Direct convolution of any size and stride, with bias and optional ReLU.
     Conv2d,
     /// Depthwise 3x3 'same' convolution with optional ReLU on read.
     DepthwiseConv,
     /// The same over 4 channels per invocation, for channel counts that are multiples of 4.
     DepthwiseConvPack4,
-    /// Pointwise 1x1 convolution (GEMM) with bias, optional residual add and ReLU.
+    /// Pointwise 1x1 convolution (GEMM) with a register tile and no workgroup memory.
     PointwiseConv,
     /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
-    /// broadcasts: the pointwise, shortcut and 32-channel stem convolutions there.
+    /// broadcasts.
     ConvGemmSubgroup,
+    /// Convolution as an implicit GEMM with operand tiles staged in workgroup memory, for GPUs.
+    ConvGemmTiled,
+    /// [`Kernel::ConvGemmTiled`] with float16 operand tiles and products, float32 sums.
+    ConvGemmTiledF16,
+    /// Convolution as an implicit GEMM on cooperative matrices (tensor cores), float16
+    /// operands and float32 sums.
+    ConvGemmCoopMatrix,
     /// Packs float32 values into float16 pairs.
     PackF16,
     /// Folds batchnorm into a convolution's kernel and bias.
@@ -36,12 +48,15 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
         Kernel::DepthwiseConvPack4,
         Kernel::PointwiseConv,
         Kernel::ConvGemmSubgroup,
+        Kernel::ConvGemmTiled,
+        Kernel::ConvGemmTiledF16,
+        Kernel::ConvGemmCoopMatrix,
         Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
@@ -52,7 +67,7 @@ impl Kernel {
         Kernel::Softmax,
     ];
 
-    /// The shader file's stem.
+    /// The kernel's name: its shader file's stem, but for derived variants.
     pub const fn name(self) -> &'static str {
         match self {
             Kernel::Conv2d => "conv2d",
@@ -60,6 +75,9 @@ impl Kernel {
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::PointwiseConv => "pointwise_conv",
             Kernel::ConvGemmSubgroup => "conv_gemm_subgroup",
+            Kernel::ConvGemmTiled => "conv_gemm_tiled",
+            Kernel::ConvGemmTiledF16 => "conv_gemm_tiled_f16",
+            Kernel::ConvGemmCoopMatrix => "conv_gemm_coopmat",
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
@@ -71,16 +89,40 @@ impl Kernel {
         }
     }
 
-    /// The WGSL source, compiled into the crate.
-    pub const fn source(self) -> &'static str {
+    /// The stem of the shader file the kernel is built from: its name, except for
+    /// `conv_gemm_tiled_f16`, which is `conv_gemm_tiled` with float16 operands.
+    pub const fn file(self) -> &'static str {
+        match self {
+            Kernel::ConvGemmTiledF16 => Kernel::ConvGemmTiled.name(),
+            _ => self.name(),
+        }
+    }
+
+    /// The WGSL source (files compiled into the crate).
+    pub fn source(self) -> Cow<'static, str> {
+        match self {
+            Kernel::ConvGemmTiledF16 => {
+                let float32 = self.file_source();
+                let float16 = float32.replace("alias Operand = f32;", "alias Operand = f16;");
+                assert_ne!(float16, float32, "conv_gemm_tiled.wgsl declares its Operand");
+                Cow::Owned(format!("enable f16;\n{float16}"))
+            }
+            _ => Cow::Borrowed(self.file_source()),
+        }
+    }
+
+    /// The text of [`Kernel::file`].
+    const fn file_source(self) -> &'static str {
         match self {
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
-            Kernel::ConvGemmSubgroup => {
-                include_str!("../../shaders/conv_gemm_subgroup.wgsl")
+            Kernel::ConvGemmSubgroup => include_str!("../../shaders/conv_gemm_subgroup.wgsl"),
+            Kernel::ConvGemmTiled | Kernel::ConvGemmTiledF16 => {
+                include_str!("../../shaders/conv_gemm_tiled.wgsl")
             }
+            Kernel::ConvGemmCoopMatrix => include_str!("../../shaders/conv_gemm_coopmat.wgsl"),
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
@@ -93,37 +135,55 @@ impl Kernel {
     }
 
     /// Shader capabilities beyond core WGSL the kernel needs: `pack_f16` uses `pack2x16float`
-    /// (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on a few drivers) and the subgroup
-    /// GEMM kernel subgroup operations (the `SUBGROUP` feature). Where the device lacks one,
-    /// the kernel is simply not available.
+    /// (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`, missing on a few drivers), the subgroup
+    /// GEMM subgroup operations, the float16 GEMMs float16 arithmetic, and the
+    /// cooperative-matrix GEMM cooperative matrices. Where the device lacks one, the kernel is
+    /// simply not available.
     pub fn capabilities(self) -> naga::valid::Capabilities {
+        use naga::valid::Capabilities as C;
         match self {
-            Kernel::PackF16 => naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-            Kernel::ConvGemmSubgroup => naga::valid::Capabilities::SUBGROUP,
-            _ => naga::valid::Capabilities::empty(),
+            Kernel::PackF16 => C::SHADER_FLOAT16_IN_FLOAT32,
+            Kernel::ConvGemmSubgroup => C::SUBGROUP,
+            Kernel::ConvGemmTiledF16 => C::SHADER_FLOAT16,
+            Kernel::ConvGemmCoopMatrix => C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
+            _ => C::empty(),
         }
     }
 
     /// Device features the kernel needs (see [`Kernel::capabilities`]).
-    fn features(self) -> wgpu::Features {
+    pub fn features(self) -> wgpu::Features {
+        use wgpu::Features as F;
         match self {
-            Kernel::ConvGemmSubgroup => wgpu::Features::SUBGROUP,
-            _ => wgpu::Features::empty(),
+            Kernel::ConvGemmSubgroup => F::SUBGROUP,
+            Kernel::ConvGemmTiledF16 => F::SHADER_F16,
+            Kernel::ConvGemmCoopMatrix => {
+                F::SHADER_F16 | F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX
+            }
+            _ => F::empty(),
         }
+    }
+
+    /// Parses the kernel's WGSL with naga, without a GPU; returns naga's diagnostics, with
+    /// file and line, on failure.
+    pub fn parse(self) -> Result<naga::Module, String> {
+        let source = self.source();
+        naga::front::wgsl::parse_str(&source)
+            .map_err(|e| e.emit_to_string_with_path(&source, &self.path()))
     }
 
     /// Parses and validates the kernel's WGSL with naga, without a GPU; returns naga's
     /// diagnostics, with file and line, on failure.
     pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
-        let path = format!("shaders/{}.wgsl", self.name());
-        let source = self.source();
-        let module = naga::front::wgsl::parse_str(source)
-            .map_err(|e| e.emit_to_string_with_path(source, &path))?;
+        let module = self.parse()?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
-            .map_err(|e| e.emit_to_string_with_path(source, &path))
+            .map_err(|e| e.emit_to_string_with_path(&self.source(), &self.path()))
+    }
+
+    fn path(self) -> String {
+        format!("shaders/{}.wgsl", self.file())
     }
 
     fn index(self) -> usize {
@@ -134,13 +194,17 @@ impl Kernel {
     }
 }
 
-/// Compiled pipelines for every [`Kernel`].
+/// The uniform parameters of a kernel: a `#[repr(C)]` struct of 4-byte fields laid out as the
+/// kernel's WGSL `Params` struct (each op module checks this against naga's layout).
+pub(crate) trait KernelParams: Pod {}
+
+/// The kernels' pipelines on one device, each created the first time it is asked for.
 #[derive(Debug)]
 pub struct Kernels {
-    /// `None` for a kernel the device cannot run (see [`Kernel::capabilities`]).
-    pipelines: Vec<Option<wgpu::ComputePipeline>>,
-    /// Whether convolutions use [`Kernel::ConvGemmSubgroup`] where they can.
-    subgroup_gemm: bool,
+    device: wgpu::Device,
+    cache: Option<wgpu::PipelineCache>,
+    /// Per kernel, once created: `None` where the device cannot run it.
+    pipelines: [OnceLock<Option<wgpu::ComputePipeline>>; Kernel::ALL.len()],
     /// Bound in place of an absent optional input (such as a residual).
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -148,7 +212,7 @@ pub struct Kernels {
 /// A recorded kernel launch: pipeline, bindings and grid, ready to replay in a compute pass.
 #[derive(Debug)]
 pub struct Dispatch {
-    kernel: Kernel,
+    pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
 }
@@ -173,10 +237,7 @@ pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
 }
 
 impl Kernels {
-    /// Compiles every kernel on `device`; kernels needing a capability the device lacks are
-    /// left out (see [`Kernels::supports`]). Convolutions use the subgroup GEMM kernel on CPU
-    /// adapters whose subgroups hold at least 8 invocations (see
-    /// [`with_subgroup_gemm`](Self::with_subgroup_gemm)).
+    /// The registry for `device`; no pipeline is created yet.
     pub fn new(device: &wgpu::Device) -> Self {
         Self::with_cache(device, None)
     }
@@ -184,75 +245,62 @@ impl Kernels {
     /// [`Kernels::new`], creating the pipelines through `cache` (see
     /// [`PipelineCacheFile`](super::PipelineCacheFile)).
     pub fn with_cache(device: &wgpu::Device, cache: Option<&wgpu::PipelineCache>) -> Self {
-        let pipelines: Vec<_> = Kernel::ALL
-            .iter()
-            .map(|kernel| {
-                if !device.features().contains(kernel.features()) {
-                    return None;
-                }
-                let optional = !kernel.capabilities().is_empty();
-                let scope =
-                    optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-                });
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.name()),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache,
-                });
-                match scope.map(|scope| pollster::block_on(scope.pop())) {
-                    Some(Some(_unsupported)) => None,
-                    _ => Some(pipeline),
-                }
-            })
-            .collect();
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("placeholder"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let adapter = device.adapter_info();
-        let mut kernels = Self {
-            pipelines,
-            subgroup_gemm: false,
+        Self {
+            device: device.clone(),
+            cache: cache.cloned(),
+            pipelines: std::array::from_fn(|_| OnceLock::new()),
             placeholder,
-        };
-        kernels.subgroup_gemm = kernels.supports(Kernel::ConvGemmSubgroup)
-            && adapter.device_type == wgpu::DeviceType::Cpu
-            && adapter.subgroup_min_size >= 8;
-        kernels
+        }
     }
 
-    /// Chooses whether convolutions use the subgroup GEMM kernel (where the channel counts
-    /// allow it) or the portable ones; `enabled` is ignored where the device cannot run the
-    /// subgroup kernel or its subgroups hold fewer than 8 invocations.
-    pub fn with_subgroup_gemm(mut self, device: &wgpu::Device, enabled: bool) -> Self {
-        self.subgroup_gemm = enabled
-            && self.supports(Kernel::ConvGemmSubgroup)
-            && device.adapter_info().subgroup_min_size >= 8;
-        self
+    /// The device the pipelines are created on.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
     }
 
-    /// Whether convolutions use the subgroup GEMM kernel where the channel counts allow.
-    pub fn subgroup_gemm(&self) -> bool {
-        self.subgroup_gemm
-    }
-
-    /// Whether a convolution from `in_channels` to `out_channels` runs on the subgroup GEMM
-    /// kernel (see [`Kernels::gemm_conv`]).
-    pub fn runs_gemm(&self, in_channels: usize, out_channels: usize) -> bool {
-        self.subgroup_gemm && in_channels % 4 == 0 && out_channels % 4 == 0
-    }
-
-    /// Whether the device can run `kernel`.
+    /// Whether the device can run `kernel` (creating its pipeline to find out).
     pub fn supports(&self, kernel: Kernel) -> bool {
-        self.pipelines[kernel.index()].is_some()
+        self.try_pipeline(kernel).is_some()
+    }
+
+    /// The pipeline of `kernel`, created now if it was not yet; `None` where the device lacks
+    /// a feature the kernel needs or refuses its shader.
+    pub fn try_pipeline(&self, kernel: Kernel) -> Option<&wgpu::ComputePipeline> {
+        self.pipelines[kernel.index()]
+            .get_or_init(|| self.create(kernel))
+            .as_ref()
+    }
+
+    fn create(&self, kernel: Kernel) -> Option<wgpu::ComputePipeline> {
+        let device = &self.device;
+        if !device.features().contains(kernel.features()) {
+            return None;
+        }
+        // Kernels with optional capabilities may still be refused by the device's compiler.
+        let optional = !kernel.capabilities().is_empty();
+        let scope = optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: self.cache.as_ref(),
+        });
+        match scope.map(|scope| pollster::block_on(scope.pop())) {
+            Some(Some(_refused)) => None,
+            _ => Some(pipeline),
+        }
     }
 
     /// The pipeline of `kernel`.
@@ -260,35 +308,33 @@ impl Kernels {
     /// # Panics
     /// If the device cannot run `kernel`: check [`Kernels::supports`] first.
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        self.pipelines[kernel.index()]
-            .as_ref()
+        self.try_pipeline(kernel)
             .unwrap_or_else(|| panic!("{} is not supported on this device", kernel.name()))
     }
 
     /// Prepares a launch of `kernel`: binding 0 is a uniform holding `params`, bindings
     /// 1.. are `buffers` in order.
-    pub fn dispatch<P: Pod>(
+    pub(crate) fn dispatch<P: KernelParams>(
         &self,
-        device: &wgpu::Device,
         kernel: Kernel,
         params: &P,
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Dispatch {
         let resources: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
-        self.dispatch_with(device, kernel, params, &resources, workgroups)
+        self.dispatch_with(kernel, params, &resources, workgroups)
     }
 
     /// [`dispatch`](Self::dispatch) with any binding resources (textures too) at 1...
-    pub fn dispatch_with<P: Pod>(
+    pub(crate) fn dispatch_with<P: KernelParams>(
         &self,
-        device: &wgpu::Device,
         kernel: Kernel,
         params: &P,
         resources: &[wgpu::BindingResource<'_>],
         workgroups: [u32; 3],
     ) -> Dispatch {
         use wgpu::util::DeviceExt;
+        let device = &self.device;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(kernel.name()),
             contents: bytemuck::bytes_of(params),
@@ -307,13 +353,14 @@ impl Kernels {
                     resource: resource.clone(),
                 }),
         );
+        let pipeline = self.pipeline(kernel);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
-            layout: &self.pipeline(kernel).get_bind_group_layout(0),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
         Dispatch {
-            kernel,
+            pipeline: pipeline.clone(),
             bind_group,
             workgroups,
         }
@@ -322,7 +369,7 @@ impl Kernels {
     /// Replays `dispatches` in order inside one compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
         for d in dispatches {
-            pass.set_pipeline(self.pipeline(d.kernel));
+            pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
@@ -330,134 +377,30 @@ impl Kernels {
     }
 }
 
-/// Uniform parameters of `conv2d.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Conv2dParams {
-    pub(crate) batch: u32,
-    pub(crate) in_height: u32,
-    pub(crate) in_width: u32,
-    pub(crate) in_channels: u32,
-    pub(crate) out_height: u32,
-    pub(crate) out_width: u32,
-    pub(crate) out_channels: u32,
-    pub(crate) out_vec4s: u32,
-    pub(crate) kernel: u32,
-    pub(crate) stride: u32,
-    pub(crate) pad_top: u32,
-    pub(crate) pad_left: u32,
-    pub(crate) relu: u32,
-    pub(crate) _pad: [u32; 3],
-}
-
-/// Uniform parameters of `pointwise_conv.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct PointwiseParams {
-    pub(crate) rows: u32,
-    pub(crate) in_channels: u32,
-    pub(crate) out_channels: u32,
-    pub(crate) relu: u32,
-    pub(crate) has_residual: u32,
-    pub(crate) stride: u32,
-    pub(crate) in_height: u32,
-    pub(crate) in_width: u32,
-    pub(crate) out_height: u32,
-    pub(crate) out_width: u32,
-    pub(crate) _pad: [u32; 2],
-}
-
-/// Uniform parameters of `conv_gemm_subgroup.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct GemmParams {
-    pub(crate) rows: u32,
-    pub(crate) in_channels: u32,
-    pub(crate) out_channels: u32,
-    pub(crate) relu: u32,
-    pub(crate) has_residual: u32,
-    pub(crate) kernel: u32,
-    pub(crate) stride: u32,
-    pub(crate) pad_top: u32,
-    pub(crate) pad_left: u32,
-    pub(crate) in_height: u32,
-    pub(crate) in_width: u32,
-    pub(crate) out_height: u32,
-    pub(crate) out_width: u32,
-    pub(crate) _pad: [u32; 3],
-}
-
-/// Uniform parameters of `depthwise_conv.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct DepthwiseParams {
-    pub(crate) batch: u32,
-    pub(crate) height: u32,
-    pub(crate) width: u32,
-    pub(crate) channels: u32,
-    pub(crate) relu_input: u32,
-    pub(crate) _pad: [u32; 3],
-}
-
-/// Uniform parameters of `batchnorm_fold.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct FoldParams {
-    pub(crate) rows: u32,
-    pub(crate) channels: u32,
-    pub(crate) padded_channels: u32,
-    pub(crate) epsilon: f32,
-}
-
-/// Uniform parameters of `max_pool.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct MaxPoolParams {
-    pub(crate) batch: u32,
-    pub(crate) in_height: u32,
-    pub(crate) in_width: u32,
-    pub(crate) channels: u32,
-    pub(crate) out_height: u32,
-    pub(crate) out_width: u32,
-    pub(crate) pad_top: u32,
-    pub(crate) pad_left: u32,
-    pub(crate) has_residual: u32,
-    pub(crate) _pad: [u32; 3],
-}
-
-/// Uniform parameters of the elementwise kernels (`relu.wgsl`, `residual_add.wgsl`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ElementwiseParams {
-    pub(crate) len: u32,
-    pub(crate) _pad: [u32; 3],
-}
-
-/// Uniform parameters of `global_avg_pool.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct GlobalAvgPoolParams {
-    pub(crate) batch: u32,
-    pub(crate) pixels: u32,
-    pub(crate) channels: u32,
-    pub(crate) _pad: u32,
-}
-
-/// Uniform parameters of `dense.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct DenseParams {
-    pub(crate) batch: u32,
-    pub(crate) inputs: u32,
-    pub(crate) units: u32,
-    pub(crate) relu: u32,
-}
-
-/// Uniform parameters of `softmax.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct SoftmaxParams {
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) _pad: [u32; 2],
+/// Checks that `P` matches the WGSL uniform `params` of `kernel`: the same size, and 4-byte
+/// members at consecutive offsets (every field of every params struct is a `u32` or `f32`).
+#[cfg(test)]
+pub(crate) fn assert_params_match<P: KernelParams>(kernel: Kernel) {
+    let module = kernel.parse().unwrap();
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let (_, params) = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
+        .unwrap_or_else(|| panic!("{} has no uniform", kernel.name()));
+    let naga::TypeInner::Struct { members, span } = &module.types[params.ty].inner else {
+        panic!("{}'s uniform is not a struct", kernel.name());
+    };
+    assert_eq!(
+        *span as usize,
+        std::mem::size_of::<P>(),
+        "{}: WGSL Params size vs Rust",
+        kernel.name()
+    );
+    for (i, member) in members.iter().enumerate() {
+        assert_eq!(member.offset as usize, 4 * i, "{}: {:?}", kernel.name(), member.name);
+        assert_eq!(layouter[member.ty].size, 4, "{}: {:?}", kernel.name(), member.name);
+    }
+    assert_eq!(members.len() * 4, std::mem::size_of::<P>(), "{}", kernel.name());
 }

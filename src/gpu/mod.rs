@@ -1,16 +1,19 @@
-//! The GPU backend: WGSL kernels on wgpu, the device context, single-op launches and the
-//! network dispatcher.
+//! The GPU backend: WGSL kernels on wgpu, the device context, op launches, the single-op
+//! harness and the network dispatcher.
 
 mod context;
+mod harness;
 mod kernels;
 mod network;
 mod ops;
 mod pipeline_cache;
 
 pub use context::GpuContext;
+pub use harness::GpuOps;
 pub use kernels::{Dispatch, Kernel, Kernels};
-pub use network::{GpuModel, LaunchTiming, OpKind};
+pub use network::{largest_batch, ConvAssignment, GpuModel, LaunchTiming, OpKind};
 pub use ops::{
-    padded_channels, storage, upload, FoldedConv, GemmWeights, GpuOps, Precision, WeightPrep,
+    storage, upload, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
+    KernelChoice, Precision, WeightPrep,
 };
 pub use pipeline_cache::PipelineCacheFile;

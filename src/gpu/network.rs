@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Kernels};
-use super::ops::{storage, upload, FoldedConv, GemmWeights, Precision, WeightPrep};
 use super::pipeline_cache::PipelineCacheFile;
+use super::ops::{
+    storage, upload, Conv, ConvGeometry, ConvKernel, ConvSupport, DenseShape, KernelChoice,
+    Precision, WeightPrep,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
-use crate::model::Outputs;
+use crate::outputs::Outputs;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::{Activation, Weights};
 
@@ -20,14 +23,12 @@ const MAX_CACHED_PLANS: usize = 4;
 /// Device-resident weights of one graph node.
 #[derive(Debug)]
 enum NodeWeights {
-    /// A convolution run by the regular `conv2d` kernel (the stem, unless the GEMM takes it).
-    Conv(FoldedConv),
-    /// A convolution run as a GEMM: the 1x1/2 shortcuts (pointwise kernels), and others where
-    /// the subgroup GEMM kernel runs.
-    Gemm(GemmWeights),
+    /// A stem or shortcut convolution.
+    Conv(Conv),
+    /// A separable convolution: depthwise kernel, and the pointwise half as a convolution.
     Separable {
         depthwise: wgpu::Buffer,
-        pointwise: GemmWeights,
+        pointwise: Conv,
     },
     None,
 }
@@ -37,9 +38,89 @@ struct HeadLayer {
     name: String,
     kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
-    inputs: usize,
-    units: usize,
-    relu: bool,
+    shape: DenseShape,
+}
+
+/// The kernel variant one convolution of the network runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvAssignment {
+    /// Keras layer name of the convolution.
+    pub layer: String,
+    /// The variant chosen for it.
+    pub kernel: ConvKernel,
+}
+
+/// The kernel of every convolution of `graph` (by node; `None` for nodes without one) on
+/// `context`'s adapter for `choice` at `precision`: decided here, once, at load.
+fn assign_kernels(
+    graph: &Graph,
+    context: &GpuContext,
+    kernels: &Kernels,
+    choice: KernelChoice,
+    precision: Precision,
+) -> Result<Vec<Option<ConvKernel>>> {
+    let support = ConvSupport::new(context, kernels, choice, precision)?;
+    Ok(graph
+        .nodes
+        .iter()
+        .map(|node| match &node.op {
+            Op::Conv(c) => Some(support.kernel_for(
+                conv_geometry(c),
+                c.in_channels,
+                c.out_channels,
+            )),
+            Op::Separable(s) => Some(support.kernel_for(
+                ConvGeometry::pointwise(1),
+                s.in_channels,
+                s.out_channels,
+            )),
+            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => None,
+        })
+        .collect())
+}
+
+fn conv_geometry(c: &crate::graph::ConvNode) -> ConvGeometry {
+    ConvGeometry {
+        kernel: c.kernel,
+        stride: c.stride,
+        padding: c.padding,
+    }
+}
+
+/// Largest batch one pass can run at `height` x `width` on `context`'s device: bounded by its
+/// storage-buffer limits (every activation is one binding) and by the depthwise grid, which
+/// puts `batch * height` in one dimension.
+pub fn largest_batch(context: &GpuContext, height: usize, width: usize) -> Result<usize> {
+    let shapes = Graph::xception().infer_shapes(1, height, width)?;
+    largest_batch_of(context, &shapes, height, width)
+}
+
+fn largest_batch_of(
+    context: &GpuContext,
+    shapes_of_one: &[Shape],
+    height: usize,
+    width: usize,
+) -> Result<usize> {
+    let per_image = largest_activation(shapes_of_one) as u64 * 4;
+    let limits = context.device.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let grid_batch = limits.max_compute_workgroups_per_dimension as usize / height;
+    let batch = ((limit / per_image) as usize).min(grid_batch);
+    if batch == 0 {
+        return Err(Error::Input(format!(
+            "a {width}x{height} image needs {per_image} bytes for one activation, more than \
+             {}'s storage buffer limit of {limit} bytes (max_storage_buffer_binding_size)",
+            context.description()
+        )));
+    }
+    Ok(batch)
+}
+
+/// Floats of the largest activation (the input excluded).
+fn largest_activation(shapes: &[Shape]) -> usize {
+    shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0)
 }
 
 /// What a kernel launch of the forward pass computes, for profiles.
@@ -123,67 +204,63 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Compiles every kernel, uploads the weights and folds batchnorm into them on the device;
-    /// the GEMM weights (1x1 convolutions, and the stem where the GEMM kernel runs it) go into
-    /// textures at `precision`.
-    pub fn new(context: GpuContext, weights: Arc<Weights>, precision: Precision) -> Result<Self> {
+    /// Uploads the weights and folds batchnorm into them on the device, for the convolution
+    /// kernels `choice` resolves to on this adapter (see [`KernelChoice`]); the GEMM weights
+    /// go into textures at `precision`.
+    ///
+    /// Fails where the adapter cannot run the kernel asked for.
+    pub fn new(
+        context: GpuContext,
+        weights: Arc<Weights>,
+        precision: Precision,
+        choice: KernelChoice,
+    ) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
-        let cache = context.pipeline_cache();
-        let kernels = context.checked("compiling the kernels", || {
-            Kernels::with_cache(device, cache.map(PipelineCacheFile::cache))
-        })?;
-        if let Some(cache) = cache {
-            // A cache that cannot be written only costs the next start its compile time.
-            let _ = cache.save();
-        }
+        let cache = context.pipeline_cache().map(PipelineCacheFile::cache);
+        let kernels = Kernels::with_cache(device, cache);
+        let assigned = assign_kernels(&graph, &context, &kernels, choice, precision)?;
         let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
             let mut prep = WeightPrep::default();
             let mut nodes = Vec::new();
-            for node in &graph.nodes {
-                nodes.push(match &node.op {
-                    Op::Conv(c)
-                        if c.kernel == 1 || kernels.runs_gemm(c.in_channels, c.out_channels) =>
-                    {
-                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                        let (folded, steps) = kernels.fold_gemm(
-                            device,
-                            kernel,
-                            c.out_channels,
-                            &weights.batchnorm(&c.bn),
-                            precision,
-                        )?;
-                        prep.append(steps);
-                        NodeWeights::Gemm(folded)
-                    }
-                    Op::Conv(c) => {
-                        let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                        let (folded, fold) = kernels.fold_batchnorm(
-                            device,
-                            kernel,
-                            c.out_channels,
-                            &weights.batchnorm(&c.bn),
-                        );
-                        prep.push(fold);
-                        NodeWeights::Conv(folded)
-                    }
-                    Op::Separable(s) => {
-                        let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
-                        let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                        let (folded, steps) = kernels.fold_gemm(
-                            device,
-                            pointwise,
+            for (node, variant) in graph.nodes.iter().zip(&assigned) {
+                let mut conv = |variant, geometry, kernel: &[f32], out_channels, bn: &str| {
+                    let bn = weights.batchnorm(bn);
+                    let (conv, steps) = Conv::prepare(
+                        &kernels,
+                        variant,
+                        geometry,
+                        kernel,
+                        out_channels,
+                        &bn,
+                        precision,
+                    )?;
+                    prep.append(steps);
+                    Ok::<_, Error>(conv)
+                };
+                nodes.push(match (&node.op, *variant) {
+                    (Op::Conv(c), Some(variant)) => NodeWeights::Conv(conv(
+                        variant,
+                        conv_geometry(c),
+                        weights.tensor(&format!("{}.kernel", c.conv)),
+                        c.out_channels,
+                        &c.bn,
+                    )?),
+                    (Op::Separable(s), Some(variant)) => NodeWeights::Separable {
+                        pointwise: conv(
+                            variant,
+                            ConvGeometry::pointwise(1),
+                            weights.tensor(&format!("{}.pointwise_kernel", s.conv)),
                             s.out_channels,
-                            &weights.batchnorm(&s.bn),
-                            precision,
-                        )?;
-                        prep.append(steps);
-                        NodeWeights::Separable {
-                            depthwise: upload(device, &s.conv, depthwise),
-                            pointwise: folded,
-                        }
-                    }
-                    Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => NodeWeights::None,
+                            &s.bn,
+                        )?,
+                        depthwise: upload(
+                            device,
+                            &s.conv,
+                            weights.tensor(&format!("{}.depthwise_kernel", s.conv)),
+                        ),
+                    },
+                    _ => NodeWeights::None,
                 });
             }
             let head = weights
@@ -202,9 +279,11 @@ impl GpuModel {
                         &layer.name,
                         weights.tensor(&format!("{}.bias", layer.name)),
                     ),
-                    inputs: layer.inputs,
-                    units: layer.units,
-                    relu: layer.activation == Activation::Relu,
+                    shape: DenseShape {
+                        inputs: layer.inputs,
+                        units: layer.units,
+                        relu: layer.activation == Activation::Relu,
+                    },
                 })
                 .collect::<Vec<_>>();
             Ok::<_, Error>((nodes, head, prep))
@@ -227,6 +306,57 @@ impl GpuModel {
         })
     }
 
+    /// The kernel variant each convolution of the network would get on `context`'s adapter for
+    /// `choice` at `precision`, without loading any weights (what `info` prints); fails where
+    /// the adapter cannot run the kernel asked for.
+    pub fn conv_kernels(
+        context: &GpuContext,
+        choice: KernelChoice,
+        precision: Precision,
+    ) -> Result<Vec<ConvAssignment>> {
+        let graph = Graph::xception();
+        let kernels = Kernels::new(&context.device);
+        let assigned = assign_kernels(&graph, context, &kernels, choice, precision)?;
+        Ok(graph
+            .nodes
+            .iter()
+            .zip(assigned)
+            .filter_map(|(node, kernel)| {
+                let layer = match &node.op {
+                    Op::Conv(c) => c.conv.clone(),
+                    Op::Separable(s) => s.conv.clone(),
+                    _ => return None,
+                };
+                Some(ConvAssignment {
+                    layer,
+                    kernel: kernel?,
+                })
+            })
+            .collect())
+    }
+
+    /// The kernel variant each convolution of this model runs on.
+    pub fn assignments(&self) -> Vec<ConvAssignment> {
+        self.graph
+            .nodes
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(node, weights)| match (&node.op, weights) {
+                (Op::Conv(c), NodeWeights::Conv(conv)) => Some(ConvAssignment {
+                    layer: c.conv.clone(),
+                    kernel: conv.kernel,
+                }),
+                (Op::Separable(s), NodeWeights::Separable { pointwise, .. }) => {
+                    Some(ConvAssignment {
+                        layer: s.conv.clone(),
+                        kernel: pointwise.kernel,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The device in use.
     pub fn context(&self) -> &GpuContext {
         &self.context
@@ -238,38 +368,25 @@ impl GpuModel {
         self
     }
 
-    /// Largest batch one pass runs at `height` x `width`: the device's buffer limits, or the
-    /// [`with_batch_limit`](Self::with_batch_limit) if lower.
+    /// Largest batch one pass runs at `height` x `width`: [`largest_batch`] on this device,
+    /// or the [`with_batch_limit`](Self::with_batch_limit) if lower.
     pub fn max_batch(&self, height: usize, width: usize) -> Result<usize> {
-        let per_image = self.largest_activation(1, height, width)? * 4;
-        let limits = self.context.device.limits();
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        // Depthwise launches put batch * rows in one grid dimension (at most 65535 workgroups).
-        let grid_batch = 65535 / height;
-        let batch = ((limit / per_image as u64) as usize).min(grid_batch);
-        if batch == 0 {
-            return Err(Error::Input(format!(
-                "a {width}x{height} image needs {per_image} bytes for one activation, more than \
-                 {}'s storage buffer limit of {limit} bytes (max_storage_buffer_binding_size)",
-                self.context.description()
-            )));
-        }
-        Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
+        let shapes = self.graph.infer_shapes(1, height, width)?;
+        self.max_batch_of(&shapes, height, width)
     }
 
-    fn largest_activation(&self, batch: usize, height: usize, width: usize) -> Result<usize> {
-        let shapes = self.graph.infer_shapes(batch, height, width)?;
-        Ok(shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0))
+    fn max_batch_of(&self, shapes_of_one: &[Shape], height: usize, width: usize) -> Result<usize> {
+        let batch = largest_batch_of(&self.context, shapes_of_one, height, width)?;
+        Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
     }
 
     /// Runs the network on an NHWC batch, splitting it into batches the device can hold.
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
         self.context.check_lost()?;
         let s = input.shape;
-        self.graph.infer_shapes(s.batch, s.height, s.width)?;
-        let chunk = self.max_batch(s.height, s.width)?;
+        // The shapes of one image check the input size and bound the batch per pass.
+        let shapes_of_one = self.graph.infer_shapes(1, s.height, s.width)?;
+        let chunk = self.max_batch_of(&shapes_of_one, s.height, s.width)?;
         let image_len = s.height * s.width * s.channels;
         let mut outputs = Outputs {
             batch: s.batch,
@@ -302,6 +419,11 @@ impl GpuModel {
         let plan = Arc::new(self.context.checked("allocating activation buffers", || {
             self.build_plan(batch, height, width)
         })??);
+        if let Some(cache) = self.context.pipeline_cache() {
+            // The plan created the pipelines it launches; a cache that cannot be written only
+            // costs the next start its compile time.
+            let _ = cache.save();
+        }
         if plans.len() >= MAX_CACHED_PLANS {
             plans.clear();
         }
@@ -318,7 +440,7 @@ impl GpuModel {
         // Activation buffers, all the size of the largest activation, reused once the value
         // they hold is dead. (Best-fit buffers of each value's own size fragment and took more
         // memory in total: 10.79 vs 10.12 MiB at 150x150; see BENCHMARKS.md.)
-        let largest = self.largest_activation(batch, height, width)?;
+        let largest = largest_activation(&shapes);
         let mut last_use = vec![0; shapes.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             for v in node.inputs() {
@@ -358,32 +480,15 @@ impl GpuModel {
             };
             let x = buffer_of(&pool, node.input);
             match (&node.op, &self.nodes[i]) {
-                (Op::Conv(c), weights) => {
+                (Op::Conv(c), NodeWeights::Conv(conv)) => {
                     let out = alloc(&mut pool, &mut free);
-                    let (d, kind) = match weights {
-                        NodeWeights::Gemm(w) if c.kernel == 1 => {
-                            let (d, _) = k.pointwise_conv(
-                                device, &x, in_shape, w, c.stride, c.relu, None, &pool[out],
-                            );
-                            (d, OpKind::ShortcutConv)
-                        }
-                        NodeWeights::Gemm(w) => {
-                            let (d, _) = k.gemm_conv(
-                                device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu,
-                                None, &pool[out],
-                            );
-                            (d, OpKind::StemConv)
-                        }
-                        NodeWeights::Conv(w) => {
-                            let (d, _) = k.conv2d(
-                                device, &x, in_shape, w, c.kernel, c.stride, c.padding, c.relu,
-                                &pool[out],
-                            );
-                            (d, OpKind::StemConv)
-                        }
-                        _ => unreachable!("a convolution node holds convolution weights"),
-                    };
+                    let (d, _) = conv.launch(k, &x, in_shape, c.relu, None, &pool[out]);
                     dispatches.push(d);
+                    let kind = if c.kernel == 1 {
+                        OpKind::ShortcutConv
+                    } else {
+                        OpKind::StemConv
+                    };
                     let kernel_len = c.kernel * c.kernel * c.in_channels * c.out_channels;
                     let macs = out_shape.pixels() * kernel_len;
                     launch(
@@ -402,17 +507,19 @@ impl GpuModel {
                     },
                 ) => {
                     let tmp = alloc(&mut pool, &mut free);
-                    dispatches.push(
-                        k.depthwise_conv(device, &x, in_shape, depthwise, s.relu_in, &pool[tmp]),
-                    );
+                    dispatches.push(k.depthwise_conv(
+                        &x,
+                        in_shape,
+                        depthwise,
+                        s.relu_in,
+                        &pool[tmp],
+                    ));
                     let out = alloc(&mut pool, &mut free);
                     let residual = s.residual.map(|r| buffer_of(&pool, r));
-                    let (d, _) = k.pointwise_conv(
-                        device,
+                    let (d, _) = pointwise.launch(
+                        k,
                         &pool[tmp],
                         in_shape,
-                        pointwise,
-                        1,
                         s.relu_out,
                         residual.as_ref(),
                         &pool[out],
@@ -439,7 +546,7 @@ impl GpuModel {
                 (Op::MaxPoolAdd { residual }, _) => {
                     let out = alloc(&mut pool, &mut free);
                     let r = buffer_of(&pool, *residual);
-                    let (d, _) = k.max_pool(device, &x, in_shape, Some(&r), &pool[out]);
+                    let (d, _) = k.max_pool(&x, in_shape, Some(&r), &pool[out]);
                     dispatches.push(d);
                     let name = &self.graph.value_names[node.output.0];
                     launch(
@@ -451,7 +558,7 @@ impl GpuModel {
                     slot_of[node.output.0] = Some(out);
                 }
                 (Op::GlobalAvgPool, _) => {
-                    dispatches.push(k.global_avg_pool(device, &x, in_shape, &embedding));
+                    dispatches.push(k.global_avg_pool(&x, in_shape, &embedding));
                     let name = &self.graph.value_names[node.output.0];
                     launch(
                         name,
@@ -475,25 +582,16 @@ impl GpuModel {
         if !self.head.is_empty() {
             let mut x = embedding;
             for layer in &self.head {
-                let out = storage(device, "dense", batch * layer.units);
-                dispatches.push(k.dense(
-                    device,
-                    &x,
-                    batch,
-                    &layer.kernel,
-                    &layer.bias,
-                    layer.inputs,
-                    layer.units,
-                    layer.relu,
-                    &out,
-                ));
-                let weights = layer.inputs * layer.units;
-                let floats = batch * (layer.inputs + layer.units) + weights;
+                let DenseShape { inputs, units, .. } = layer.shape;
+                let out = storage(device, "dense", batch * units);
+                dispatches.push(k.dense(&x, batch, &layer.kernel, &layer.bias, layer.shape, &out));
+                let weights = inputs * units;
+                let floats = batch * (inputs + units) + weights;
                 launch(&layer.name, OpKind::Dense, batch * weights, floats);
                 x = out;
             }
             let probabilities = storage(device, "probabilities", batch * self.num_classes);
-            dispatches.push(k.softmax(device, &x, batch, self.num_classes, &probabilities));
+            dispatches.push(k.softmax(&x, batch, self.num_classes, &probabilities));
             launch("softmax", OpKind::Softmax, 0, 2 * batch * self.num_classes);
             outputs.push((x, batch * self.num_classes));
             outputs.push((probabilities, batch * self.num_classes));

@@ -1,0 +1,162 @@
+// A convolution as an implicit GEMM over NHWC pixels, for GPUs: operand tiles are staged in
+// workgroup memory and each invocation accumulates a 4-pixel x 4-channel block in registers.
+//   output[m][c] = sum over taps (ky, kx) and k of input[pixel(m, ky, kx)][k] *
+//                  weights[(ky * kernel + kx) * in_channels + k][c] + bias[c]
+// (taps falling in the padding read zero), then an optional residual add and ReLU. It runs
+// every convolution of the network: the pointwise ones, the 1x1/2 shortcuts and both 3x3
+// stem convolutions, with any channel counts and batch.
+//
+// A workgroup is 256 invocations computing 64 pixels x 64 output channels. Per step of 16
+// GEMM columns (K), the workgroup stages a 64 x 16 tile of the input (transposed, so that a
+// step reads one value per pixel) and a 16 x 64 tile of the weights, then every invocation
+// does 16 x 4 x 4 multiply-adds from them. Invocation (tx, ty) owns channels 4tx..4tx+3 of
+// pixels ty, ty + 16, ty + 32 and ty + 48 of the tile.
+//
+// `Operand` is the type the tiles and products use. This file is the float32 kernel; the
+// float16 one (`conv_gemm_tiled_f16`) is this source with `enable f16;` and `Operand = f16`:
+// half the workgroup memory and float16 products, with float32 sums.
+
+alias Operand = f32;
+
+struct Params {
+    // Output pixels (GEMM rows): batch * out_height * out_width.
+    rows: u32,
+    in_channels: u32,
+    out_channels: u32,
+    relu: u32,
+    has_residual: u32,
+    kernel: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    in_height: u32,
+    in_width: u32,
+    out_height: u32,
+    out_width: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+// [kernel * kernel * in_channels] rows of output-channel texels (4 channels each), zero past
+// out_channels, at least as wide as the channel tiles launched.
+@group(0) @binding(2) var weights: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+
+const TILE_PIXELS: u32 = 64u;
+const TILE_TEXELS: u32 = 16u; // 64 channels
+const STEP: u32 = 16u;
+
+// Input tile, [k][pixel]: one step reads 4 pixels' values of one k.
+var<workgroup> tile_a: array<Operand, 1024>; // STEP * TILE_PIXELS
+// Weight tile, [k][texel].
+var<workgroup> tile_b: array<vec4<Operand>, 256>; // STEP * TILE_TEXELS
+
+// Where output pixel `row` reads its taps: (image, top input row, left input column), the
+// corner of its kernel window, which may lie in the padding.
+fn window(row: u32) -> vec3<i32> {
+    let per_image = params.out_height * params.out_width;
+    let n = row / per_image;
+    let y = (row % per_image) / params.out_width;
+    let x = row % params.out_width;
+    return vec3<i32>(
+        i32(n),
+        i32(y * params.stride) - i32(params.pad_top),
+        i32(x * params.stride) - i32(params.pad_left),
+    );
+}
+
+// Input value k (HWI order over the window) of the pixel whose window starts at `corner`:
+// zero in the padding and past the last k.
+fn input_at(corner: vec3<i32>, k: u32, k_len: u32) -> f32 {
+    if (k >= k_len) {
+        return 0.0;
+    }
+    let tap = k / params.in_channels;
+    let channel = k % params.in_channels;
+    let iy = corner.y + i32(tap / params.kernel);
+    let ix = corner.z + i32(tap % params.kernel);
+    if (iy < 0 || iy >= i32(params.in_height) || ix < 0 || ix >= i32(params.in_width)) {
+        return 0.0;
+    }
+    let pixel = (u32(corner.x) * params.in_height + u32(iy)) * params.in_width + u32(ix);
+    return input[pixel * params.in_channels + channel];
+}
+
+// Adds the bias, the residual, rectifies and stores channels c0..c0+3 of pixel `row`.
+fn store(row: u32, c0: u32, sum: vec4<f32>) {
+    if (row >= params.rows) {
+        return;
+    }
+    let value = sum + bias[c0 / 4u];
+    let base = row * params.out_channels;
+    for (var j = 0u; j < 4u; j++) {
+        let c = c0 + j;
+        if (c < params.out_channels) {
+            var v = value[j];
+            if (params.has_residual != 0u) {
+                v += residual[base + c];
+            }
+            if (params.relu != 0u) {
+                v = max(v, 0.0);
+            }
+            output[base + c] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row0 = (wid.y + wid.z * groups.y) * TILE_PIXELS;
+    let texel0 = wid.x * TILE_TEXELS;
+    let k_len = params.kernel * params.kernel * params.in_channels;
+    // Staging: this invocation loads k values 4q..4q+3 of the step for tile pixel `p`, and
+    // weight texel `lid % 16` of step row `lid / 16`. Pixels past the end re-read the last
+    // pixel; their results are never stored.
+    let p = lid / 4u;
+    let q = lid % 4u;
+    let corner = window(min(row0 + p, params.rows - 1u));
+    let b_row = lid / TILE_TEXELS;
+    let b_texel = lid % TILE_TEXELS;
+    // Compute: this invocation's texel column and first pixel.
+    let tx = lid % TILE_TEXELS;
+    let ty = lid / TILE_TEXELS;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < k_len; k0 += STEP) {
+        for (var j = 0u; j < 4u; j++) {
+            let k = q * 4u + j;
+            tile_a[k * TILE_PIXELS + p] = Operand(input_at(corner, k0 + k, k_len));
+        }
+        var w = vec4<f32>(0.0);
+        if (k0 + b_row < k_len) {
+            w = textureLoad(weights, vec2<i32>(i32(texel0 + b_texel), i32(k0 + b_row)), 0);
+        }
+        tile_b[b_row * TILE_TEXELS + b_texel] = vec4<Operand>(w);
+        workgroupBarrier();
+        for (var k = 0u; k < STEP; k++) {
+            let b = tile_b[k * TILE_TEXELS + tx];
+            let a = k * TILE_PIXELS + ty;
+            acc0 += vec4<f32>(tile_a[a] * b);
+            acc1 += vec4<f32>(tile_a[a + 16u] * b);
+            acc2 += vec4<f32>(tile_a[a + 32u] * b);
+            acc3 += vec4<f32>(tile_a[a + 48u] * b);
+        }
+        workgroupBarrier();
+    }
+    let c0 = (texel0 + tx) * 4u;
+    store(row0 + ty, c0, acc0);
+    store(row0 + ty + 16u, c0, acc1);
+    store(row0 + ty + 32u, c0, acc2);
+    store(row0 + ty + 48u, c0, acc3);
+}

@@ -1,0 +1,248 @@
+//! [`GpuOps`]: any single op run on CPU tensors (upload, one launch, read back), which is what
+//! the parity tests and curious embedders use.
+
+use super::context::GpuContext;
+use super::kernels::{Dispatch, Kernels};
+use super::ops::{
+    fold_batchnorm, storage, upload, Conv, ConvGeometry, ConvKernel, DenseShape, Precision,
+    WeightPrep,
+};
+use crate::error::{Error, Result};
+use crate::graph::Padding;
+use crate::tensor::{Shape, Tensor};
+use crate::weights::BatchNorm;
+
+/// Runs single ops on CPU tensors.
+#[derive(Debug)]
+pub struct GpuOps {
+    context: GpuContext,
+    kernels: Kernels,
+}
+
+impl GpuOps {
+    /// Prepares `context`'s device (pipelines are created as ops first need them).
+    pub fn new(context: GpuContext) -> Self {
+        let kernels = Kernels::new(&context.device);
+        Self { context, kernels }
+    }
+
+    /// The device in use.
+    pub fn context(&self) -> &GpuContext {
+        &self.context
+    }
+
+    /// Every convolution kernel variant this adapter can run at `precision`.
+    pub fn conv_kernels(&self, precision: Precision) -> Vec<ConvKernel> {
+        ConvKernel::ALL
+            .into_iter()
+            .filter(|v| v.available(&self.context, &self.kernels, precision))
+            .collect()
+    }
+
+    fn device(&self) -> &wgpu::Device {
+        &self.context.device
+    }
+
+    fn run(&self, dispatches: &[Dispatch], output: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.context.checked("running a kernel", || {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.kernels.record(&mut pass, dispatches);
+            }
+            self.context.queue.submit([encoder.finish()]);
+        })?;
+        let mut values = self.context.read_f32(output, (len.max(1) * 4) as u64)?;
+        values.truncate(len);
+        Ok(values)
+    }
+
+    fn tensor(
+        &self,
+        shape: Shape,
+        dispatches: &[Dispatch],
+        output: &wgpu::Buffer,
+    ) -> Result<Tensor> {
+        Tensor::new(shape, self.run(dispatches, output, shape.len())?)
+    }
+
+    /// Runs weight-preparation steps.
+    fn prepare(&self, prep: &WeightPrep) -> Result<()> {
+        self.context.checked("folding batchnorm", || {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            prep.record(&self.kernels, &mut encoder);
+            self.context.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Folds batchnorm into `kernel` (output channels innermost): `(kernel, bias)`.
+    pub fn fold_batchnorm(
+        &self,
+        kernel: &[f32],
+        out_channels: usize,
+        bn: &BatchNorm<'_>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        // The fold works on 4-channel columns.
+        let padded = out_channels.div_ceil(4) * 4;
+        let (folded, dispatch) =
+            fold_batchnorm(&self.kernels, self.device(), kernel, out_channels, padded, bn);
+        let weights = self.run(&[dispatch], &folded.weights, folded.rows * padded)?;
+        let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
+        let unpad = |v: &[f32]| -> Vec<f32> {
+            v.chunks(padded)
+                .flat_map(|row| row[..out_channels].to_vec())
+                .collect()
+        };
+        Ok((unpad(&weights), unpad(&bias)))
+    }
+
+    /// Convolution (HWIO kernel) + batchnorm, then `+ residual` (of the output's shape) and
+    /// ReLU if asked, on the kernel variant `variant` with its weights stored at `precision`.
+    ///
+    /// Fails where the adapter cannot run `variant` at `precision` (see
+    /// [`conv_kernels`](Self::conv_kernels)) or `variant` cannot run this convolution.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        &self,
+        variant: ConvKernel,
+        x: &Tensor,
+        kernel: &[f32],
+        bn: &BatchNorm<'_>,
+        geometry: ConvGeometry,
+        relu: bool,
+        residual: Option<&Tensor>,
+        precision: Precision,
+    ) -> Result<Tensor> {
+        let k = geometry.kernel;
+        let out_channels = kernel.len() / (k * k * x.shape.channels);
+        if !self.conv_kernels(precision).contains(&variant) {
+            return Err(Error::Gpu(format!(
+                "{} cannot run {} at {precision:?}",
+                self.context.description(),
+                variant.name()
+            )));
+        }
+        if !variant.runs(geometry, x.shape.channels, out_channels)
+            || (residual.is_some() && variant == ConvKernel::Direct)
+        {
+            return Err(Error::Input(format!(
+                "{} does not run {geometry:?} from {} to {out_channels} channels{}",
+                variant.name(),
+                x.shape.channels,
+                if residual.is_some() { " with a residual" } else { "" }
+            )));
+        }
+        let (conv, prep) = Conv::prepare(
+            &self.kernels,
+            variant,
+            geometry,
+            kernel,
+            out_channels,
+            bn,
+            precision,
+        )?;
+        self.prepare(&prep)?;
+        let input = upload(self.device(), "input", &x.data);
+        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
+        let output = storage(
+            self.device(),
+            "output",
+            geometry.output_shape(x.shape, out_channels).len(),
+        );
+        let (d, shape) =
+            conv.launch(&self.kernels, &input, x.shape, relu, residual.as_ref(), &output);
+        self.tensor(shape, &[d], &output)
+    }
+
+    /// Depthwise 3x3 'same' convolution, optionally rectifying the input as it is read.
+    pub fn depthwise_conv(&self, x: &Tensor, kernel: &[f32], relu_input: bool) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let kernel = upload(self.device(), "kernel", kernel);
+        let output = storage(self.device(), "output", x.shape.len());
+        let d = self
+            .kernels
+            .depthwise_conv(&input, x.shape, &kernel, relu_input, &output);
+        self.tensor(x.shape, &[d], &output)
+    }
+
+    /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.
+    pub fn max_pool(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
+        let (oh, _) = Padding::Same.resolve(x.shape.height, 3, 2);
+        let (ow, _) = Padding::Same.resolve(x.shape.width, 3, 2);
+        let output = storage(
+            self.device(),
+            "output",
+            x.shape.batch * oh * ow * x.shape.channels,
+        );
+        let (d, shape) = self
+            .kernels
+            .max_pool(&input, x.shape, residual.as_ref(), &output);
+        self.tensor(shape, &[d], &output)
+    }
+
+    /// Elementwise ReLU.
+    pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        let input = upload(self.device(), "input", &x.data);
+        let output = storage(self.device(), "output", x.shape.len());
+        let d = self.kernels.relu(&input, x.shape.len(), &output);
+        self.tensor(x.shape, &[d], &output)
+    }
+
+    /// Elementwise sum of two tensors of the same shape.
+    pub fn residual_add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if a.shape != b.shape {
+            return Err(Error::Input(format!(
+                "cannot add tensors of shapes {} and {}",
+                a.shape, b.shape
+            )));
+        }
+        let (ga, gb) = (
+            upload(self.device(), "a", &a.data),
+            upload(self.device(), "b", &b.data),
+        );
+        let output = storage(self.device(), "output", a.shape.len());
+        let d = self.kernels.residual_add(&ga, &gb, a.shape.len(), &output);
+        self.tensor(a.shape, &[d], &output)
+    }
+
+    /// Global average pool into `[batch][channels]`.
+    pub fn global_avg_pool(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let input = upload(self.device(), "input", &x.data);
+        let len = x.shape.batch * x.shape.channels;
+        let output = storage(self.device(), "output", len);
+        let d = self.kernels.global_avg_pool(&input, x.shape, &output);
+        self.run(&[d], &output, len)
+    }
+
+    /// Dense layer over the rows of `x`: kernel `[inputs][units]`, bias `[units]`.
+    pub fn dense(&self, x: &[f32], kernel: &[f32], bias: &[f32], relu: bool) -> Result<Vec<f32>> {
+        let units = bias.len();
+        let inputs = kernel.len() / units;
+        let batch = x.len() / inputs;
+        let input = upload(self.device(), "input", x);
+        let (k, b) = (
+            upload(self.device(), "kernel", kernel),
+            upload(self.device(), "bias", bias),
+        );
+        let output = storage(self.device(), "output", batch * units);
+        let shape = DenseShape {
+            inputs,
+            units,
+            relu,
+        };
+        let d = self.kernels.dense(&input, batch, &k, &b, shape, &output);
+        self.run(&[d], &output, batch * units)
+    }
+
+    /// Softmax over each row of `cols` values.
+    pub fn softmax(&self, x: &[f32], cols: usize) -> Result<Vec<f32>> {
+        let input = upload(self.device(), "input", x);
+        let output = storage(self.device(), "output", x.len());
+        let d = self
+            .kernels
+            .softmax(&input, x.len() / cols, cols, &output);
+        self.run(&[d], &output, x.len())
+    }
+}
