@@ -26,34 +26,8 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 
-struct Params {
-    // Output pixels (GEMM rows): batch * out_height * out_width.
-    rows: u32,
-    in_channels: u32,
-    out_channels: u32,
-    relu: u32,
-    has_residual: u32,
-    kernel: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_height: u32,
-    in_width: u32,
-    out_height: u32,
-    out_width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-// [kernel * kernel * in_channels] rows of output-channel texels (4 channels each), zero past
-// out_channels, at least as wide as the 64-channel tiles the grid covers.
-@group(0) @binding(2) var weights: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+alias Activation = f32;
+#include "conv_gemm_interface.wgsl"
 
 // Row strides (in elements) of the workgroup tiles.
 const A_STRIDE: u32 = 40u;

@@ -14,47 +14,10 @@
 // Needs `in_channels` and `out_channels` to be multiples of 4, and the adapter's SUBGROUP
 // feature with subgroups of at least 8 invocations; the dispatcher checks both.
 
-struct Params {
-    // Output pixels (GEMM rows): batch * out_height * out_width.
-    rows: u32,
-    in_channels: u32,
-    out_channels: u32,
-    relu: u32,
-    has_residual: u32,
-    kernel: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_height: u32,
-    in_width: u32,
-    out_height: u32,
-    out_width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+alias Activation = vec4<f32>;
+#include "conv_gemm_interface.wgsl"
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
-// [in_channels] rows of output-channel texels (4 channels each), zero past out_channels.
-@group(0) @binding(2) var weights: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> residual: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> output: array<vec4<f32>>;
-
-// Where output pixel `row` reads its taps: (image, top input row, left input column), the
-// corner of its kernel window, which may lie in the padding.
-fn window(row: u32) -> vec3<i32> {
-    let per_image = params.out_height * params.out_width;
-    let n = row / per_image;
-    let y = (row % per_image) / params.out_width;
-    let x = row % params.out_width;
-    return vec3<i32>(
-        i32(n),
-        i32(y * params.stride) - i32(params.pad_top),
-        i32(x * params.stride) - i32(params.pad_left),
-    );
-}
+#include "conv_gemm_window.wgsl"
 
 // The first vec4 of the input pixel that tap (ky, kx) of `corner` reads, and 1 if it lies in
 // the image or 0 if in the padding (the clamped pixel's values are then multiplied away).

@@ -18,34 +18,8 @@
 
 alias Operand = f32;
 
-struct Params {
-    // Output pixels (GEMM rows): batch * out_height * out_width.
-    rows: u32,
-    in_channels: u32,
-    out_channels: u32,
-    relu: u32,
-    has_residual: u32,
-    kernel: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_height: u32,
-    in_width: u32,
-    out_height: u32,
-    out_width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-// [kernel * kernel * in_channels] rows of output-channel texels (4 channels each), zero past
-// out_channels, at least as wide as the channel tiles launched.
-@group(0) @binding(2) var weights: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+alias Activation = f32;
+#include "conv_gemm_interface.wgsl"
 
 const TILE_PIXELS: u32 = 64u;
 const TILE_TEXELS: u32 = 16u; // 64 channels
@@ -56,19 +30,7 @@ var<workgroup> tile_a: array<Operand, 1024>; // STEP * TILE_PIXELS
 // Weight tile, [k][texel].
 var<workgroup> tile_b: array<vec4<Operand>, 256>; // STEP * TILE_TEXELS
 
-// Where output pixel `row` reads its taps: (image, top input row, left input column), the
-// corner of its kernel window, which may lie in the padding.
-fn window(row: u32) -> vec3<i32> {
-    let per_image = params.out_height * params.out_width;
-    let n = row / per_image;
-    let y = (row % per_image) / params.out_width;
-    let x = row % params.out_width;
-    return vec3<i32>(
-        i32(n),
-        i32(y * params.stride) - i32(params.pad_top),
-        i32(x * params.stride) - i32(params.pad_left),
-    );
-}
+#include "conv_gemm_window.wgsl"
 
 // Input value k (HWI order over the window) of the pixel whose window starts at `corner`:
 // zero in the padding and past the last k.

@@ -7,34 +7,8 @@
 // bias. One invocation computes an 8-pixel x 8-channel tile in registers, with no workgroup
 // memory or subgroup operations, so it runs on any adapter; any channel counts.
 
-struct Params {
-    // Output pixels (GEMM rows): batch * out_height * out_width.
-    rows: u32,
-    in_channels: u32,
-    out_channels: u32,
-    relu: u32,
-    has_residual: u32,
-    // Always 1 here (the GEMM kernels' shared parameters also describe larger windows).
-    kernel: u32,
-    // 1, or 2 for the strided 1x1 shortcut convolutions (no padding either way).
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    in_height: u32,
-    in_width: u32,
-    out_height: u32,
-    out_width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var weights: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+alias Activation = f32;
+#include "conv_gemm_interface.wgsl"
 
 // The input pixel output pixel `row` reads: (n, y * stride, x * stride).
 fn input_pixel(row: u32) -> u32 {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use xception_wgpu::{BackendKind, Error, KernelChoice, Precision, Weights, Xception, XceptionBuilder};
+use xception_wgpu::{
+    BackendKind, Error, KernelChoice, Precision, Weights, Xception, XceptionBuilder,
+};
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
 const DEFAULT_WEIGHTS: &str = "weights/xception_kitchenware.safetensors";

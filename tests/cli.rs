@@ -53,6 +53,39 @@ fn classify_labels_every_bundled_photo_on_the_gpu() {
     }
 }
 
+/// `--kernel` picks the GPU's convolution kernels: the tiled GEMM and the float16 tiled GEMM
+/// label the photos as the default does; one the adapter cannot run fails cleanly.
+#[test]
+fn classify_runs_the_kernel_asked_for_and_refuses_one_it_cannot() {
+    for args in [
+        ["--kernel", "tiled", "--precision", "f32"],
+        ["--kernel", "tiled", "--precision", "f16"],
+    ] {
+        let mut all = vec!["classify", "--backend", "gpu", "--json", "--top", "1"];
+        all.extend(args);
+        let out = xception(&all, &samples());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (line, label) in stdout_lines(&out).iter().zip(LABELS) {
+            assert_eq!(line["top"][0]["label"], label, "{args:?}: {line}");
+        }
+    }
+    let out = xception(
+        &["classify", "--backend", "gpu", "--kernel", "coopmat"],
+        &samples()[..1],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("float16"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn classify_on_the_cpu_prints_one_line_per_photo() {
     let out = xception(&["classify", "--backend", "cpu", "--top", "1"], &samples());
@@ -290,6 +323,25 @@ fn summary_totals_match_keras_and_info_names_the_model() {
         "{text}"
     );
     assert!(text.contains("input size: 150x150"), "{text}");
+    // Every convolution is named with its kernel: the first stem convolution and the last
+    // separable one at least.
+    assert!(
+        text.contains("convolution kernels (Auto at F32):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("block1_conv1") && text.contains("block14_sepconv2"),
+        "{text}"
+    );
+
+    let out = xception(&["info", "--kernel", "portable"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("pointwise_conv") && text.contains("conv2d"),
+        "the portable kernels run every convolution:\n{text}"
+    );
+    assert!(!text.contains("conv_gemm"), "{text}");
 }
 
 #[test]
@@ -331,6 +383,26 @@ fn bench_prints_json_lines_and_a_gpu_profile() {
             line["images_per_s"].as_f64().unwrap() > 0.0 && line["gflops"].as_f64().unwrap() > 0.0
         );
         assert!(line["cold_start_ms"]["total"].as_f64().unwrap() > 0.0);
+    }
+
+    // A list of batches, each a case, on the kernel asked for.
+    let out = xception(
+        &[
+            "bench", "--size", "80", "--batch", "1,3", "--runs", "1", "--kernel", "tiled", "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stdout_lines(&out);
+    let batches: Vec<_> = lines.iter().map(|l| l["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 3]);
+    for line in &lines {
+        let kernels = line["conv_kernels"].as_str().unwrap();
+        assert!(kernels.starts_with("conv_gemm_tiled"), "{line}");
     }
 
     let out = xception(&["bench", "--profile", "--size", "80", "--runs", "1"], &[]);

@@ -72,7 +72,9 @@ fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<B
     Ok(sizes
         .iter()
         .flat_map(|&size| {
-            batches.iter().map(move |&batch| BenchCase { size, batch, runs })
+            batches
+                .iter()
+                .map(move |&batch| BenchCase { size, batch, runs })
         })
         .collect())
 }

@@ -92,7 +92,12 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
             );
             let (h, w) = info.input_size;
             let shapes = graph.infer_shapes(1, h, w)?;
-            let largest = shapes.iter().skip(1).map(|s| s.len() * 4).max().unwrap_or(1);
+            let largest = shapes
+                .iter()
+                .skip(1)
+                .map(|s| s.len() * 4)
+                .max()
+                .unwrap_or(1);
             println!(
                 "  largest batch per pass at {w}x{h}: {} (largest activation {largest} bytes per image)",
                 largest_batch(&context, h, w)?

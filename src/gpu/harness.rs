@@ -84,8 +84,14 @@ impl GpuOps {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         // The fold works on 4-channel columns.
         let padded = out_channels.div_ceil(4) * 4;
-        let (folded, dispatch) =
-            fold_batchnorm(&self.kernels, self.device(), kernel, out_channels, padded, bn);
+        let (folded, dispatch) = fold_batchnorm(
+            &self.kernels,
+            self.device(),
+            kernel,
+            out_channels,
+            padded,
+            bn,
+        );
         let weights = self.run(&[dispatch], &folded.weights, folded.rows * padded)?;
         let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
         let unpad = |v: &[f32]| -> Vec<f32> {
@@ -129,7 +135,11 @@ impl GpuOps {
                 "{} does not run {geometry:?} from {} to {out_channels} channels{}",
                 variant.name(),
                 x.shape.channels,
-                if residual.is_some() { " with a residual" } else { "" }
+                if residual.is_some() {
+                    " with a residual"
+                } else {
+                    ""
+                }
             )));
         }
         let (conv, prep) = Conv::prepare(
@@ -149,8 +159,14 @@ impl GpuOps {
             "output",
             geometry.output_shape(x.shape, out_channels).len(),
         );
-        let (d, shape) =
-            conv.launch(&self.kernels, &input, x.shape, relu, residual.as_ref(), &output);
+        let (d, shape) = conv.launch(
+            &self.kernels,
+            &input,
+            x.shape,
+            relu,
+            residual.as_ref(),
+            &output,
+        );
         self.tensor(shape, &[d], &output)
     }
 
@@ -240,9 +256,7 @@ impl GpuOps {
     pub fn softmax(&self, x: &[f32], cols: usize) -> Result<Vec<f32>> {
         let input = upload(self.device(), "input", x);
         let output = storage(self.device(), "output", x.len());
-        let d = self
-            .kernels
-            .softmax(&input, x.len() / cols, cols, &output);
+        let d = self.kernels.softmax(&input, x.len() / cols, cols, &output);
         self.run(&[d], &output, x.len())
     }
 }

@@ -6,6 +6,46 @@ use std::sync::OnceLock;
 
 use bytemuck::Pod;
 
+/// Shader fragments that kernels take in with a line `#include "<name>"`, by name (files in
+/// `shaders/fragments/`): WGSL has no includes, and these declarations are shared.
+const FRAGMENTS: [(&str, &str); 2] = [
+    (
+        "conv_gemm_interface.wgsl",
+        include_str!("../../shaders/fragments/conv_gemm_interface.wgsl"),
+    ),
+    (
+        "conv_gemm_window.wgsl",
+        include_str!("../../shaders/fragments/conv_gemm_window.wgsl"),
+    ),
+];
+
+/// `source` with each `#include "<name>"` line replaced by that fragment.
+///
+/// # Panics
+/// On an include of an unknown fragment (a bug in a shader file; `tests/shaders.rs` catches it).
+fn expand_includes(source: &'static str) -> Cow<'static, str> {
+    if !source.contains("#include \"") {
+        return Cow::Borrowed(source);
+    }
+    let lines: Vec<&str> = source
+        .lines()
+        .map(|line| {
+            let Some(name) = line
+                .strip_prefix("#include \"")
+                .and_then(|rest| rest.strip_suffix('"'))
+            else {
+                return line;
+            };
+            FRAGMENTS
+                .iter()
+                .find(|(fragment, _)| *fragment == name)
+                .unwrap_or_else(|| panic!("no shader fragment {name}"))
+                .1
+        })
+        .collect();
+    Cow::Owned(lines.join("\n"))
+}
+
 /// Every compute kernel of the runtime; each is `shaders/<file>.wgsl` with entry point `main`
 /// (see [`Kernel::file`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,16 +138,16 @@ impl Kernel {
         }
     }
 
-    /// The WGSL source (files compiled into the crate).
+    /// The WGSL source (files compiled into the crate, fragments included).
     pub fn source(self) -> Cow<'static, str> {
+        let source = expand_includes(self.file_source());
         match self {
             Kernel::ConvGemmTiledF16 => {
-                let float32 = self.file_source();
-                let float16 = float32.replace("alias Operand = f32;", "alias Operand = f16;");
-                assert_ne!(float16, float32, "conv_gemm_tiled.wgsl declares its Operand");
+                let float16 = source.replace("alias Operand = f32;", "alias Operand = f16;");
+                assert_ne!(float16, source, "conv_gemm_tiled.wgsl declares its Operand");
                 Cow::Owned(format!("enable f16;\n{float16}"))
             }
-            _ => Cow::Borrowed(self.file_source()),
+            _ => source,
         }
     }
 
@@ -164,7 +204,7 @@ impl Kernel {
     }
 
     /// Parses the kernel's WGSL with naga, without a GPU; returns naga's diagnostics, with
-    /// file and line, on failure.
+    /// file and line (of the source with its fragments included), on failure.
     pub fn parse(self) -> Result<naga::Module, String> {
         let source = self.source();
         naga::front::wgsl::parse_str(&source)
@@ -172,7 +212,7 @@ impl Kernel {
     }
 
     /// Parses and validates the kernel's WGSL with naga, without a GPU; returns naga's
-    /// diagnostics, with file and line, on failure.
+    /// diagnostics, with file and line (of the source with its fragments included), on failure.
     pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
         let module = self.parse()?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
@@ -399,8 +439,25 @@ pub(crate) fn assert_params_match<P: KernelParams>(kernel: Kernel) {
         kernel.name()
     );
     for (i, member) in members.iter().enumerate() {
-        assert_eq!(member.offset as usize, 4 * i, "{}: {:?}", kernel.name(), member.name);
-        assert_eq!(layouter[member.ty].size, 4, "{}: {:?}", kernel.name(), member.name);
+        assert_eq!(
+            member.offset as usize,
+            4 * i,
+            "{}: {:?}",
+            kernel.name(),
+            member.name
+        );
+        assert_eq!(
+            layouter[member.ty].size,
+            4,
+            "{}: {:?}",
+            kernel.name(),
+            member.name
+        );
     }
-    assert_eq!(members.len() * 4, std::mem::size_of::<P>(), "{}", kernel.name());
+    assert_eq!(
+        members.len() * 4,
+        std::mem::size_of::<P>(),
+        "{}",
+        kernel.name()
+    );
 }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Kernels};
-use super::pipeline_cache::PipelineCacheFile;
 use super::ops::{
     storage, upload, Conv, ConvGeometry, ConvKernel, ConvSupport, DenseShape, KernelChoice,
     Precision, WeightPrep,
 };
+use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::outputs::Outputs;
@@ -64,16 +64,12 @@ fn assign_kernels(
         .nodes
         .iter()
         .map(|node| match &node.op {
-            Op::Conv(c) => Some(support.kernel_for(
-                conv_geometry(c),
-                c.in_channels,
-                c.out_channels,
-            )),
-            Op::Separable(s) => Some(support.kernel_for(
-                ConvGeometry::pointwise(1),
-                s.in_channels,
-                s.out_channels,
-            )),
+            Op::Conv(c) => {
+                Some(support.kernel_for(conv_geometry(c), c.in_channels, c.out_channels))
+            }
+            Op::Separable(s) => {
+                Some(support.kernel_for(ConvGeometry::pointwise(1), s.in_channels, s.out_channels))
+            }
             Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => None,
         })
         .collect())
@@ -507,13 +503,8 @@ impl GpuModel {
                     },
                 ) => {
                     let tmp = alloc(&mut pool, &mut free);
-                    dispatches.push(k.depthwise_conv(
-                        &x,
-                        in_shape,
-                        depthwise,
-                        s.relu_in,
-                        &pool[tmp],
-                    ));
+                    dispatches
+                        .push(k.depthwise_conv(&x, in_shape, depthwise, s.relu_in, &pool[tmp]));
                     let out = alloc(&mut pool, &mut free);
                     let residual = s.residual.map(|r| buffer_of(&pool, r));
                     let (d, _) = pointwise.launch(

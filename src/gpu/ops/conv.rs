@@ -90,12 +90,7 @@ impl ConvKernel {
 
     /// Whether `context`'s adapter can run this variant at `precision` (the float16 ones only at
     /// [`Precision::F16`]).
-    pub fn available(
-        self,
-        context: &GpuContext,
-        kernels: &Kernels,
-        precision: Precision,
-    ) -> bool {
+    pub fn available(self, context: &GpuContext, kernels: &Kernels, precision: Precision) -> bool {
         let f16 = precision == Precision::F16;
         match self {
             ConvKernel::Direct | ConvKernel::Portable | ConvKernel::Tiled => true,
@@ -171,7 +166,11 @@ impl ConvSupport {
     ) -> Result<Self> {
         let available = |variant| ConvKernel::available(variant, context, kernels, precision);
         let first_available = |variants: &[ConvKernel]| {
-            variants.iter().copied().find(|&v| available(v)).unwrap_or(ConvKernel::Tiled)
+            variants
+                .iter()
+                .copied()
+                .find(|&v| available(v))
+                .unwrap_or(ConvKernel::Tiled)
         };
         let refuse = |why: &str| {
             Err(Error::Gpu(format!(
@@ -201,9 +200,7 @@ impl ConvSupport {
             KernelChoice::CoopMatrix if precision == Precision::F32 => {
                 return refuse("it computes in float16; ask for precision f16")
             }
-            KernelChoice::CoopMatrix if available(ConvKernel::CoopMatrix) => {
-                ConvKernel::CoopMatrix
-            }
+            KernelChoice::CoopMatrix if available(ConvKernel::CoopMatrix) => ConvKernel::CoopMatrix,
             KernelChoice::CoopMatrix => {
                 return refuse(
                     "it needs cooperative matrices of 16x16x16 float16 -> float32 and subgroups \
@@ -260,9 +257,7 @@ impl ConvGeometry {
     /// The output shape for an input of `shape` and `out_channels` channels, with the top and
     /// left padding.
     fn resolve(self, shape: Shape, out_channels: usize) -> (Shape, usize, usize) {
-        let (out_h, pad_top) = self
-            .padding
-            .resolve(shape.height, self.kernel, self.stride);
+        let (out_h, pad_top) = self.padding.resolve(shape.height, self.kernel, self.stride);
         let (out_w, pad_left) = self.padding.resolve(shape.width, self.kernel, self.stride);
         let out = Shape::new(shape.batch, out_h, out_w, out_channels);
         (out, pad_top, pad_left)
@@ -429,11 +424,7 @@ pub(crate) fn fold_batchnorm(
             &folded.weights,
             &folded.bias,
         ],
-        [
-            u((padded / 4).div_ceil(64)),
-            u(rows.div_ceil(FOLD_BAND)),
-            1,
-        ],
+        [u((padded / 4).div_ceil(64)), u(rows.div_ceil(FOLD_BAND)), 1],
     );
     (folded, dispatch)
 }
@@ -592,8 +583,7 @@ impl Conv {
                 (ConvWeights::Direct(folded), prep)
             }
             _ => {
-                let (gemm, prep) =
-                    fold_gemm(kernels, device, kernel, out_channels, bn, precision)?;
+                let (gemm, prep) = fold_gemm(kernels, device, kernel, out_channels, bn, precision)?;
                 (ConvWeights::Gemm(gemm), prep)
             }
         };
@@ -631,7 +621,10 @@ impl Conv {
         let (out, pad_top, pad_left) = g.resolve(shape, self.out_channels());
         let dispatch = match &self.weights {
             ConvWeights::Direct(w) => {
-                assert!(residual.is_none(), "the direct convolution adds no residual");
+                assert!(
+                    residual.is_none(),
+                    "the direct convolution adds no residual"
+                );
                 let params = DirectParams {
                     batch: u(shape.batch),
                     in_height: u(shape.height),
@@ -650,10 +643,7 @@ impl Conv {
                 };
                 // 8 channels by a strip of 4 pixels per invocation, 8x8 invocations.
                 let strips = out.batch * out.height * out.width.div_ceil(4);
-                let grid = tiled_grid(
-                    w.out_channels.div_ceil(8).div_ceil(8),
-                    strips.div_ceil(8),
-                );
+                let grid = tiled_grid(w.out_channels.div_ceil(8).div_ceil(8), strips.div_ceil(8));
                 kernels.dispatch(
                     Kernel::Conv2d,
                     &params,
@@ -680,10 +670,9 @@ impl Conv {
                 };
                 let grid = match self.kernel {
                     // 8 pixels by 8 channels per invocation, 8x8 invocations.
-                    ConvKernel::Portable => tiled_grid(
-                        w.out_channels.div_ceil(64),
-                        out.pixels().div_ceil(64),
-                    ),
+                    ConvKernel::Portable => {
+                        tiled_grid(w.out_channels.div_ceil(64), out.pixels().div_ceil(64))
+                    }
                     gemm => {
                         let (pixels, channels) = gemm.tile();
                         tiled_grid(
@@ -696,9 +685,7 @@ impl Conv {
                     input.as_entire_binding(),
                     wgpu::BindingResource::TextureView(&w.view),
                     w.bias.as_entire_binding(),
-                    residual
-                        .unwrap_or(&kernels.placeholder)
-                        .as_entire_binding(),
+                    residual.unwrap_or(&kernels.placeholder).as_entire_binding(),
                     output.as_entire_binding(),
                 ];
                 kernels.dispatch_with(self.kernel.kernel(), &params, &bindings, grid)

@@ -35,7 +35,12 @@ impl Kernels {
             len: u(len),
             _pad: [0; 3],
         };
-        self.dispatch(Kernel::ResidualAdd, &params, &[a, b, output], linear_grid(len))
+        self.dispatch(
+            Kernel::ResidualAdd,
+            &params,
+            &[a, b, output],
+            linear_grid(len),
+        )
     }
 }
 

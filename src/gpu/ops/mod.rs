@@ -7,13 +7,13 @@ mod elementwise;
 mod head;
 mod pool;
 
-pub(crate) use head::DenseShape;
 pub(crate) use conv::fold_batchnorm;
+pub(crate) use conv::ConvSupport;
 pub use conv::{
     Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights, KernelChoice, Precision,
     WeightPrep,
 };
-pub(crate) use conv::ConvSupport;
+pub(crate) use head::DenseShape;
 
 use wgpu::util::DeviceExt;
 
