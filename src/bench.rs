@@ -92,7 +92,7 @@ pub fn conv_kernel_summary(model: &Xception) -> String {
             None => counts.push((name, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
     let names: Vec<&str> = counts.into_iter().map(|(name, _)| name).collect();
     names.join("+")
 }
