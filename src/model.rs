@@ -265,6 +265,15 @@ impl Xception {
         }
     }
 
+    /// CPU milliseconds to record and submit one warm forward pass of `input` on the GPU
+    /// (`None` on the CPU backend, or when the batch needs more than one pass).
+    pub(crate) fn submit_ms(&self, input: &Tensor) -> Result<Option<f64>> {
+        match &self.backend {
+            Backend::Cpu(_) => Ok(None),
+            Backend::Gpu(gpu) => gpu.submit_ms(input),
+        }
+    }
+
     /// Device time of every kernel launch of one forward pass (GPU backend with timestamp
     /// queries only).
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {

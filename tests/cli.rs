@@ -383,6 +383,10 @@ fn bench_prints_json_lines_and_a_gpu_profile() {
             line["images_per_s"].as_f64().unwrap() > 0.0 && line["gflops"].as_f64().unwrap() > 0.0
         );
         assert!(line["cold_start_ms"]["total"].as_f64().unwrap() > 0.0);
+        assert!(
+            line["submit_ms"].is_null(),
+            "the CPU submits nothing: {line}"
+        );
     }
 
     // A list of batches, each a case, on the kernel asked for.
@@ -403,6 +407,9 @@ fn bench_prints_json_lines_and_a_gpu_profile() {
     for line in &lines {
         let kernels = line["conv_kernels"].as_str().unwrap();
         assert!(kernels.starts_with("conv_gemm_tiled"), "{line}");
+        let submit = line["submit_ms"].as_f64().unwrap();
+        let min = line["latency_ms"]["min"].as_f64().unwrap();
+        assert!(0.0 < submit && submit < min, "{line}");
     }
 
     let out = xception(&["bench", "--profile", "--size", "80", "--runs", "1"], &[]);

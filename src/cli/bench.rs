@@ -90,7 +90,7 @@ fn bench(
     let precision = gpu.precision;
     if !json {
         println!(
-            "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
             "backend",
             "conv kernels",
             "size",
@@ -101,6 +101,7 @@ fn bench(
             "min ms",
             "median ms",
             "max ms",
+            "submit ms",
             "img/s",
             "GFLOP/s"
         );
@@ -115,14 +116,17 @@ fn bench(
                 "size": [w, h], "batch": r.case.batch,
                 "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
                 "latency_ms": {"min": r.min_ms(), "median": r.median_ms(), "max": r.max_ms()},
+                "submit_ms": r.submit_ms,
                 "images_per_s": r.images_per_s(), "gflops": r.gflops(),
             });
             println!("{line}");
         } else {
             println!(
-                "{:<44} {:<26} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
+                "{:<44} {:<26} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>8.2} {:>8.2}",
                 r.backend, r.conv_kernels, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
-                r.min_ms(), r.median_ms(), r.max_ms(), r.images_per_s(), r.gflops()
+                r.min_ms(), r.median_ms(), r.max_ms(),
+                r.submit_ms.map_or("-".to_string(), |ms| format!("{ms:.3}")),
+                r.images_per_s(), r.gflops()
             );
         }
     }

@@ -692,6 +692,13 @@ impl GpuModel {
             .plans
             .lock()
             .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        self.submit(plan, images)?;
+        self.context.map_f32(&plan.readback)
+    }
+
+    /// The CPU side of a forward pass: writes the input, records the plan's launches into one
+    /// compute pass and the output copies after it, and submits them.
+    fn submit(&self, plan: &Plan, images: &[f32]) -> Result<()> {
         self.context.checked("running the network", || {
             let queue = &self.context.queue;
             queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(images));
@@ -712,7 +719,26 @@ impl GpuModel {
                 offset += (*len * 4) as u64;
             }
             queue.submit([encoder.finish()]);
-        })?;
-        self.context.map_f32(&plan.readback)
+        })
+    }
+
+    /// CPU milliseconds that writing `input`, recording its launches and submitting them take
+    /// in a warm forward pass (what bounds latency on a fast GPU); waits for the pass before
+    /// returning. `None` when the batch needs more than one pass.
+    pub(crate) fn submit_ms(&self, input: &Tensor) -> Result<Option<f64>> {
+        let s = input.shape;
+        if s.batch > self.max_batch(s.height, s.width)? {
+            return Ok(None);
+        }
+        let plan = self.plan(s.batch, s.height, s.width)?;
+        let _guard = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let start = std::time::Instant::now();
+        self.submit(&plan, &input.data)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        self.context.wait()?;
+        Ok(Some(ms))
     }
 }
