@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xception_wgpu::gpu::{
-    storage, upload, Conv, ConvGeometry, Dispatch, GpuContext, GpuOps, Kernels, Precision,
+    storage, upload, Conv, ConvGeometry, Dispatch, Element, GpuContext, GpuOps, Kernels, Precision,
 };
 use xception_wgpu::weights::BatchNorm;
 use xception_wgpu::Shape;
@@ -50,7 +50,7 @@ fn run(
 fn pointwise_vs_matmul(c: &mut Criterion) {
     let context = GpuContext::new().expect("a GPU adapter");
     let device = &context.device;
-    let kernels = Kernels::new(device);
+    let kernels = Kernels::new(device, Element::F32);
     let variants = GpuOps::new(context.clone()).conv_kernels(Precision::F32);
     let module = device.create_shader_module(wgpu::include_wgsl!("reference_matmul.wgsl"));
     let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -7,6 +7,10 @@
 // channels padded with zeros to a multiple of 8. One invocation computes 8 output channels
 // of a strip of 4 output pixels along a row.
 
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
 struct Params {
     batch: u32,
     in_height: u32,
@@ -27,10 +31,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<Stored>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<Stored>;
 
 fn store(pixel: u32, c0: u32, value: vec4<f32>) {
     var v = value;
@@ -40,7 +44,7 @@ fn store(pixel: u32, c0: u32, value: vec4<f32>) {
     let base = pixel * params.out_channels;
     for (var j = 0u; j < 4u; j++) {
         if (c0 + j < params.out_channels) {
-            output[base + c0 + j] = v[j];
+            output[base + c0 + j] = Stored(v[j]);
         }
     }
 }
@@ -102,10 +106,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 let w = (wrow + ci) * params.out_vec4s + v0;
                 let w0 = weights[w];
                 let w1 = weights[w + 1u];
-                let a0 = input[src0 + ci] * valid.x;
-                let a1 = input[src1 + ci] * valid.y;
-                let a2 = input[src2 + ci] * valid.z;
-                let a3 = input[src3 + ci] * valid.w;
+                let a0 = f32(input[src0 + ci]) * valid.x;
+                let a1 = f32(input[src1 + ci]) * valid.y;
+                let a2 = f32(input[src2 + ci]) * valid.z;
+                let a3 = f32(input[src3 + ci]) * valid.w;
                 acc00 += a0 * w0;
                 acc01 += a0 * w1;
                 acc10 += a1 * w0;

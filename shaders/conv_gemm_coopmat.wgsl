@@ -26,7 +26,11 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 
-alias Activation = f32;
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
+alias Activation = Stored;
 #include "conv_gemm_interface.wgsl"
 
 // Row strides (in elements) of the workgroup tiles.
@@ -60,12 +64,12 @@ fn store_block(scratch: u32, row0: u32, col0: u32, lane: u32) {
             let o = row * params.out_channels + col;
             var v = tile_c[scratch + r * C_STRIDE + j] + b;
             if (params.has_residual != 0u) {
-                v += residual[o];
+                v += f32(residual[o]);
             }
             if (params.relu != 0u) {
                 v = max(v, 0.0);
             }
-            output[o] = v;
+            output[o] = Stored(v);
         }
     }
 }
@@ -132,7 +136,7 @@ fn main(
             let ix = corner.z + kx;
             var v = 0.0;
             if (k_ok && corner.w != 0 && iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
-                v = input[u32(corner.x + iy * in_w + ix) * cin + ch];
+                v = f32(input[u32(corner.x + iy * in_w + ix) * cin + ch]);
             }
             tile_a[p * A_STRIDE + a_k] = f16(clamp(v, -F16_MAX, F16_MAX));
         }

@@ -14,7 +14,11 @@
 // Needs `in_channels` and `out_channels` to be multiples of 4, and the adapter's SUBGROUP
 // feature with subgroups of at least 8 invocations; the dispatcher checks both.
 
-alias Activation = vec4<f32>;
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
+alias Activation = vec4<Stored>;
 #include "conv_gemm_interface.wgsl"
 
 #include "conv_gemm_window.wgsl"
@@ -37,12 +41,12 @@ fn store(row: u32, c0: u32, value: vec4<f32>) {
         let i = (row * params.out_channels + c0) / 4u;
         var v = value;
         if (params.has_residual != 0u) {
-            v += residual[i];
+            v += vec4<f32>(residual[i]);
         }
         if (params.relu != 0u) {
             v = max(v, vec4<f32>(0.0));
         }
-        output[i] = v;
+        output[i] = vec4<Stored>(v);
     }
 }
 
@@ -142,10 +146,10 @@ fn main(
         let keep3 = f32(tap3.y);
         let first_row = t * params.in_channels;
         for (var kq = 0u; kq < k4; kq++) {
-            let own0 = input[tap0.x + kq] * keep0;
-            let own1 = input[tap1.x + kq] * keep1;
-            let own2 = input[tap2.x + kq] * keep2;
-            let own3 = input[tap3.x + kq] * keep3;
+            let own0 = vec4<f32>(input[tap0.x + kq]) * keep0;
+            let own1 = vec4<f32>(input[tap1.x + kq]) * keep1;
+            let own2 = vec4<f32>(input[tap2.x + kq]) * keep2;
+            let own3 = vec4<f32>(input[tap3.x + kq]) * keep3;
             let x0 = subgroupBroadcast(own0, 0u);
             let x1 = subgroupBroadcast(own0, 1u);
             let x2 = subgroupBroadcast(own0, 2u);

@@ -18,7 +18,11 @@
 
 alias Operand = f32;
 
-alias Activation = f32;
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
+alias Activation = Stored;
 #include "conv_gemm_interface.wgsl"
 
 const TILE_PIXELS: u32 = 64u;
@@ -46,7 +50,7 @@ fn input_at(corner: vec3<i32>, k: u32, k_len: u32) -> f32 {
         return 0.0;
     }
     let pixel = (u32(corner.x) * params.in_height + u32(iy)) * params.in_width + u32(ix);
-    return input[pixel * params.in_channels + channel];
+    return f32(input[pixel * params.in_channels + channel]);
 }
 
 // Adds the bias, the residual, rectifies and stores channels c0..c0+3 of pixel `row`.
@@ -61,12 +65,12 @@ fn store(row: u32, c0: u32, sum: vec4<f32>) {
         if (c < params.out_channels) {
             var v = value[j];
             if (params.has_residual != 0u) {
-                v += residual[base + c];
+                v += f32(residual[base + c]);
             }
             if (params.relu != 0u) {
                 v = max(v, 0.0);
             }
-            output[base + c] = v;
+            output[base + c] = Stored(v);
         }
     }
 }

@@ -3,6 +3,10 @@
 // for a residual shortcut. Kernel layout [3][3][channels] (Keras [3, 3, C, 1]). No bias: the
 // batchnorm after a separable convolution is folded into its pointwise half.
 
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
 struct Params {
     batch: u32,
     height: u32,
@@ -15,9 +19,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<Stored>;
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<Stored>;
 
 // Grid: x over channels (64 per workgroup), y over strips of 4 columns, z over batch * rows.
 // An invocation computes one channel of a 4-pixel strip, loading each of the 3x6 input pixels
@@ -49,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let ix = i32(x0 + j) - 1;
             var value = 0.0;
             if (ix >= 0 && ix < i32(params.width)) {
-                value = input[(row + u32(ix)) * c_len + c];
+                value = f32(input[(row + u32(ix)) * c_len + c]);
             }
             if (params.relu_input != 0u) {
                 value = max(value, 0.0);
@@ -66,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = (n * params.height + y) * params.width;
     for (var j = 0u; j < STRIP; j++) {
         if (x0 + j < params.width) {
-            output[(base + x0 + j) * c_len + c] = acc[j];
+            output[(base + x0 + j) * c_len + c] = Stored(acc[j]);
         }
     }
 }

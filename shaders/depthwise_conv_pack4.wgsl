@@ -3,6 +3,10 @@
 // neighbouring channels through vec4 loads and stores, so one load fetches 4 values.
 // Optionally applies ReLU to the input as it is read. Kernel layout [3][3][channels].
 
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
 struct Params {
     batch: u32,
     height: u32,
@@ -15,9 +19,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> input: array<vec4<Stored>>;
 @group(0) @binding(2) var<storage, read> kernel: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> output: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> output: array<vec4<Stored>>;
 
 // Grid: x over channel quads (64 per workgroup), y over strips of 4 columns, z over
 // batch * rows. An invocation computes 4 channels of a 4-pixel strip from 3x6 input and 9
@@ -30,7 +34,7 @@ const STRIP: u32 = 4u;
 fn load(row: u32, ix: i32, q: u32, quads: u32) -> vec4<f32> {
     var value = vec4<f32>(0.0);
     if (ix >= 0 && ix < i32(params.width)) {
-        value = input[(row + u32(ix)) * quads + q];
+        value = vec4<f32>(input[(row + u32(ix)) * quads + q]);
     }
     if (params.relu_input != 0u) {
         value = max(value, vec4<f32>(0.0));
@@ -76,14 +80,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3 += v3 * w0 + v4 * w1 + v5 * w2;
     }
     let base = (n * params.height + y) * params.width + x0;
-    output[base * quads + q] = acc0;
+    output[base * quads + q] = vec4<Stored>(acc0);
     if (x0 + 1u < params.width) {
-        output[(base + 1u) * quads + q] = acc1;
+        output[(base + 1u) * quads + q] = vec4<Stored>(acc1);
     }
     if (x0 + 2u < params.width) {
-        output[(base + 2u) * quads + q] = acc2;
+        output[(base + 2u) * quads + q] = vec4<Stored>(acc2);
     }
     if (x0 + 3u < params.width) {
-        output[(base + 3u) * quads + q] = acc3;
+        output[(base + 3u) * quads + q] = vec4<Stored>(acc3);
     }
 }

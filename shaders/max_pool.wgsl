@@ -3,6 +3,10 @@
 // never take part in the max; the leading pad (pad_top, pad_left) is 0 or 1, and any extra
 // padding falls at the bottom/right.
 
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
 struct Params {
     batch: u32,
     in_height: u32,
@@ -19,9 +23,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> residual: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<Stored>;
+@group(0) @binding(2) var<storage, read> residual: array<Stored>;
+@group(0) @binding(3) var<storage, read_write> output: array<Stored>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -48,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if (ix < 0 || ix >= i32(params.in_width)) {
                 continue;
             }
-            let v = input[((n * params.in_height + u32(iy)) * params.in_width + u32(ix)) * c_len + c];
+            let v = f32(input[((n * params.in_height + u32(iy)) * params.in_width + u32(ix)) * c_len + c]);
             if (!found || v > best) {
                 best = v;
                 found = true;
@@ -56,7 +60,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     if (params.has_residual != 0u) {
-        best += residual[index];
+        best += f32(residual[index]);
     }
-    output[index] = best;
+    output[index] = Stored(best);
 }

@@ -7,7 +7,11 @@
 // bias. One invocation computes an 8-pixel x 8-channel tile in registers, with no workgroup
 // memory or subgroup operations, so it runs on any adapter; any channel counts.
 
-alias Activation = f32;
+// Activation storage: float32 here; the float16-storage variant of the kernel is this source
+// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
+alias Stored = f32;
+
+alias Activation = Stored;
 #include "conv_gemm_interface.wgsl"
 
 // The input pixel output pixel `row` reads: (n, y * stride, x * stride).
@@ -29,12 +33,12 @@ fn store(row: u32, c0: u32, value: vec4<f32>) {
         if (c < params.out_channels) {
             var v = value[j];
             if (params.has_residual != 0u) {
-                v += residual[base + c];
+                v += f32(residual[base + c]);
             }
             if (params.relu != 0u) {
                 v = max(v, 0.0);
             }
-            output[base + c] = v;
+            output[base + c] = Stored(v);
         }
     }
 }
@@ -79,14 +83,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var k = 0u; k < k_len; k++) {
         let w0 = textureLoad(weights, vec2<u32>(v0, k), 0);
         let w1 = textureLoad(weights, vec2<u32>(v0 + 1u, k), 0);
-        let x0 = input[a0 + k];
-        let x1 = input[a1 + k];
-        let x2 = input[a2 + k];
-        let x3 = input[a3 + k];
-        let x4 = input[a4 + k];
-        let x5 = input[a5 + k];
-        let x6 = input[a6 + k];
-        let x7 = input[a7 + k];
+        let x0 = f32(input[a0 + k]);
+        let x1 = f32(input[a1 + k]);
+        let x2 = f32(input[a2 + k]);
+        let x3 = f32(input[a3 + k]);
+        let x4 = f32(input[a4 + k]);
+        let x5 = f32(input[a5 + k]);
+        let x6 = f32(input[a6 + k]);
+        let x7 = f32(input[a7 + k]);
         acc00 += x0 * w0;
         acc01 += x0 * w1;
         acc10 += x1 * w0;

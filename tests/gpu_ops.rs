@@ -13,7 +13,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use xception_wgpu::cpu::ops;
 use xception_wgpu::gpu::{
-    ConvGeometry, ConvKernel, GpuOps, Kernel, Kernels, PipelineCacheFile, Precision,
+    activation_element, ConvGeometry, ConvKernel, Element, GpuOps, Kernel, Kernels,
+    PipelineCacheFile, Precision,
 };
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
@@ -23,6 +24,59 @@ const TOL: f32 = 1e-4;
 
 fn ops_on_gpu() -> GpuOps {
     GpuOps::new(gpu())
+}
+
+/// The single-op harness for each activation element type the device stores: float32, and
+/// float16 where it has `SHADER_F16` (lavapipe does).
+fn ops_per_element() -> Vec<GpuOps> {
+    let context = gpu();
+    let mut ops = vec![GpuOps::new(context.clone())];
+    if context
+        .device
+        .features()
+        .contains(wgpu::Features::SHADER_F16)
+    {
+        ops.push(GpuOps::with_element(context, Element::F16).unwrap());
+    }
+    ops
+}
+
+/// `tensor` as the device stores it in `element`.
+fn stored(tensor: &Tensor, element: Element) -> Tensor {
+    match element {
+        Element::F32 => tensor.clone(),
+        Element::F16 => Tensor::new(
+            tensor.shape,
+            tensor.data.iter().map(|&v| to_f16(v)).collect(),
+        )
+        .unwrap(),
+    }
+}
+
+/// Asserts `|got - want| <= 2^-10 * magnitude + rounding + TOL * (1 + |want|)` element by
+/// element: `magnitudes` bound float16 products (each rounded by at most 2^-11 of itself),
+/// and `rounding` is `2^-10 |want|` where the output is stored as float16 (a rounding of at
+/// most 2^-11 of it); both twice the worst case.
+fn assert_within_f16(
+    got: &[f32],
+    want: &[f32],
+    magnitudes: Option<&[f32]>,
+    element: Element,
+    what: &str,
+) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let products = magnitudes.map_or(0.0, |m| m[i] / 1024.0);
+        let rounding = match element {
+            Element::F32 => 0.0,
+            Element::F16 => w.abs() / 1024.0,
+        };
+        let bound = products + rounding + TOL * (1.0 + w.abs());
+        assert!(
+            (g - w).abs() <= bound,
+            "{what}: element {i} is {g} but the reference is {w} (bound {bound:e})"
+        );
+    }
 }
 
 /// Owned random batchnorm parameters with a positive variance.
@@ -196,27 +250,18 @@ fn product_magnitudes(case: &ConvCase, x: &Tensor, kernel: &[f32], bn: &RandomBn
     ops::conv2d(&abs_x, &abs_weights, k, stride, padding, case.out_channels)
 }
 
-/// Asserts `|got - want| <= 2^-10 * magnitude + TOL * (1 + |want|)` element by element: twice
-/// the worst case of float16 products, plus float32 noise.
-fn assert_within_f16_products(got: &[f32], want: &[f32], magnitudes: &[f32], what: &str) {
-    for (i, ((g, w), m)) in got.iter().zip(want).zip(magnitudes).enumerate() {
-        let bound = m / 1024.0 + TOL * (1.0 + w.abs());
-        assert!(
-            (g - w).abs() <= bound,
-            "{what}: element {i} is {g} but the reference is {w} (bound {bound:e} from \
-             product magnitude {m})"
-        );
-    }
-}
-
 /// Runs every case on every convolution kernel variant the adapter has at `precision` (each
 /// variant on the cases it takes), on fresh random inputs, against the reference. At float16
-/// the reference uses the same float16-rounded weights; variants that also compute in float16
-/// get inputs already rounded to float16, and a bound from the size of their products.
+/// the reference uses the same float16-rounded weights, and the activations are stored as
+/// float16 where the device can: the reference then gets the inputs and residuals as stored,
+/// and the bound allows for the rounded output and, in the kernels that multiply in float16,
+/// for the size of their products.
 fn conv_kernels_match_cpu(precision: Precision) {
-    let gpu = ops_on_gpu();
+    let context = gpu();
+    let element = activation_element(precision, &context.device);
+    let gpu = GpuOps::with_element(context, element).unwrap();
     let variants = gpu.conv_kernels(precision);
-    eprintln!("{precision:?} variants on this adapter: {variants:?}");
+    eprintln!("{precision:?} variants on this adapter ({element:?} activations): {variants:?}");
     let mut rng = rng();
     let mut runs = 0;
     for variant in variants {
@@ -228,15 +273,15 @@ fn conv_kernels_match_cpu(precision: Precision) {
             if !variant.runs(case.geometry, cin, cout) || (case.residual && !takes_residual) {
                 continue;
             }
-            let mut x = random_tensor(&mut rng, case.shape);
+            let mut x = stored(&random_tensor(&mut rng, case.shape), element);
             if variant.computes_f16() {
-                x.data.iter_mut().for_each(|v| *v = to_f16(*v));
+                x = stored(&x, Element::F16);
             }
             let fan_in = (k * k * cin) as f32;
             let kernel = uniform(&mut rng, k * k * cin * cout, 1.0 / fan_in.sqrt());
             let bn = RandomBn::new(&mut rng, cout);
             let out = case.geometry.output_shape(case.shape, cout);
-            let residual = random_tensor(&mut rng, out);
+            let residual = stored(&random_tensor(&mut rng, out), element);
             // The direct kernel reads float32 storage buffers whatever the precision.
             let rounded = precision == Precision::F16 && variant != ConvKernel::Direct;
             let want = reference(&case, &x, &kernel, &bn, &residual, rounded);
@@ -261,12 +306,11 @@ fn conv_kernels_match_cpu(precision: Precision) {
                 case.relu,
                 case.residual
             );
-            if variant.computes_f16() {
-                let magnitudes = product_magnitudes(&case, &x, &kernel, &bn);
-                assert_within_f16_products(&got.data, &want.data, &magnitudes.data, &what);
-            } else {
-                assert_close(&got.data, &want.data, TOL, &what);
-            }
+            let magnitudes = variant
+                .computes_f16()
+                .then(|| product_magnitudes(&case, &x, &kernel, &bn));
+            let magnitudes = magnitudes.as_ref().map(|m| m.data.as_slice());
+            assert_within_f16(&got.data, &want.data, magnitudes, element, &what);
             runs += 1;
         }
     }
@@ -316,7 +360,13 @@ fn the_adapter_offers_the_expected_conv_kernels() {
 
 #[test]
 fn depthwise_conv_matches_cpu() {
-    let gpu = ops_on_gpu();
+    for gpu in ops_per_element() {
+        depthwise_cases_match_cpu(&gpu);
+    }
+}
+
+fn depthwise_cases_match_cpu(gpu: &GpuOps) {
+    let element = gpu.element();
     let mut rng = rng();
     for shape in [
         Shape::new(1, 1, 1, 3),
@@ -327,24 +377,26 @@ fn depthwise_conv_matches_cpu() {
         Shape::new(3, 5, 5, 1024),
     ] {
         for relu_input in [false, true] {
-            let x = random_tensor(&mut rng, shape);
+            let x = stored(&random_tensor(&mut rng, shape), element);
             let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
             let input = if relu_input { ops::relu(&x) } else { x.clone() };
             let want = ops::depthwise_conv3x3(&input, &kernel);
             let got = gpu.depthwise_conv(&x, &kernel, relu_input).unwrap();
-            assert_close(
-                &got.data,
-                &want.data,
-                TOL,
-                &format!("depthwise {shape} relu_input={relu_input}"),
-            );
+            let what = format!("{element:?} depthwise {shape} relu_input={relu_input}");
+            assert_within_f16(&got.data, &want.data, None, element, &what);
         }
     }
 }
 
 #[test]
 fn max_pool_same_padding_matches_cpu() {
-    let gpu = ops_on_gpu();
+    for gpu in ops_per_element() {
+        max_pool_cases_match_cpu(&gpu);
+    }
+}
+
+fn max_pool_cases_match_cpu(gpu: &GpuOps) {
+    let element = gpu.element();
     let mut rng = rng();
     for shape in [
         Shape::new(1, 1, 1, 3),
@@ -358,20 +410,23 @@ fn max_pool_same_padding_matches_cpu() {
         // Shift everything negative so a zero-padded pool would give a wrong (zero) maximum.
         let mut x = random_tensor(&mut rng, shape);
         x.data.iter_mut().for_each(|v| *v -= 2.0);
+        let x = stored(&x, element);
         let want = ops::max_pool_3x3_s2_same(&x);
         let got = gpu.max_pool(&x, None).unwrap();
         assert_eq!(got.shape, want.shape);
-        assert_close(&got.data, &want.data, 0.0, &format!("max pool {shape}"));
-
-        let residual = random_tensor(&mut rng, want.shape);
-        let want = ops::add(&want, &residual);
-        let got = gpu.max_pool(&x, Some(&residual)).unwrap();
+        // A maximum of stored values is exact in either element type.
         assert_close(
             &got.data,
             &want.data,
-            TOL,
-            &format!("max pool + residual {shape}"),
+            0.0,
+            &format!("{element:?} max pool {shape}"),
         );
+
+        let residual = stored(&random_tensor(&mut rng, want.shape), element);
+        let want = ops::add(&want, &residual);
+        let got = gpu.max_pool(&x, Some(&residual)).unwrap();
+        let what = format!("{element:?} max pool + residual {shape}");
+        assert_within_f16(&got.data, &want.data, None, element, &what);
     }
 }
 
@@ -404,21 +459,24 @@ fn relu_and_residual_add_match_cpu() {
 
 #[test]
 fn global_avg_pool_matches_cpu() {
-    let gpu = ops_on_gpu();
     let mut rng = rng();
-    for shape in [
-        Shape::new(1, 1, 1, 2048),
-        Shape::new(2, 5, 7, 13),
-        Shape::new(3, 10, 10, 2048),
-    ] {
-        let x = random_tensor(&mut rng, shape);
-        let got = gpu.global_avg_pool(&x).unwrap();
-        assert_close(
-            &got,
-            &ops::global_avg_pool(&x),
-            TOL,
-            &format!("global average pool {shape}"),
-        );
+    for gpu in ops_per_element() {
+        let element = gpu.element();
+        for shape in [
+            Shape::new(1, 1, 1, 2048),
+            Shape::new(2, 5, 7, 13),
+            Shape::new(3, 10, 10, 2048),
+        ] {
+            // The pool sums stored values in float32 and writes float32.
+            let x = stored(&random_tensor(&mut rng, shape), element);
+            let got = gpu.global_avg_pool(&x).unwrap();
+            assert_close(
+                &got,
+                &ops::global_avg_pool(&x),
+                TOL,
+                &format!("{element:?} global average pool {shape}"),
+            );
+        }
     }
 }
 
@@ -476,13 +534,13 @@ fn pipeline_cache_file_round_trips() {
         eprintln!("no pipeline cache on this adapter");
         return;
     };
-    let uncached = Kernels::new(device);
-    Kernels::with_cache(device, Some(first.cache()));
+    let uncached = Kernels::new(device, Element::F32);
+    Kernels::with_cache(device, Element::F32, Some(first.cache()));
     first.save().unwrap();
     let written = std::fs::read(first.path()).unwrap();
     assert!(!written.is_empty(), "{}", first.path().display());
     let second = PipelineCacheFile::open(device, &dir).unwrap();
-    let cached = Kernels::with_cache(device, Some(second.cache()));
+    let cached = Kernels::with_cache(device, Element::F32, Some(second.cache()));
     for kernel in Kernel::ALL {
         assert_eq!(
             cached.supports(kernel),

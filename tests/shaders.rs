@@ -2,25 +2,35 @@
 //! cooperative-matrix kernel, which lavapipe cannot run, is checked this far here), and every
 //! shader file is registered.
 
-use xception_wgpu::gpu::Kernel;
+use xception_wgpu::gpu::{Element, Kernel};
+
+/// Every kernel with each activation element type it has.
+fn variants() -> impl Iterator<Item = (Kernel, Element)> {
+    Kernel::ALL.into_iter().flat_map(|kernel| {
+        Element::ALL
+            .into_iter()
+            .filter(move |&element| kernel.has_variant(element))
+            .map(move |element| (kernel, element))
+    })
+}
 
 #[test]
 fn every_kernel_validates_with_naga() {
-    for kernel in Kernel::ALL {
-        if let Err(e) = kernel.validate() {
-            panic!("{}", e);
+    for (kernel, element) in variants() {
+        if let Err(e) = kernel.validate(element) {
+            panic!("{element:?} {}: {e}", kernel.name());
         }
     }
 }
 
 #[test]
 fn every_kernel_translates_to_spirv_for_vulkan() {
-    for kernel in Kernel::ALL {
-        let module = kernel.parse().unwrap();
-        let info = kernel.validate().unwrap();
+    for (kernel, element) in variants() {
+        let module = kernel.parse(element).unwrap();
+        let info = kernel.validate(element).unwrap();
         let options = naga::back::spv::Options::default();
         if let Err(e) = naga::back::spv::write_vec(&module, &info, &options, None) {
-            panic!("{}: {e}", kernel.name());
+            panic!("{element:?} {}: {e}", kernel.name());
         }
     }
 }

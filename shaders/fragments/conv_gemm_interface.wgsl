@@ -24,8 +24,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// NHWC activations; each kernel declares its `Activation` element: f32, or vec4<f32> where
-// it reads 4 channels at a time.
+// NHWC activations; each kernel declares its `Activation` element: `Stored` (float32 or
+// float16), or vec4<Stored> where it reads 4 channels at a time.
 @group(0) @binding(1) var<storage, read> input: array<Activation>;
 // [kernel * kernel * in_channels] rows (HWI order) of output-channel texels (4 channels each,
 // float32 or float16), zero past out_channels, padded to 128 channels: every channel tile a

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use xception_wgpu::gpu::{largest_batch, GpuContext, GpuModel};
+use xception_wgpu::gpu::{activation_element, largest_batch, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
 use xception_wgpu::{Error, Weights};
 
@@ -92,15 +92,13 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
             );
             let (h, w) = info.input_size;
             let shapes = graph.infer_shapes(1, h, w)?;
-            let largest = shapes
-                .iter()
-                .skip(1)
-                .map(|s| s.len() * 4)
-                .max()
-                .unwrap_or(1);
+            let element = activation_element(precision, &context.device);
+            let largest = shapes.iter().skip(1).map(|s| s.len()).max().unwrap_or(1);
             println!(
-                "  largest batch per pass at {w}x{h}: {} (largest activation {largest} bytes per image)",
-                largest_batch(&context, h, w)?
+                "  largest batch per pass at {w}x{h}: {} (largest activation {} bytes per \
+                 image, {element:?} activations)",
+                largest_batch(&context, element, h, w)?,
+                largest * element.bytes()
             );
         }
         Err(e) => println!("chosen: none ({e})"),

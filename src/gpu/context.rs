@@ -187,6 +187,13 @@ impl GpuContext {
 
     /// Copies `size` bytes of `buffer` back to the CPU as `f32`s.
     pub fn read_f32(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes(buffer, size)?,
+        ))
+    }
+
+    /// Copies `size` bytes of `buffer` back to the CPU.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -196,7 +203,7 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        self.map_f32(&staging)
+        self.map_bytes(&staging)
     }
 
     /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its contents.

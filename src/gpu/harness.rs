@@ -2,17 +2,18 @@
 //! the parity tests and curious embedders use.
 
 use super::context::GpuContext;
-use super::kernels::{Dispatch, Kernels};
+use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
-    fold_batchnorm, storage, upload, Conv, ConvGeometry, ConvKernel, DenseShape, Precision,
-    WeightPrep,
+    activation_buffer, fold_batchnorm, read_activations, storage, upload, upload_activations, Conv,
+    ConvGeometry, ConvKernel, DenseShape, Precision, WeightPrep,
 };
 use crate::error::{Error, Result};
 use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
 
-/// Runs single ops on CPU tensors.
+/// Runs single ops on CPU tensors, with the activations stored on the device as float32 or
+/// float16 (see [`GpuOps::with_element`]).
 #[derive(Debug)]
 pub struct GpuOps {
     context: GpuContext,
@@ -20,10 +21,30 @@ pub struct GpuOps {
 }
 
 impl GpuOps {
-    /// Prepares `context`'s device (pipelines are created as ops first need them).
+    /// Prepares `context`'s device with float32 activations (pipelines are created as ops
+    /// first need them).
     pub fn new(context: GpuContext) -> Self {
-        let kernels = Kernels::new(&context.device);
+        let kernels = Kernels::new(&context.device, Element::F32);
         Self { context, kernels }
+    }
+
+    /// Prepares `context`'s device with activations of `element`: inputs are rounded to it
+    /// on upload, and outputs come back from it. Fails where the device cannot store float16.
+    pub fn with_element(context: GpuContext, element: Element) -> Result<Self> {
+        let features = context.device.features();
+        if element == Element::F16 && !features.contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::Gpu(format!(
+                "{} has no SHADER_F16 for float16 activations",
+                context.description()
+            )));
+        }
+        let kernels = Kernels::new(&context.device, element);
+        Ok(Self { context, kernels })
+    }
+
+    /// The element type of the activations.
+    pub fn element(&self) -> Element {
+        self.kernels.element()
     }
 
     /// The device in use.
@@ -43,7 +64,14 @@ impl GpuOps {
         &self.context.device
     }
 
-    fn run(&self, dispatches: &[Dispatch], output: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    /// Runs `dispatches` and reads `len` values of `element` back from `output`.
+    fn run(
+        &self,
+        dispatches: &[Dispatch],
+        output: &wgpu::Buffer,
+        len: usize,
+        element: Element,
+    ) -> Result<Vec<f32>> {
         self.context.checked("running a kernel", || {
             let mut encoder = self.device().create_command_encoder(&Default::default());
             {
@@ -52,18 +80,28 @@ impl GpuOps {
             }
             self.context.queue.submit([encoder.finish()]);
         })?;
-        let mut values = self.context.read_f32(output, (len.max(1) * 4) as u64)?;
-        values.truncate(len);
-        Ok(values)
+        read_activations(&self.context, output, len, element)
     }
 
+    /// Runs `dispatches` and reads the activation tensor of `shape` in `output` back.
     fn tensor(
         &self,
         shape: Shape,
         dispatches: &[Dispatch],
         output: &wgpu::Buffer,
     ) -> Result<Tensor> {
-        Tensor::new(shape, self.run(dispatches, output, shape.len())?)
+        let values = self.run(dispatches, output, shape.len(), self.element())?;
+        Tensor::new(shape, values)
+    }
+
+    /// An input activation buffer holding `values`.
+    fn input(&self, label: &str, values: &[f32]) -> wgpu::Buffer {
+        upload_activations(self.device(), label, values, self.element())
+    }
+
+    /// An output activation buffer for `len` values.
+    fn output(&self, len: usize) -> wgpu::Buffer {
+        activation_buffer(self.device(), "output", len, self.element())
     }
 
     /// Runs weight-preparation steps.
@@ -92,7 +130,12 @@ impl GpuOps {
             padded,
             bn,
         );
-        let weights = self.run(&[dispatch], &folded.weights, folded.rows * padded)?;
+        let weights = self.run(
+            &[dispatch],
+            &folded.weights,
+            folded.rows * padded,
+            Element::F32,
+        )?;
         let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
         let unpad = |v: &[f32]| -> Vec<f32> {
             v.chunks(padded)
@@ -152,13 +195,9 @@ impl GpuOps {
             precision,
         )?;
         self.prepare(&prep)?;
-        let input = upload(self.device(), "input", &x.data);
-        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
-        let output = storage(
-            self.device(),
-            "output",
-            geometry.output_shape(x.shape, out_channels).len(),
-        );
+        let input = self.input("input", &x.data);
+        let residual = residual.map(|r| self.input("residual", &r.data));
+        let output = self.output(geometry.output_shape(x.shape, out_channels).len());
         let (d, shape) = conv.launch(
             &self.kernels,
             &input,
@@ -172,9 +211,9 @@ impl GpuOps {
 
     /// Depthwise 3x3 'same' convolution, optionally rectifying the input as it is read.
     pub fn depthwise_conv(&self, x: &Tensor, kernel: &[f32], relu_input: bool) -> Result<Tensor> {
-        let input = upload(self.device(), "input", &x.data);
+        let input = self.input("input", &x.data);
         let kernel = upload(self.device(), "kernel", kernel);
-        let output = storage(self.device(), "output", x.shape.len());
+        let output = self.output(x.shape.len());
         let d = self
             .kernels
             .depthwise_conv(&input, x.shape, &kernel, relu_input, &output);
@@ -183,30 +222,28 @@ impl GpuOps {
 
     /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.
     pub fn max_pool(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let input = upload(self.device(), "input", &x.data);
-        let residual = residual.map(|r| upload(self.device(), "residual", &r.data));
+        let input = self.input("input", &x.data);
+        let residual = residual.map(|r| self.input("residual", &r.data));
         let (oh, _) = Padding::Same.resolve(x.shape.height, 3, 2);
         let (ow, _) = Padding::Same.resolve(x.shape.width, 3, 2);
-        let output = storage(
-            self.device(),
-            "output",
-            x.shape.batch * oh * ow * x.shape.channels,
-        );
+        let output = self.output(x.shape.batch * oh * ow * x.shape.channels);
         let (d, shape) = self
             .kernels
             .max_pool(&input, x.shape, residual.as_ref(), &output);
         self.tensor(shape, &[d], &output)
     }
 
-    /// Elementwise ReLU.
+    /// Elementwise ReLU (in float32, whatever the element type).
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         let input = upload(self.device(), "input", &x.data);
         let output = storage(self.device(), "output", x.shape.len());
         let d = self.kernels.relu(&input, x.shape.len(), &output);
-        self.tensor(x.shape, &[d], &output)
+        let values = self.run(&[d], &output, x.shape.len(), Element::F32)?;
+        Tensor::new(x.shape, values)
     }
 
-    /// Elementwise sum of two tensors of the same shape.
+    /// Elementwise sum of two tensors of the same shape (in float32, whatever the element
+    /// type).
     pub fn residual_add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if a.shape != b.shape {
             return Err(Error::Input(format!(
@@ -220,16 +257,17 @@ impl GpuOps {
         );
         let output = storage(self.device(), "output", a.shape.len());
         let d = self.kernels.residual_add(&ga, &gb, a.shape.len(), &output);
-        self.tensor(a.shape, &[d], &output)
+        let values = self.run(&[d], &output, a.shape.len(), Element::F32)?;
+        Tensor::new(a.shape, values)
     }
 
-    /// Global average pool into `[batch][channels]`.
+    /// Global average pool into `[batch][channels]` (float32 out, whatever the element type).
     pub fn global_avg_pool(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let input = upload(self.device(), "input", &x.data);
+        let input = self.input("input", &x.data);
         let len = x.shape.batch * x.shape.channels;
         let output = storage(self.device(), "output", len);
         let d = self.kernels.global_avg_pool(&input, x.shape, &output);
-        self.run(&[d], &output, len)
+        self.run(&[d], &output, len, Element::F32)
     }
 
     /// Dense layer over the rows of `x`: kernel `[inputs][units]`, bias `[units]`.
@@ -249,7 +287,7 @@ impl GpuOps {
             relu,
         };
         let d = self.kernels.dense(&input, batch, &k, &b, shape, &output);
-        self.run(&[d], &output, batch * units)
+        self.run(&[d], &output, batch * units, Element::F32)
     }
 
     /// Softmax over each row of `cols` values.
@@ -257,6 +295,6 @@ impl GpuOps {
         let input = upload(self.device(), "input", x);
         let output = storage(self.device(), "output", x.len());
         let d = self.kernels.softmax(&input, x.len() / cols, cols, &output);
-        self.run(&[d], &output, x.len())
+        self.run(&[d], &output, x.len(), Element::F32)
     }
 }

@@ -46,6 +46,30 @@ fn expand_includes(source: &'static str) -> Cow<'static, str> {
     Cow::Owned(lines.join("\n"))
 }
 
+/// The element type of the activation buffers the kernels read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Element {
+    /// float32 (the default).
+    #[default]
+    F32,
+    /// float16, half the memory and traffic; kernels compute in float32 or float16 inside and
+    /// round on store. Needs the device's `SHADER_F16`.
+    F16,
+}
+
+impl Element {
+    /// Both element types.
+    pub const ALL: [Element; 2] = [Element::F32, Element::F16];
+
+    /// Bytes per value.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Element::F32 => 4,
+            Element::F16 => 2,
+        }
+    }
+}
+
 /// Every compute kernel of the runtime; each is `shaders/<file>.wgsl` with entry point `main`
 /// (see [`Kernel::file`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,17 +162,63 @@ impl Kernel {
         }
     }
 
-    /// The WGSL source (files compiled into the crate, fragments included).
-    pub fn source(self) -> Cow<'static, str> {
-        let source = expand_includes(self.file_source());
-        match self {
-            Kernel::ConvGemmTiledF16 => {
-                let float16 = source.replace("alias Operand = f32;", "alias Operand = f16;");
-                assert_ne!(float16, source, "conv_gemm_tiled.wgsl declares its Operand");
-                Cow::Owned(format!("enable f16;\n{float16}"))
-            }
-            _ => source,
+    /// Whether the kernel reads or writes activations, and so has a variant for each
+    /// [`Element`]; the others exist for [`Element::F32`] only.
+    pub const fn stores_activations(self) -> bool {
+        matches!(
+            self,
+            Kernel::Conv2d
+                | Kernel::DepthwiseConv
+                | Kernel::DepthwiseConvPack4
+                | Kernel::PointwiseConv
+                | Kernel::ConvGemmSubgroup
+                | Kernel::ConvGemmTiled
+                | Kernel::ConvGemmTiledF16
+                | Kernel::ConvGemmCoopMatrix
+                | Kernel::MaxPool
+                | Kernel::GlobalAvgPool
+        )
+    }
+
+    /// Whether the kernel exists for activations of `element`.
+    pub const fn has_variant(self, element: Element) -> bool {
+        matches!(element, Element::F32) || self.stores_activations()
+    }
+
+    /// The WGSL source for activations of `element` (files compiled into the crate, fragments
+    /// included). A float16 variant is the file with `enable f16;` and one alias changed:
+    /// `Operand` (the tiled GEMM's arithmetic) or `Stored` (the activations' element).
+    ///
+    /// # Panics
+    /// Where the kernel has no `element` variant (see [`Kernel::has_variant`]).
+    pub fn source(self, element: Element) -> Cow<'static, str> {
+        assert!(
+            self.has_variant(element),
+            "{} has no {element:?} variant",
+            self.name()
+        );
+        let mut source = expand_includes(self.file_source());
+        let mut float16 = false;
+        let mut to_f16 = |source: &mut Cow<'static, str>, alias: &str| {
+            let declared = format!("alias {alias} = f32;");
+            assert!(
+                source.contains(&declared),
+                "{} declares {alias}",
+                self.file()
+            );
+            *source = Cow::Owned(source.replace(&declared, &format!("alias {alias} = f16;")));
+            float16 = true;
+        };
+        if self == Kernel::ConvGemmTiledF16 {
+            to_f16(&mut source, "Operand");
         }
+        if element == Element::F16 {
+            to_f16(&mut source, "Stored");
+        }
+        if float16 && !source.lines().any(|line| line.trim() == "enable f16;") {
+            source = Cow::Owned(format!("enable f16;\n{source}"));
+        }
+        source
     }
 
     /// The text of [`Kernel::file`].
@@ -179,47 +249,57 @@ impl Kernel {
     /// GEMM subgroup operations, the float16 GEMMs float16 arithmetic, and the
     /// cooperative-matrix GEMM cooperative matrices. Where the device lacks one, the kernel is
     /// simply not available.
-    pub fn capabilities(self) -> naga::valid::Capabilities {
+    pub fn capabilities(self, element: Element) -> naga::valid::Capabilities {
         use naga::valid::Capabilities as C;
-        match self {
+        let own = match self {
             Kernel::PackF16 => C::SHADER_FLOAT16_IN_FLOAT32,
             Kernel::ConvGemmSubgroup => C::SUBGROUP,
             Kernel::ConvGemmTiledF16 => C::SHADER_FLOAT16,
             Kernel::ConvGemmCoopMatrix => C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
             _ => C::empty(),
+        };
+        match element {
+            Element::F32 => own,
+            Element::F16 => own | C::SHADER_FLOAT16,
         }
     }
 
-    /// Device features the kernel needs (see [`Kernel::capabilities`]).
-    pub fn features(self) -> wgpu::Features {
+    /// Device features the kernel needs for activations of `element` (see
+    /// [`Kernel::capabilities`]).
+    pub fn features(self, element: Element) -> wgpu::Features {
         use wgpu::Features as F;
-        match self {
+        let own = match self {
             Kernel::ConvGemmSubgroup => F::SUBGROUP,
             Kernel::ConvGemmTiledF16 => F::SHADER_F16,
             Kernel::ConvGemmCoopMatrix => {
                 F::SHADER_F16 | F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX
             }
             _ => F::empty(),
+        };
+        match element {
+            Element::F32 => own,
+            Element::F16 => own | F::SHADER_F16,
         }
     }
 
     /// Parses the kernel's WGSL with naga, without a GPU; returns naga's diagnostics, with
     /// file and line (of the source with its fragments included), on failure.
-    pub fn parse(self) -> Result<naga::Module, String> {
-        let source = self.source();
+    pub fn parse(self, element: Element) -> Result<naga::Module, String> {
+        let source = self.source(element);
         naga::front::wgsl::parse_str(&source)
             .map_err(|e| e.emit_to_string_with_path(&source, &self.path()))
     }
 
     /// Parses and validates the kernel's WGSL with naga, without a GPU; returns naga's
     /// diagnostics, with file and line (of the source with its fragments included), on failure.
-    pub fn validate(self) -> Result<naga::valid::ModuleInfo, String> {
-        let module = self.parse()?;
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), self.capabilities())
+    pub fn validate(self, element: Element) -> Result<naga::valid::ModuleInfo, String> {
+        let module = self.parse(element)?;
+        let capabilities = self.capabilities(element);
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
-            .map_err(|e| e.emit_to_string_with_path(&self.source(), &self.path()))
+            .map_err(|e| e.emit_to_string_with_path(&self.source(element), &self.path()))
     }
 
     fn path(self) -> String {
@@ -238,10 +318,12 @@ impl Kernel {
 /// kernel's WGSL `Params` struct (each op module checks this against naga's layout).
 pub(crate) trait KernelParams: Pod {}
 
-/// The kernels' pipelines on one device, each created the first time it is asked for.
+/// The kernels' pipelines on one device for activations of one [`Element`], each created the
+/// first time it is asked for.
 #[derive(Debug)]
 pub struct Kernels {
     device: wgpu::Device,
+    element: Element,
     cache: Option<wgpu::PipelineCache>,
     /// Per kernel, once created: `None` where the device cannot run it.
     pipelines: [OnceLock<Option<wgpu::ComputePipeline>>; Kernel::ALL.len()],
@@ -277,14 +359,18 @@ pub(crate) fn tiled_grid(x: usize, y: usize) -> [u32; 3] {
 }
 
 impl Kernels {
-    /// The registry for `device`; no pipeline is created yet.
-    pub fn new(device: &wgpu::Device) -> Self {
-        Self::with_cache(device, None)
+    /// The registry for `device` and activations of `element`; no pipeline is created yet.
+    pub fn new(device: &wgpu::Device, element: Element) -> Self {
+        Self::with_cache(device, element, None)
     }
 
     /// [`Kernels::new`], creating the pipelines through `cache` (see
     /// [`PipelineCacheFile`](super::PipelineCacheFile)).
-    pub fn with_cache(device: &wgpu::Device, cache: Option<&wgpu::PipelineCache>) -> Self {
+    pub fn with_cache(
+        device: &wgpu::Device,
+        element: Element,
+        cache: Option<&wgpu::PipelineCache>,
+    ) -> Self {
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("placeholder"),
             size: 16,
@@ -293,6 +379,7 @@ impl Kernels {
         });
         Self {
             device: device.clone(),
+            element,
             cache: cache.cloned(),
             pipelines: std::array::from_fn(|_| OnceLock::new()),
             placeholder,
@@ -302,6 +389,21 @@ impl Kernels {
     /// The device the pipelines are created on.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// The element type of the activations these kernels read and write.
+    pub fn element(&self) -> Element {
+        self.element
+    }
+
+    /// The variant of `kernel` these kernels run: activations of [`Kernels::element`] where it
+    /// touches activations, float32 otherwise.
+    fn variant(&self, kernel: Kernel) -> Element {
+        if kernel.stores_activations() {
+            self.element
+        } else {
+            Element::F32
+        }
     }
 
     /// Whether the device can run `kernel` (creating its pipeline to find out).
@@ -319,15 +421,16 @@ impl Kernels {
 
     fn create(&self, kernel: Kernel) -> Option<wgpu::ComputePipeline> {
         let device = &self.device;
-        if !device.features().contains(kernel.features()) {
+        let element = self.variant(kernel);
+        if !device.features().contains(kernel.features(element)) {
             return None;
         }
         // Kernels with optional capabilities may still be refused by the device's compiler.
-        let optional = !kernel.capabilities().is_empty();
+        let optional = !kernel.capabilities(element).is_empty();
         let scope = optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name()),
-            source: wgpu::ShaderSource::Wgsl(kernel.source()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source(element)),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name()),
@@ -421,7 +524,7 @@ impl Kernels {
 /// members at consecutive offsets (every field of every params struct is a `u32` or `f32`).
 #[cfg(test)]
 pub(crate) fn assert_params_match<P: KernelParams>(kernel: Kernel) {
-    let module = kernel.parse().unwrap();
+    let module = kernel.parse(Element::F32).unwrap();
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).unwrap();
     let (_, params) = module

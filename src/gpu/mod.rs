@@ -10,10 +10,11 @@ mod pipeline_cache;
 
 pub use context::GpuContext;
 pub use harness::GpuOps;
-pub use kernels::{Dispatch, Kernel, Kernels};
+pub use kernels::{Dispatch, Element, Kernel, Kernels};
 pub use network::{largest_batch, ConvAssignment, GpuModel, LaunchTiming, OpKind};
 pub use ops::{
-    storage, upload, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
+    activation_buffer, activation_bytes, activation_element, read_activations, storage, upload,
+    upload_activations, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
     KernelChoice, Precision, WeightPrep,
 };
 pub use pipeline_cache::PipelineCacheFile;

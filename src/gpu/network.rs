@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
-use super::kernels::{Dispatch, Kernels};
+use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
-    storage, upload, Conv, ConvGeometry, ConvKernel, ConvSupport, DenseShape, KernelChoice,
-    Precision, WeightPrep,
+    activation_buffer, activation_bytes, activation_element, storage, upload, Conv, ConvGeometry,
+    ConvKernel, ConvSupport, DenseShape, KernelChoice, Precision, WeightPrep,
 };
 use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
@@ -83,21 +83,27 @@ fn conv_geometry(c: &crate::graph::ConvNode) -> ConvGeometry {
     }
 }
 
-/// Largest batch one pass can run at `height` x `width` on `context`'s device: bounded by its
-/// storage-buffer limits (every activation is one binding) and by the depthwise grid, which
-/// puts `batch * height` in one dimension.
-pub fn largest_batch(context: &GpuContext, height: usize, width: usize) -> Result<usize> {
+/// Largest batch one pass can run at `height` x `width` on `context`'s device with activations
+/// of `element`: bounded by its storage-buffer limits (every activation is one binding) and by
+/// the depthwise grid, which puts `batch * height` in one dimension.
+pub fn largest_batch(
+    context: &GpuContext,
+    element: Element,
+    height: usize,
+    width: usize,
+) -> Result<usize> {
     let shapes = Graph::xception().infer_shapes(1, height, width)?;
-    largest_batch_of(context, &shapes, height, width)
+    largest_batch_of(context, element, &shapes, height, width)
 }
 
 fn largest_batch_of(
     context: &GpuContext,
+    element: Element,
     shapes_of_one: &[Shape],
     height: usize,
     width: usize,
 ) -> Result<usize> {
-    let per_image = largest_activation(shapes_of_one) as u64 * 4;
+    let per_image = (largest_activation(shapes_of_one) * element.bytes()) as u64;
     let limits = context.device.limits();
     let limit = limits
         .max_storage_buffer_binding_size
@@ -214,7 +220,8 @@ impl GpuModel {
         let graph = Graph::xception();
         let device = &context.device;
         let cache = context.pipeline_cache().map(PipelineCacheFile::cache);
-        let kernels = Kernels::with_cache(device, cache);
+        let element = activation_element(precision, device);
+        let kernels = Kernels::with_cache(device, element, cache);
         let assigned = assign_kernels(&graph, &context, &kernels, choice, precision)?;
         let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
             let mut prep = WeightPrep::default();
@@ -311,7 +318,10 @@ impl GpuModel {
         precision: Precision,
     ) -> Result<Vec<ConvAssignment>> {
         let graph = Graph::xception();
-        let kernels = Kernels::new(&context.device);
+        let kernels = Kernels::new(
+            &context.device,
+            activation_element(precision, &context.device),
+        );
         let assigned = assign_kernels(&graph, context, &kernels, choice, precision)?;
         Ok(graph
             .nodes
@@ -372,7 +382,8 @@ impl GpuModel {
     }
 
     fn max_batch_of(&self, shapes_of_one: &[Shape], height: usize, width: usize) -> Result<usize> {
-        let batch = largest_batch_of(&self.context, shapes_of_one, height, width)?;
+        let element = self.kernels.element();
+        let batch = largest_batch_of(&self.context, element, shapes_of_one, height, width)?;
         Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
     }
 
@@ -431,7 +442,8 @@ impl GpuModel {
         let device = &self.context.device;
         let k = &self.kernels;
         let shapes = self.graph.infer_shapes(batch, height, width)?;
-        let input = storage(device, "input", shapes[0].len());
+        let element = k.element();
+        let input = activation_buffer(device, "input", shapes[0].len(), element);
 
         // Activation buffers, all the size of the largest activation, reused once the value
         // they hold is dead. (Best-fit buffers of each value's own size fragment and took more
@@ -448,7 +460,7 @@ impl GpuModel {
         let mut slot_of: Vec<Option<usize>> = vec![None; shapes.len()];
         let alloc = |pool: &mut Vec<wgpu::Buffer>, free: &mut Vec<usize>| {
             free.pop().unwrap_or_else(|| {
-                pool.push(storage(device, "activation", largest));
+                pool.push(activation_buffer(device, "activation", largest, element));
                 pool.len() - 1
             })
         };
@@ -461,7 +473,7 @@ impl GpuModel {
                 layer: layer.to_string(),
                 kind,
                 macs: macs as u64,
-                bytes: floats as u64 * 4,
+                bytes: (floats * element.bytes()) as u64,
                 ms: 0.0,
             })
         };
@@ -654,7 +666,8 @@ impl GpuModel {
                 count,
             });
             let queue = &self.context.queue;
-            queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(&input.data));
+            let element = self.kernels.element();
+            queue.write_buffer(&plan.input, 0, &activation_bytes(&input.data, element));
             let mut encoder = device.create_command_encoder(&Default::default());
             for (i, dispatch) in plan.dispatches.iter().enumerate() {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -699,9 +712,10 @@ impl GpuModel {
     /// The CPU side of a forward pass: writes the input, records the plan's launches into one
     /// compute pass and the output copies after it, and submits them.
     fn submit(&self, plan: &Plan, images: &[f32]) -> Result<()> {
+        let element = self.kernels.element();
         self.context.checked("running the network", || {
             let queue = &self.context.queue;
-            queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(images));
+            queue.write_buffer(&plan.input, 0, &activation_bytes(images, element));
             let mut encoder = self
                 .context
                 .device

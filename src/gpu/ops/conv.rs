@@ -9,7 +9,9 @@
 use super::{storage, u, upload};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{linear_grid, tiled_grid, Dispatch, Kernel, KernelParams, Kernels};
+use crate::gpu::kernels::{
+    linear_grid, tiled_grid, Dispatch, Element, Kernel, KernelParams, Kernels,
+};
 use crate::graph::Padding;
 use crate::tensor::Shape;
 use crate::weights::BatchNorm;
@@ -28,9 +30,20 @@ pub enum Precision {
     /// float32 everywhere (the default).
     #[default]
     F32,
-    /// GEMM weights stored as float16. The tiled and cooperative-matrix kernels also multiply
-    /// in float16 (sums stay float32); the others compute in float32.
+    /// GEMM weights stored as float16, and activations too where the device has
+    /// `SHADER_F16` (see [`activation_element`]). The tiled and cooperative-matrix kernels
+    /// also multiply in float16; every kernel sums in float32.
     F16,
+}
+
+/// The element type of the activations at `precision` on `device`: float16 at
+/// [`Precision::F16`] where the device has `SHADER_F16`, float32 otherwise.
+pub fn activation_element(precision: Precision, device: &wgpu::Device) -> Element {
+    if precision == Precision::F16 && device.features().contains(wgpu::Features::SHADER_F16) {
+        Element::F16
+    } else {
+        Element::F32
+    }
 }
 
 /// A convolution kernel variant. [`ConvSupport::kernel_for`] picks one per convolution at
