@@ -26,7 +26,8 @@ pub struct BenchCase {
 pub struct BenchResult {
     /// Adapter and backend (`gpu (llvmpipe ..., Vulkan)` or `cpu (reference)`).
     pub backend: String,
-    /// The convolution kernels that ran, e.g. `conv_gemm_tiled` (empty on the CPU).
+    /// The convolution kernels that ran, e.g. `conv_gemm_tiled+depthwise_conv_tiled` (empty on
+    /// the CPU).
     pub conv_kernels: String,
     /// The case timed.
     pub case: BenchCase,
@@ -85,14 +86,17 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
     Tensor::new(shape, data)
 }
 
-/// The distinct convolution kernels `model` runs, joined with `+`, most used first.
+/// The distinct convolution kernels `model` runs (depthwise included), joined with `+`, most
+/// used first.
 pub fn conv_kernel_summary(model: &Xception) -> String {
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
     for assignment in model.conv_kernels() {
-        let name = assignment.kernel.name();
-        match counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((name, 1)),
+        let depthwise = assignment.depthwise.map(|d| d.name());
+        for name in std::iter::once(assignment.kernel.name()).chain(depthwise) {
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name, 1)),
+            }
         }
     }
     counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));

@@ -13,8 +13,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use xception_wgpu::cpu::ops;
 use xception_wgpu::gpu::{
-    activation_element, ConvGeometry, ConvKernel, Element, GpuOps, Kernel, Kernels,
-    PipelineCacheFile, Precision,
+    activation_element, ConvGeometry, ConvKernel, DepthwiseKernel, Element, GpuOps, Kernel,
+    Kernels, PipelineCacheFile, Precision,
 };
 use xception_wgpu::graph::{Padding, BN_EPSILON};
 use xception_wgpu::weights::BatchNorm;
@@ -365,9 +365,13 @@ fn depthwise_conv_matches_cpu() {
     }
 }
 
+/// Every depthwise variant on the shapes it takes: single pixels, odd sizes, sizes that are
+/// not multiples of the tiled kernel's 8x8 tile, 3 and 13 channels (the plain kernel), 728
+/// channels (182 quads, not a multiple of the tiled kernel's 8), batches.
 fn depthwise_cases_match_cpu(gpu: &GpuOps) {
     let element = gpu.element();
     let mut rng = rng();
+    let mut runs = [0; DepthwiseKernel::ALL.len()];
     for shape in [
         Shape::new(1, 1, 1, 3),
         Shape::new(2, 5, 7, 3),
@@ -375,17 +379,32 @@ fn depthwise_cases_match_cpu(gpu: &GpuOps) {
         Shape::new(1, 9, 9, 728),
         Shape::new(1, 16, 15, 64),
         Shape::new(3, 5, 5, 1024),
+        Shape::new(2, 19, 17, 12),
+        Shape::new(1, 1, 9, 4),
     ] {
-        for relu_input in [false, true] {
+        for (variant, relu_input) in DepthwiseKernel::ALL
+            .into_iter()
+            .flat_map(|v| [(v, false), (v, true)])
+        {
+            if !variant.runs(shape.channels) {
+                continue;
+            }
+            runs[variant as usize] += 1;
             let x = stored(&random_tensor(&mut rng, shape), element);
             let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
             let input = if relu_input { ops::relu(&x) } else { x.clone() };
             let want = ops::depthwise_conv3x3(&input, &kernel);
-            let got = gpu.depthwise_conv(&x, &kernel, relu_input).unwrap();
-            let what = format!("{element:?} depthwise {shape} relu_input={relu_input}");
+            let got = gpu
+                .depthwise_conv(variant, &x, &kernel, relu_input)
+                .unwrap();
+            let what = format!(
+                "{element:?} {} {shape} relu_input={relu_input}",
+                variant.name()
+            );
             assert_within_f16(&got.data, &want.data, None, element, &what);
         }
     }
+    assert!(runs.iter().all(|&n| n > 0), "every variant ran: {runs:?}");
 }
 
 #[test]

@@ -60,13 +60,13 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
             let kernel = gpu.kernel.choice();
             println!("convolution kernels ({kernel:?} at {precision:?}):");
             let assignments = GpuModel::conv_kernels(&context, kernel, precision)?;
-            // Consecutive layers on the same kernel share a line.
+            // Consecutive layers on the same kernels share a line.
             let mut i = 0;
             while i < assignments.len() {
-                let name = assignments[i].kernel.name();
+                let kernels = assignments[i].kernels();
                 let run = assignments[i..]
                     .iter()
-                    .take_while(|a| a.kernel.name() == name)
+                    .take_while(|a| a.kernels() == kernels)
                     .count();
                 let layers = if run == 1 {
                     assignments[i].layer.clone()
@@ -77,7 +77,7 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
                         assignments[i + run - 1].layer
                     )
                 };
-                println!("  {name:<22} {layers}");
+                println!("  {kernels:<42} {layers}");
                 i += run;
             }
             println!("limits used:");

@@ -5,7 +5,7 @@ use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
     activation_buffer, fold_batchnorm, read_activations, storage, upload, upload_activations, Conv,
-    ConvGeometry, ConvKernel, DenseShape, Precision, WeightPrep,
+    ConvGeometry, ConvKernel, DenseShape, DepthwiseKernel, Precision, WeightPrep,
 };
 use crate::error::{Error, Result};
 use crate::graph::Padding;
@@ -209,14 +209,28 @@ impl GpuOps {
         self.tensor(shape, &[d], &output)
     }
 
-    /// Depthwise 3x3 'same' convolution, optionally rectifying the input as it is read.
-    pub fn depthwise_conv(&self, x: &Tensor, kernel: &[f32], relu_input: bool) -> Result<Tensor> {
+    /// Depthwise 3x3 'same' convolution on `variant`, optionally rectifying the input as it
+    /// is read. Fails where `variant` cannot run the input's channel count.
+    pub fn depthwise_conv(
+        &self,
+        variant: DepthwiseKernel,
+        x: &Tensor,
+        kernel: &[f32],
+        relu_input: bool,
+    ) -> Result<Tensor> {
+        if !variant.runs(x.shape.channels) {
+            return Err(Error::Input(format!(
+                "{} does not run {} channels",
+                variant.name(),
+                x.shape.channels
+            )));
+        }
         let input = self.input("input", &x.data);
         let kernel = upload(self.device(), "kernel", kernel);
         let output = self.output(x.shape.len());
         let d = self
             .kernels
-            .depthwise_conv(&input, x.shape, &kernel, relu_input, &output);
+            .depthwise_conv(variant, &input, x.shape, &kernel, relu_input, &output);
         self.tensor(x.shape, &[d], &output)
     }
 

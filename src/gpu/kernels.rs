@@ -80,6 +80,9 @@ pub enum Kernel {
     DepthwiseConv,
     /// The same over 4 channels per invocation, for channel counts that are multiples of 4.
     DepthwiseConvPack4,
+    /// The same with an 8x8-pixel, 32-channel tile's input staged in workgroup memory, for
+    /// GPUs.
+    DepthwiseConvTiled,
     /// Pointwise 1x1 convolution (GEMM) with a register tile and no workgroup memory.
     PointwiseConv,
     /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
@@ -112,10 +115,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
         Kernel::DepthwiseConvPack4,
+        Kernel::DepthwiseConvTiled,
         Kernel::PointwiseConv,
         Kernel::ConvGemmSubgroup,
         Kernel::ConvGemmTiled,
@@ -137,6 +141,7 @@ impl Kernel {
             Kernel::Conv2d => "conv2d",
             Kernel::DepthwiseConv => "depthwise_conv",
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
+            Kernel::DepthwiseConvTiled => "depthwise_conv_tiled",
             Kernel::PointwiseConv => "pointwise_conv",
             Kernel::ConvGemmSubgroup => "conv_gemm_subgroup",
             Kernel::ConvGemmTiled => "conv_gemm_tiled",
@@ -170,6 +175,7 @@ impl Kernel {
             Kernel::Conv2d
                 | Kernel::DepthwiseConv
                 | Kernel::DepthwiseConvPack4
+                | Kernel::DepthwiseConvTiled
                 | Kernel::PointwiseConv
                 | Kernel::ConvGemmSubgroup
                 | Kernel::ConvGemmTiled
@@ -227,6 +233,7 @@ impl Kernel {
             Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
             Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
+            Kernel::DepthwiseConvTiled => include_str!("../../shaders/depthwise_conv_tiled.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
             Kernel::ConvGemmSubgroup => include_str!("../../shaders/conv_gemm_subgroup.wgsl"),
             Kernel::ConvGemmTiled | Kernel::ConvGemmTiledF16 => {

@@ -14,7 +14,7 @@ pub use kernels::{Dispatch, Element, Kernel, Kernels};
 pub use network::{largest_batch, ConvAssignment, GpuModel, LaunchTiming, OpKind};
 pub use ops::{
     activation_buffer, activation_bytes, activation_element, read_activations, storage, upload,
-    upload_activations, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
-    KernelChoice, Precision, WeightPrep,
+    upload_activations, Conv, ConvGeometry, ConvKernel, ConvWeights, DepthwiseKernel, FoldedConv,
+    GemmWeights, KernelChoice, Precision, WeightPrep,
 };
 pub use pipeline_cache::PipelineCacheFile;

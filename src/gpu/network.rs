@@ -8,7 +8,7 @@ use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
     activation_buffer, activation_bytes, activation_element, storage, upload, Conv, ConvGeometry,
-    ConvKernel, ConvSupport, DenseShape, KernelChoice, Precision, WeightPrep,
+    ConvKernel, ConvSupport, DenseShape, DepthwiseKernel, KernelChoice, Precision, WeightPrep,
 };
 use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
@@ -25,9 +25,11 @@ const MAX_CACHED_PLANS: usize = 4;
 enum NodeWeights {
     /// A stem or shortcut convolution.
     Conv(Conv),
-    /// A separable convolution: depthwise kernel, and the pointwise half as a convolution.
+    /// A separable convolution: depthwise kernel and its variant, and the pointwise half as
+    /// a convolution.
     Separable {
         depthwise: wgpu::Buffer,
+        depthwise_kernel: DepthwiseKernel,
         pointwise: Conv,
     },
     None,
@@ -46,8 +48,20 @@ struct HeadLayer {
 pub struct ConvAssignment {
     /// Keras layer name of the convolution.
     pub layer: String,
-    /// The variant chosen for it.
+    /// The variant chosen for it (for a separable convolution, its pointwise half).
     pub kernel: ConvKernel,
+    /// The depthwise variant of a separable convolution.
+    pub depthwise: Option<DepthwiseKernel>,
+}
+
+impl ConvAssignment {
+    /// The kernels' names, e.g. `depthwise_conv_tiled + conv_gemm_tiled`.
+    pub fn kernels(&self) -> String {
+        match self.depthwise {
+            Some(depthwise) => format!("{} + {}", depthwise.name(), self.kernel.name()),
+            None => self.kernel.name().to_string(),
+        }
+    }
 }
 
 /// The kernel of every convolution of `graph` (by node; `None` for nodes without one) on
@@ -58,18 +72,26 @@ fn assign_kernels(
     kernels: &Kernels,
     choice: KernelChoice,
     precision: Precision,
-) -> Result<Vec<Option<ConvKernel>>> {
+) -> Result<Vec<Option<ConvAssignment>>> {
     let support = ConvSupport::new(context, kernels, choice, precision)?;
     Ok(graph
         .nodes
         .iter()
         .map(|node| match &node.op {
-            Op::Conv(c) => {
-                Some(support.kernel_for(conv_geometry(c), c.in_channels, c.out_channels))
-            }
-            Op::Separable(s) => {
-                Some(support.kernel_for(ConvGeometry::pointwise(1), s.in_channels, s.out_channels))
-            }
+            Op::Conv(c) => Some(ConvAssignment {
+                layer: c.conv.clone(),
+                kernel: support.kernel_for(conv_geometry(c), c.in_channels, c.out_channels),
+                depthwise: None,
+            }),
+            Op::Separable(s) => Some(ConvAssignment {
+                layer: s.conv.clone(),
+                kernel: support.kernel_for(
+                    ConvGeometry::pointwise(1),
+                    s.in_channels,
+                    s.out_channels,
+                ),
+                depthwise: Some(support.depthwise_for(s.in_channels)),
+            }),
             Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => None,
         })
         .collect())
@@ -200,6 +222,8 @@ pub struct GpuModel {
     graph: Graph,
     num_classes: usize,
     nodes: Vec<NodeWeights>,
+    /// The kernels of every convolution, in graph order.
+    assignments: Vec<ConvAssignment>,
     head: Vec<HeadLayer>,
     batch_limit: Option<usize>,
     plans: Mutex<HashMap<(usize, usize, usize), Arc<Plan>>>,
@@ -226,7 +250,7 @@ impl GpuModel {
         let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
             let mut prep = WeightPrep::default();
             let mut nodes = Vec::new();
-            for (node, variant) in graph.nodes.iter().zip(&assigned) {
+            for (node, assigned) in graph.nodes.iter().zip(&assigned) {
                 let mut conv = |variant, geometry, kernel: &[f32], out_channels, bn: &str| {
                     let bn = weights.batchnorm(bn);
                     let (conv, steps) = Conv::prepare(
@@ -241,17 +265,17 @@ impl GpuModel {
                     prep.append(steps);
                     Ok::<_, Error>(conv)
                 };
-                nodes.push(match (&node.op, *variant) {
-                    (Op::Conv(c), Some(variant)) => NodeWeights::Conv(conv(
-                        variant,
+                nodes.push(match (&node.op, assigned) {
+                    (Op::Conv(c), Some(assigned)) => NodeWeights::Conv(conv(
+                        assigned.kernel,
                         conv_geometry(c),
                         weights.tensor(&format!("{}.kernel", c.conv)),
                         c.out_channels,
                         &c.bn,
                     )?),
-                    (Op::Separable(s), Some(variant)) => NodeWeights::Separable {
+                    (Op::Separable(s), Some(assigned)) => NodeWeights::Separable {
                         pointwise: conv(
-                            variant,
+                            assigned.kernel,
                             ConvGeometry::pointwise(1),
                             weights.tensor(&format!("{}.pointwise_kernel", s.conv)),
                             s.out_channels,
@@ -262,6 +286,9 @@ impl GpuModel {
                             &s.conv,
                             weights.tensor(&format!("{}.depthwise_kernel", s.conv)),
                         ),
+                        depthwise_kernel: assigned
+                            .depthwise
+                            .expect("a separable convolution has a depthwise kernel"),
                     },
                     _ => NodeWeights::None,
                 });
@@ -303,6 +330,7 @@ impl GpuModel {
             kernels,
             graph,
             nodes,
+            assignments: assigned.into_iter().flatten().collect(),
             head,
             batch_limit: None,
             plans: Mutex::new(HashMap::new()),
@@ -323,44 +351,12 @@ impl GpuModel {
             activation_element(precision, &context.device),
         );
         let assigned = assign_kernels(&graph, context, &kernels, choice, precision)?;
-        Ok(graph
-            .nodes
-            .iter()
-            .zip(assigned)
-            .filter_map(|(node, kernel)| {
-                let layer = match &node.op {
-                    Op::Conv(c) => c.conv.clone(),
-                    Op::Separable(s) => s.conv.clone(),
-                    _ => return None,
-                };
-                Some(ConvAssignment {
-                    layer,
-                    kernel: kernel?,
-                })
-            })
-            .collect())
+        Ok(assigned.into_iter().flatten().collect())
     }
 
     /// The kernel variant each convolution of this model runs on.
     pub fn assignments(&self) -> Vec<ConvAssignment> {
-        self.graph
-            .nodes
-            .iter()
-            .zip(&self.nodes)
-            .filter_map(|(node, weights)| match (&node.op, weights) {
-                (Op::Conv(c), NodeWeights::Conv(conv)) => Some(ConvAssignment {
-                    layer: c.conv.clone(),
-                    kernel: conv.kernel,
-                }),
-                (Op::Separable(s), NodeWeights::Separable { pointwise, .. }) => {
-                    Some(ConvAssignment {
-                        layer: s.conv.clone(),
-                        kernel: pointwise.kernel,
-                    })
-                }
-                _ => None,
-            })
-            .collect()
+        self.assignments.clone()
     }
 
     /// The device in use.
@@ -511,12 +507,19 @@ impl GpuModel {
                     Op::Separable(s),
                     NodeWeights::Separable {
                         depthwise,
+                        depthwise_kernel,
                         pointwise,
                     },
                 ) => {
                     let tmp = alloc(&mut pool, &mut free);
-                    dispatches
-                        .push(k.depthwise_conv(&x, in_shape, depthwise, s.relu_in, &pool[tmp]));
+                    dispatches.push(k.depthwise_conv(
+                        *depthwise_kernel,
+                        &x,
+                        in_shape,
+                        depthwise,
+                        s.relu_in,
+                        &pool[tmp],
+                    ));
                     let out = alloc(&mut pool, &mut free);
                     let residual = s.residual.map(|r| buffer_of(&pool, r));
                     let (d, _) = pointwise.launch(

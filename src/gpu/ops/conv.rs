@@ -6,7 +6,7 @@
 //! [`ConvSupport::kernel_for`] from what the adapter offers and the convolution's shape, and
 //! weights stored the way that kernel reads them.
 
-use super::{storage, u, upload};
+use super::{storage, u, upload, DepthwiseKernel};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{
@@ -161,11 +161,14 @@ pub enum KernelChoice {
 }
 
 /// What the adapter offers the convolution kernels, and the user's choice: the one place that
-/// decides which kernel runs each convolution.
+/// decides which kernel runs each convolution, the depthwise ones included.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvSupport {
     /// The GEMM variant convolutions run on where their shape allows.
     gemm: ConvKernel,
+    /// Whether depthwise convolutions stage their input in workgroup memory (GPUs) where
+    /// their channels come in 4s.
+    depthwise_tiled: bool,
 }
 
 impl ConvSupport {
@@ -221,7 +224,27 @@ impl ConvSupport {
                 )
             }
         };
-        Ok(Self { gemm })
+        // The workgroup-memory kernels go together: GPUs get both, CPU drivers (where
+        // barriers are expensive) and the portable and subgroup choices neither.
+        let depthwise_tiled = matches!(
+            gemm,
+            ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::CoopMatrix
+        );
+        Ok(Self {
+            gemm,
+            depthwise_tiled,
+        })
+    }
+
+    /// The kernel that runs a depthwise convolution over `channels` channels.
+    pub(crate) fn depthwise_for(&self, channels: usize) -> DepthwiseKernel {
+        if self.depthwise_tiled && DepthwiseKernel::Tiled.runs(channels) {
+            DepthwiseKernel::Tiled
+        } else if DepthwiseKernel::Pack4.runs(channels) {
+            DepthwiseKernel::Pack4
+        } else {
+            DepthwiseKernel::Plain
+        }
     }
 
     /// The kernel that runs a convolution of this geometry and these channel counts.

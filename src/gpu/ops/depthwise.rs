@@ -4,7 +4,47 @@ use super::u;
 use crate::gpu::kernels::{Dispatch, Kernel, KernelParams, Kernels};
 use crate::tensor::Shape;
 
-/// Uniform parameters of `depthwise_conv.wgsl` and `depthwise_conv_pack4.wgsl`.
+/// A depthwise kernel variant; [`ConvSupport`](super::ConvSupport) picks one per separable
+/// convolution at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DepthwiseKernel {
+    /// `depthwise_conv.wgsl`: one channel per invocation, any channel count.
+    Plain,
+    /// `depthwise_conv_pack4.wgsl`: 4 channels per invocation through vec4 loads.
+    Pack4,
+    /// `depthwise_conv_tiled.wgsl`: a tile's input staged in workgroup memory, for GPUs.
+    Tiled,
+}
+
+impl DepthwiseKernel {
+    /// Every variant.
+    pub const ALL: [DepthwiseKernel; 3] = [
+        DepthwiseKernel::Plain,
+        DepthwiseKernel::Pack4,
+        DepthwiseKernel::Tiled,
+    ];
+
+    /// The kernel it launches.
+    pub const fn kernel(self) -> Kernel {
+        match self {
+            DepthwiseKernel::Plain => Kernel::DepthwiseConv,
+            DepthwiseKernel::Pack4 => Kernel::DepthwiseConvPack4,
+            DepthwiseKernel::Tiled => Kernel::DepthwiseConvTiled,
+        }
+    }
+
+    /// Its shader's name.
+    pub const fn name(self) -> &'static str {
+        self.kernel().name()
+    }
+
+    /// Whether it can run `channels` channels (the vec4 variants need multiples of 4).
+    pub const fn runs(self, channels: usize) -> bool {
+        matches!(self, DepthwiseKernel::Plain) || channels % 4 == 0
+    }
+}
+
+/// Uniform parameters of every depthwise kernel.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct DepthwiseParams {
@@ -18,10 +58,14 @@ struct DepthwiseParams {
 impl KernelParams for DepthwiseParams {}
 
 impl Kernels {
-    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`), optionally rectifying its input;
-    /// 4 channels per invocation when `C` is a multiple of 4.
+    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`) on `variant`, optionally
+    /// rectifying its input.
+    ///
+    /// # Panics
+    /// Where `variant` cannot run `C` channels (see [`DepthwiseKernel::runs`]).
     pub(crate) fn depthwise_conv(
         &self,
+        variant: DepthwiseKernel,
         input: &wgpu::Buffer,
         shape: Shape,
         kernel: &wgpu::Buffer,
@@ -36,22 +80,33 @@ impl Kernels {
             relu_input: relu_input.into(),
             _pad: [0; 3],
         };
-        let (kernel_kind, lanes) = if shape.channels % 4 == 0 {
-            (Kernel::DepthwiseConvPack4, shape.channels / 4)
-        } else {
-            (Kernel::DepthwiseConv, shape.channels)
-        };
-        // x: 64 channel lanes per workgroup; y: strips of 4 columns; z: batch * rows.
-        self.dispatch(
-            kernel_kind,
-            &params,
-            &[input, kernel, output],
-            [
-                u(lanes.div_ceil(64)),
+        assert!(
+            variant.runs(shape.channels),
+            "{} cannot run {} channels",
+            variant.name(),
+            shape.channels
+        );
+        let grid = match variant {
+            // x: 64 channels per workgroup; y: strips of 4 columns; z: batch * rows.
+            DepthwiseKernel::Plain => [
+                u(shape.channels.div_ceil(64)),
                 u(shape.width.div_ceil(4)),
                 u(shape.batch * shape.height),
             ],
-        )
+            // The same over 64 channel quads.
+            DepthwiseKernel::Pack4 => [
+                u((shape.channels / 4).div_ceil(64)),
+                u(shape.width.div_ceil(4)),
+                u(shape.batch * shape.height),
+            ],
+            // x: 8 channel quads; y: 8-column tiles; z: batch * 8-row tiles.
+            DepthwiseKernel::Tiled => [
+                u((shape.channels / 4).div_ceil(8)),
+                u(shape.width.div_ceil(8)),
+                u(shape.batch * shape.height.div_ceil(8)),
+            ],
+        };
+        self.dispatch(variant.kernel(), &params, &[input, kernel, output], grid)
     }
 }
 
@@ -64,5 +119,6 @@ mod tests {
     fn params_match_their_shaders() {
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConv);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvPack4);
+        assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvTiled);
     }
 }

@@ -13,6 +13,7 @@ pub use conv::{
     activation_element, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
     KernelChoice, Precision, WeightPrep,
 };
+pub use depthwise::DepthwiseKernel;
 pub(crate) use head::DenseShape;
 
 use wgpu::util::DeviceExt;
