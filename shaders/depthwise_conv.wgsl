@@ -3,25 +3,9 @@
 // for a residual shortcut. Kernel layout [3][3][channels] (Keras [3, 3, C, 1]). No bias: the
 // batchnorm after a separable convolution is folded into its pointwise half.
 
-// Activation storage: float32 here; the float16-storage variant of the kernel is this source
-// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
-alias Stored = f32;
-
-struct Params {
-    batch: u32,
-    height: u32,
-    width: u32,
-    channels: u32,
-    relu_input: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<Stored>;
-@group(0) @binding(2) var<storage, read> kernel: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<Stored>;
+alias Lanes = f32;
+alias StoredLanes = Stored;
+#include "depthwise_interface.wgsl"
 
 // Grid: x over channels (64 per workgroup), y over strips of 4 columns, z over batch * rows.
 // An invocation computes one channel of a 4-pixel strip, loading each of the 3x6 input pixels

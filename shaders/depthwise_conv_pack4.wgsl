@@ -3,25 +3,9 @@
 // neighbouring channels through vec4 loads and stores, so one load fetches 4 values.
 // Optionally applies ReLU to the input as it is read. Kernel layout [3][3][channels].
 
-// Activation storage: float32 here; the float16-storage variant of the kernel is this source
-// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
-alias Stored = f32;
-
-struct Params {
-    batch: u32,
-    height: u32,
-    width: u32,
-    channels: u32,
-    relu_input: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<vec4<Stored>>;
-@group(0) @binding(2) var<storage, read> kernel: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> output: array<vec4<Stored>>;
+alias Lanes = vec4<f32>;
+alias StoredLanes = vec4<Stored>;
+#include "depthwise_interface.wgsl"
 
 // Grid: x over channel quads (64 per workgroup), y over strips of 4 columns, z over
 // batch * rows. An invocation computes 4 channels of a 4-pixel strip from 3x6 input and 9

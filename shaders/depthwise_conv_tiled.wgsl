@@ -1,28 +1,12 @@
 // Depthwise 3x3 convolution, stride 1, 'same' padding, NHWC, for GPUs and channel counts that
 // are a multiple of 4: a workgroup stages the input of an 8x8-pixel, 32-channel output tile
 // (a 10x10 halo, rectified on read if asked) in workgroup memory once, so each input value is
-// read from memory about 1.6 times instead of once per tap, and every invocation computes a
-// strip of 8 pixels of 4 channels from it. Kernel layout [3][3][channels].
+// read from memory about 1.6 times (4.5 in depthwise_conv_pack4), and every invocation
+// computes a strip of 8 pixels of 4 channels from it. Kernel layout [3][3][channels].
 
-// Activation storage: float32 here; the float16-storage variant of the kernel is this source
-// with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
-alias Stored = f32;
-
-struct Params {
-    batch: u32,
-    height: u32,
-    width: u32,
-    channels: u32,
-    relu_input: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<vec4<Stored>>;
-@group(0) @binding(2) var<storage, read> kernel: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> output: array<vec4<Stored>>;
+alias Lanes = vec4<f32>;
+alias StoredLanes = vec4<Stored>;
+#include "depthwise_interface.wgsl"
 
 // Output tile: TILE x TILE pixels and QUADS channel quads; its input is (TILE + 2)^2 pixels.
 const TILE: u32 = 8u;

@@ -50,3 +50,22 @@ fn every_shader_file_is_a_registered_kernel() {
     registered.dedup();
     assert_eq!(files, registered);
 }
+
+#[test]
+fn every_shader_fragment_is_included() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let kernels: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for fragment in std::fs::read_dir(format!("{dir}/fragments")).unwrap() {
+        let name = fragment.unwrap().file_name().to_string_lossy().into_owned();
+        let include = format!("#include \"{name}\"");
+        assert!(
+            kernels.iter().any(|k| k.contains(&include)),
+            "shaders/fragments/{name} is included by no kernel"
+        );
+    }
+}

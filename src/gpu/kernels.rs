@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 /// Shader fragments that kernels take in with a line `#include "<name>"`, by name (files in
 /// `shaders/fragments/`): WGSL has no includes, and these declarations are shared.
-const FRAGMENTS: [(&str, &str); 2] = [
+const FRAGMENTS: [(&str, &str); 3] = [
     (
         "conv_gemm_interface.wgsl",
         include_str!("../../shaders/fragments/conv_gemm_interface.wgsl"),
@@ -16,6 +16,10 @@ const FRAGMENTS: [(&str, &str); 2] = [
     (
         "conv_gemm_window.wgsl",
         include_str!("../../shaders/fragments/conv_gemm_window.wgsl"),
+    ),
+    (
+        "depthwise_interface.wgsl",
+        include_str!("../../shaders/fragments/depthwise_interface.wgsl"),
     ),
 ];
 
