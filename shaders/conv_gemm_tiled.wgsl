@@ -53,27 +53,7 @@ fn input_at(corner: vec3<i32>, k: u32, k_len: u32) -> f32 {
     return f32(input[pixel * params.in_channels + channel]);
 }
 
-// Adds the bias, the residual, rectifies and stores channels c0..c0+3 of pixel `row`.
-fn store(row: u32, c0: u32, sum: vec4<f32>) {
-    if (row >= params.rows) {
-        return;
-    }
-    let value = sum + bias[c0 / 4u];
-    let base = row * params.out_channels;
-    for (var j = 0u; j < 4u; j++) {
-        let c = c0 + j;
-        if (c < params.out_channels) {
-            var v = value[j];
-            if (params.has_residual != 0u) {
-                v += f32(residual[base + c]);
-            }
-            if (params.relu != 0u) {
-                v = max(v, 0.0);
-            }
-            output[base + c] = Stored(v);
-        }
-    }
-}
+#include "conv_gemm_store.wgsl"
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -95,10 +75,11 @@ fn main(
     // Compute: this invocation's texel column and first pixel.
     let tx = lid % TILE_TEXELS;
     let ty = lid / TILE_TEXELS;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    let b0 = bias[texel0 + tx];
+    var acc0 = b0;
+    var acc1 = b0;
+    var acc2 = b0;
+    var acc3 = b0;
     for (var k0 = 0u; k0 < k_len; k0 += STEP) {
         for (var j = 0u; j < 4u; j++) {
             let k = q * 4u + j;

@@ -23,25 +23,7 @@ fn input_pixel(row: u32) -> u32 {
     return (n * params.in_height + y * params.stride) * params.in_width + x * params.stride;
 }
 
-fn store(row: u32, c0: u32, value: vec4<f32>) {
-    if (row >= params.rows) {
-        return;
-    }
-    let base = row * params.out_channels;
-    for (var j = 0u; j < 4u; j++) {
-        let c = c0 + j;
-        if (c < params.out_channels) {
-            var v = value[j];
-            if (params.has_residual != 0u) {
-                v += f32(residual[base + c]);
-            }
-            if (params.relu != 0u) {
-                v = max(v, 0.0);
-            }
-            output[base + c] = Stored(v);
-        }
-    }
-}
+#include "conv_gemm_store.wgsl"
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

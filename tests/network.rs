@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use common::max_abs_diff;
 use safetensors::SafeTensors;
-use xception_wgpu::gpu::{ConvKernel, GpuModel, GpuOps, KernelChoice, Precision};
+use xception_wgpu::gpu::{ConvKernel, DepthwiseKernel, GpuModel, GpuOps, KernelChoice, Precision};
 use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
@@ -179,6 +179,39 @@ fn every_float16_kernel_choice_stays_close_to_keras() {
         let model = gpu_with(choice, Precision::F16).unwrap();
         let kernels = xception_wgpu::bench::conv_kernel_summary(&model);
         check_against_keras_within(&model, &format!("gpu f16 {kernels}"), F16_TOL);
+    }
+}
+
+/// `auto` (the default model) gives each adapter kind its kernels: on a CPU adapter with
+/// subgroups of 8 or more (lavapipe in CI) the subgroup GEMM, with the direct convolution for
+/// the 3-channel first one; on a CPU adapter without, the portable kernels; on GPUs the tiled
+/// GEMM. The depthwise halves get the vec4 kernel on CPU adapters and the tiled one on GPUs.
+#[test]
+fn auto_gives_each_adapter_kind_its_kernels() {
+    let context = common::gpu();
+    let adapter = &context.adapter;
+    let cpu = adapter.device_type == wgpu::DeviceType::Cpu;
+    let subgroups = context.device.features().contains(wgpu::Features::SUBGROUP)
+        && adapter.subgroup_min_size >= 8;
+    let assignments = gpu().conv_kernels();
+    assert_eq!(assignments.len(), 40, "36 convolutions and 4 shortcuts");
+    for a in &assignments {
+        let kernel = match (cpu, subgroups) {
+            (true, true) if a.layer == "block1_conv1" => ConvKernel::Direct,
+            (true, true) => ConvKernel::Subgroup,
+            (true, false) if a.layer.starts_with("block1_conv") => ConvKernel::Direct,
+            (true, false) => ConvKernel::Portable,
+            (false, _) => ConvKernel::Tiled,
+        };
+        let depthwise = if cpu {
+            DepthwiseKernel::Pack4
+        } else {
+            DepthwiseKernel::Tiled
+        };
+        assert_eq!(a.kernel, kernel, "{a:?} on {adapter:?}");
+        if let Some(got) = a.depthwise {
+            assert_eq!(got, depthwise, "{a:?} on {adapter:?}");
+        }
     }
 }
 

@@ -8,10 +8,14 @@ use bytemuck::Pod;
 
 /// Shader fragments that kernels take in with a line `#include "<name>"`, by name (files in
 /// `shaders/fragments/`): WGSL has no includes, and these declarations are shared.
-const FRAGMENTS: [(&str, &str); 3] = [
+const FRAGMENTS: [(&str, &str); 4] = [
     (
         "conv_gemm_interface.wgsl",
         include_str!("../../shaders/fragments/conv_gemm_interface.wgsl"),
+    ),
+    (
+        "conv_gemm_store.wgsl",
+        include_str!("../../shaders/fragments/conv_gemm_store.wgsl"),
     ),
     (
         "conv_gemm_window.wgsl",

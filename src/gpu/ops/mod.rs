@@ -16,6 +16,8 @@ pub use conv::{
 pub use depthwise::DepthwiseKernel;
 pub(crate) use head::DenseShape;
 
+use std::borrow::Cow;
+
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
@@ -64,17 +66,20 @@ pub fn activation_buffer(
 }
 
 /// `values` as the bytes of activations of `element` (float16 rounds to nearest), padded to a
-/// multiple of 4 bytes, for [`wgpu::Queue::write_buffer`].
-pub fn activation_bytes(values: &[f32], element: Element) -> Vec<u8> {
-    let mut bytes = match element {
-        Element::F32 => bytemuck::cast_slice(values).to_vec(),
-        Element::F16 => values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-    };
-    bytes.resize(bytes.len().next_multiple_of(4), 0);
-    bytes
+/// multiple of 4 bytes, for [`wgpu::Queue::write_buffer`]; float32 values are borrowed as
+/// they are.
+pub fn activation_bytes(values: &[f32], element: Element) -> Cow<'_, [u8]> {
+    match element {
+        Element::F32 => Cow::Borrowed(bytemuck::cast_slice(values)),
+        Element::F16 => {
+            let mut bytes: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
+            Cow::Owned(bytes)
+        }
+    }
 }
 
 /// Creates a storage buffer holding `values` as activations of `element`.
