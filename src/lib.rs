@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod cpu;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The public entry point: [`Xception`] over a CPU or GPU backend, and its [`Outputs`].
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -7,7 +8,9 @@ use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use image::DynamicImage;
 
-use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, LaunchTiming, Precision};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::LaunchTiming;
+use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, Precision};
 use crate::outputs::Outputs;
 use crate::preprocess;
 use crate::tensor::Tensor;
@@ -81,6 +84,7 @@ pub struct XceptionBuilder {
     max_batch: Option<usize>,
     precision: Precision,
     conv_kernel: KernelChoice,
+    #[cfg(not(target_arch = "wasm32"))]
     pipeline_cache: Option<PathBuf>,
 }
 
@@ -120,6 +124,45 @@ impl XceptionBuilder {
         self
     }
 
+    /// Parses safetensors weights held in memory and creates the model without blocking
+    /// (what a browser calls; natively [`XceptionBuilder::load_bytes`] does the same).
+    pub async fn load_bytes_async(self, bytes: &[u8]) -> Result<Xception> {
+        let weights = Weights::from_bytes(bytes, "weights in memory")?;
+        self.build_async(weights).await
+    }
+
+    /// Creates the model over already loaded weights (shared with the caller when given as an
+    /// `Arc`) without blocking.
+    pub async fn build_async(self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
+        let weights = weights.into();
+        let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
+            (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
+            (BackendKind::Gpu, device) => {
+                #[allow(unused_mut)]
+                let mut context = match device {
+                    Some((device, queue)) => GpuContext::from_device(device, queue),
+                    None => GpuContext::new_async().await?,
+                };
+                #[cfg(not(target_arch = "wasm32"))]
+                if let Some(dir) = &self.pipeline_cache {
+                    context = context.with_pipeline_cache(dir);
+                }
+                let mut gpu =
+                    GpuModel::new_async(context, weights.clone(), self.precision, self.conv_kernel)
+                        .await?;
+                if let Some(limit) = self.max_batch {
+                    gpu = gpu.with_batch_limit(limit);
+                }
+                Backend::Gpu(Box::new(gpu))
+            }
+        };
+        Ok(Xception { weights, backend })
+    }
+}
+
+/// The blocking API of native targets: thin wrappers over the async core.
+#[cfg(not(target_arch = "wasm32"))]
+impl XceptionBuilder {
     /// Keeps the GPU's compiled pipelines in a file in `dir` between runs, where the driver and
     /// wgpu support it (Vulkan), so a second start compiles less. Off by default.
     pub fn pipeline_cache(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -134,32 +177,13 @@ impl XceptionBuilder {
 
     /// Parses safetensors weights held in memory and creates the model.
     pub fn load_bytes(self, bytes: &[u8]) -> Result<Xception> {
-        self.build(Weights::from_bytes(bytes, "weights in memory")?)
+        pollster::block_on(self.load_bytes_async(bytes))
     }
 
     /// Creates the model over already loaded weights (shared with the caller when given as an
     /// `Arc`).
     pub fn build(self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
-        let weights = weights.into();
-        let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
-            (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
-            (BackendKind::Gpu, device) => {
-                let mut context = match device {
-                    Some((device, queue)) => GpuContext::from_device(device, queue),
-                    None => GpuContext::new()?,
-                };
-                if let Some(dir) = &self.pipeline_cache {
-                    context = context.with_pipeline_cache(dir);
-                }
-                let mut gpu =
-                    GpuModel::new(context, weights.clone(), self.precision, self.conv_kernel)?;
-                if let Some(limit) = self.max_batch {
-                    gpu = gpu.with_batch_limit(limit);
-                }
-                Backend::Gpu(Box::new(gpu))
-            }
-        };
-        Ok(Xception { weights, backend })
+        pollster::block_on(self.build_async(weights))
     }
 }
 
@@ -169,21 +193,6 @@ impl Xception {
         XceptionBuilder::default()
     }
 
-    /// Loads weights from a safetensors file and prepares `backend` (creating a GPU device if needed).
-    pub fn load(path: impl AsRef<Path>, backend: BackendKind) -> Result<Self> {
-        Self::new(Weights::load(path)?, backend)
-    }
-
-    /// Prepares `backend` over already loaded weights.
-    pub fn new(weights: Weights, backend: BackendKind) -> Result<Self> {
-        Self::builder().backend(backend).build(weights)
-    }
-
-    /// Runs on a device and queue owned by the host application (no second device is created).
-    pub fn with_device(weights: Weights, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
-        Self::builder().device(device, queue).build(weights)
-    }
-
     /// Preprocesses a decoded image for this model: RGB, resized to the model's input size,
     /// `x / 127.5 - 1`.
     pub fn prepare(&self, image: &DynamicImage) -> Result<Tensor> {
@@ -191,43 +200,35 @@ impl Xception {
         preprocess::from_image(image, Some((width, height)))
     }
 
-    /// The `k` most probable classes of each image, best first.
-    pub fn classify(&self, images: &[DynamicImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+    /// The `k` most probable classes of each image, best first, without blocking.
+    pub async fn classify_async(
+        &self,
+        images: &[DynamicImage],
+        k: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
         if self.weights.info.num_classes() == 0 {
             return Err(Error::NoHead);
         }
-        let outputs = self.forward_images(images)?;
+        let outputs = self.forward_images(images).await?;
         (0..images.len())
             .map(|i| self.top_k(&outputs, i, k))
             .collect()
     }
 
-    /// The 2048-d global-average-pooled embedding of each image.
-    pub fn embed(&self, images: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
-        let outputs = self.forward_images(images)?;
+    /// The 2048-d global-average-pooled embedding of each image, without blocking.
+    pub async fn embed_async(&self, images: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
+        let outputs = self.forward_images(images).await?;
         Ok((0..images.len())
             .map(|i| outputs.embedding(i).to_vec())
             .collect())
     }
 
-    /// Decodes an image file (PNG or JPEG) and returns its `k` most probable classes.
-    pub fn classify_file(&self, path: impl AsRef<Path>, k: usize) -> Result<Vec<Prediction>> {
-        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
-        Ok(self.classify(std::slice::from_ref(&image), k)?.remove(0))
-    }
-
-    /// Decodes an image file (PNG or JPEG) and returns its embedding.
-    pub fn embed_file(&self, path: impl AsRef<Path>) -> Result<Vec<f32>> {
-        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
-        Ok(self.embed(std::slice::from_ref(&image))?.remove(0))
-    }
-
-    fn forward_images(&self, images: &[DynamicImage]) -> Result<Outputs> {
+    async fn forward_images(&self, images: &[DynamicImage]) -> Result<Outputs> {
         let tensors = images
             .iter()
             .map(|image| self.prepare(image))
             .collect::<Result<Vec<_>>>()?;
-        self.forward(&Tensor::stack(&tensors)?)
+        self.forward_async(&Tensor::stack(&tensors)?).await
     }
 
     /// What the weights file says about the model (input size, labels, head).
@@ -251,8 +252,9 @@ impl Xception {
         }
     }
 
-    /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB).
-    pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+    /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB)
+    /// without blocking.
+    pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {
         if input.shape.channels != crate::graph::INPUT_CHANNELS {
             return Err(Error::Input(format!(
                 "input has {} channels; Xception takes RGB (3)",
@@ -261,8 +263,58 @@ impl Xception {
         }
         match &self.backend {
             Backend::Cpu(cpu) => cpu.forward(input),
-            Backend::Gpu(gpu) => gpu.forward(input),
+            Backend::Gpu(gpu) => gpu.forward_async(input).await,
         }
+    }
+
+    /// The `k` most probable classes of image `i` of `outputs`, best first.
+    pub fn top_k(&self, outputs: &Outputs, i: usize, k: usize) -> Result<Vec<Prediction>> {
+        if outputs.num_classes == 0 {
+            return Err(Error::NoHead);
+        }
+        let probs = outputs.probabilities(i);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        Ok(order
+            .into_iter()
+            .take(k)
+            .map(|index| Prediction {
+                index,
+                label: self.weights.info.labels[index].clone(),
+                probability: probs[index],
+            })
+            .collect())
+    }
+}
+
+/// The blocking API of native targets: thin wrappers over the async core.
+#[cfg(not(target_arch = "wasm32"))]
+impl Xception {
+    /// Loads weights from a safetensors file and prepares `backend` (creating a GPU device if needed).
+    pub fn load(path: impl AsRef<Path>, backend: BackendKind) -> Result<Self> {
+        Self::new(Weights::load(path)?, backend)
+    }
+
+    /// Prepares `backend` over already loaded weights.
+    pub fn new(weights: Weights, backend: BackendKind) -> Result<Self> {
+        Self::builder().backend(backend).build(weights)
+    }
+
+    /// Runs on a device and queue owned by the host application (no second device is created).
+    pub fn with_device(weights: Weights, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        Self::builder().device(device, queue).build(weights)
+    }
+
+    /// Decodes an image file (PNG or JPEG) and returns its `k` most probable classes.
+    pub fn classify_file(&self, path: impl AsRef<Path>, k: usize) -> Result<Vec<Prediction>> {
+        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
+        Ok(self.classify(std::slice::from_ref(&image), k)?.remove(0))
+    }
+
+    /// Decodes an image file (PNG or JPEG) and returns its embedding.
+    pub fn embed_file(&self, path: impl AsRef<Path>) -> Result<Vec<f32>> {
+        let image = DynamicImage::ImageRgb8(preprocess::decode(path)?);
+        Ok(self.embed(std::slice::from_ref(&image))?.remove(0))
     }
 
     /// CPU milliseconds to record and submit one warm forward pass of `input` on the GPU
@@ -285,22 +337,18 @@ impl Xception {
         }
     }
 
-    /// The `k` most probable classes of image `i` of `outputs`, best first.
-    pub fn top_k(&self, outputs: &Outputs, i: usize, k: usize) -> Result<Vec<Prediction>> {
-        if outputs.num_classes == 0 {
-            return Err(Error::NoHead);
-        }
-        let probs = outputs.probabilities(i);
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        Ok(order
-            .into_iter()
-            .take(k)
-            .map(|index| Prediction {
-                index,
-                label: self.weights.info.labels[index].clone(),
-                probability: probs[index],
-            })
-            .collect())
+    /// The `k` most probable classes of each image, best first.
+    pub fn classify(&self, images: &[DynamicImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        pollster::block_on(self.classify_async(images, k))
+    }
+
+    /// The 2048-d global-average-pooled embedding of each image.
+    pub fn embed(&self, images: &[DynamicImage]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.embed_async(images))
+    }
+
+    /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB).
+    pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+        pollster::block_on(self.forward_async(input))
     }
 }

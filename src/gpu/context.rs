@@ -1,8 +1,10 @@
 //! The wgpu device the runtime works on: created here, or handed in by a host application.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::PipelineCacheFile;
 use crate::error::{Error, Result};
 
@@ -18,10 +20,39 @@ pub struct GpuContext {
     /// Set when a device created here is lost (a host's device keeps its own callback).
     lost: Arc<Mutex<Option<String>>>,
     /// Where pipelines are cached between runs, if anywhere.
+    #[cfg(not(target_arch = "wasm32"))]
     pipeline_cache: Option<Arc<PipelineCacheFile>>,
     /// Whether the adapter multiplies 16x16x16 float16 cooperative matrices into float32 with
     /// subgroups of exactly 32 invocations (what `conv_gemm_coopmat.wgsl` is written for).
     cooperative_matrix: bool,
+}
+
+/// Features used where the adapter has them: timestamps for `bench --profile`, subgroups for
+/// the GEMM kernels, float16 arithmetic, a pipeline cache for faster second starts.
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::PIPELINE_CACHE);
+
+/// What to say when no adapter is found.
+#[cfg(not(target_arch = "wasm32"))]
+const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver; on Linux without a GPU, \
+    Mesa's software driver: `apt-get install mesa-vulkan-drivers`";
+#[cfg(target_arch = "wasm32")]
+const NO_ADAPTER_HINT: &str = "this browser offers no WebGPU adapter; enable WebGPU \
+    (Chrome and Edge: chrome://flags/#enable-unsafe-webgpu; Firefox: dom.webgpu.enabled)";
+
+/// The instance descriptor: natively the backends `WGPU_BACKEND` names (all by default); in a
+/// browser, its WebGPU.
+fn instance_descriptor() -> wgpu::InstanceDescriptor {
+    #[cfg(not(target_arch = "wasm32"))]
+    let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    #[cfg(target_arch = "wasm32")]
+    let descriptor = wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::BROWSER_WEBGPU,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    };
+    descriptor
 }
 
 /// Whether `adapter` offers what the cooperative-matrix GEMM needs: a 16x16x16 float16 x
@@ -41,40 +72,38 @@ fn has_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
 }
 
 impl GpuContext {
-    /// Opens the high-performance adapter with the limits it supports.
+    /// Opens the high-performance adapter with the limits it supports; blocks until it is
+    /// ready (native targets; see [`GpuContext::new_async`]).
     ///
     /// Fails with [`Error::NoAdapter`] when no adapter is present (no GPU and no software
     /// driver such as Mesa's lavapipe installed).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Opens the high-performance adapter with the limits it supports (in a browser: the
+    /// page's WebGPU adapter).
+    pub async fn new_async() -> Result<Self> {
+        let instance = wgpu::Instance::new(instance_descriptor());
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
             compatible_surface: None,
             ..Default::default()
         };
-        let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|e| {
-            Error::NoAdapter(format!(
-                "{e} (install a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's \
-                 software driver: `apt-get install mesa-vulkan-drivers`)"
-            ))
-        })?;
+        let adapter = instance
+            .request_adapter(&options)
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{e} ({NO_ADAPTER_HINT})")))?;
         let info = adapter.get_info();
         let cooperative_matrix = has_cooperative_matrix(&adapter);
-        let mut features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY
-                | wgpu::Features::SUBGROUP
-                | wgpu::Features::SHADER_F16
-                | wgpu::Features::PIPELINE_CACHE);
+        let mut features = adapter.features() & OPTIONAL_FEATURES;
         if cooperative_matrix {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xception"),
-            // Optional: timestamps for `bench --profile`, subgroups for the GEMM kernels,
-            // float16 arithmetic, cooperative matrices, a pipeline cache for faster second
-            // starts.
             required_features: features,
             required_limits: adapter.limits(),
             // SAFETY: the only experimental feature requested is cooperative matrices, used
@@ -87,7 +116,9 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+        let (device, queue) = adapter
+            .request_device(&descriptor)
+            .await
             .map_err(|e| Error::NoAdapter(format!("{} ({:?}): {e}", info.name, info.backend)))?;
         let lost = Arc::new(Mutex::new(None));
         let flag = lost.clone();
@@ -101,15 +132,16 @@ impl GpuContext {
             queue,
             adapter: info,
             lost,
+            #[cfg(not(target_arch = "wasm32"))]
             pipeline_cache: None,
             cooperative_matrix,
         })
     }
 
     /// Every adapter wgpu can see on this machine, on any backend.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn adapters() -> Vec<wgpu::AdapterInfo> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(instance_descriptor());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .iter()
             .map(|a| a.get_info())
@@ -125,6 +157,7 @@ impl GpuContext {
             queue,
             adapter,
             lost: Arc::new(Mutex::new(None)),
+            #[cfg(not(target_arch = "wasm32"))]
             pipeline_cache: None,
             cooperative_matrix: false,
         }
@@ -139,19 +172,40 @@ impl GpuContext {
 
     /// Keeps the compiled pipelines in a file in `dir` between runs where the driver and wgpu
     /// support it (Vulkan); elsewhere this changes nothing.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_pipeline_cache(mut self, dir: &Path) -> Self {
         self.pipeline_cache = PipelineCacheFile::open(&self.device, dir).map(Arc::new);
         self
     }
 
-    /// The pipeline cache in use, if any.
-    pub fn pipeline_cache(&self) -> Option<&PipelineCacheFile> {
-        self.pipeline_cache.as_deref()
+    /// The wgpu pipeline cache to create pipelines through, if one is kept.
+    pub(crate) fn wgpu_pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.pipeline_cache.as_deref().map(PipelineCacheFile::cache);
+        #[cfg(target_arch = "wasm32")]
+        None
     }
 
-    /// `name, backend` of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`.
+    /// Writes the pipeline cache back to its file, if one is kept. A cache that cannot be
+    /// written only costs the next start its compile time, so failures are ignored.
+    pub(crate) fn save_pipeline_cache(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(cache) = &self.pipeline_cache {
+            let _ = cache.save();
+        }
+    }
+
+    /// `name, backend` of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits), Vulkan`
+    /// (browsers may keep the name to themselves: `unnamed Cpu adapter, BrowserWebGpu`).
     pub fn description(&self) -> String {
-        format!("{}, {:?}", self.adapter.name, self.adapter.backend)
+        let adapter = &self.adapter;
+        match adapter.name.as_str() {
+            "" => format!(
+                "unnamed {:?} adapter, {:?}",
+                adapter.device_type, adapter.backend
+            ),
+            name => format!("{name}, {:?}", adapter.backend),
+        }
     }
 
     /// Fails with [`Error::Gpu`] if the device has been lost (driver reset, GPU removed).
@@ -163,21 +217,19 @@ impl GpuContext {
     }
 
     /// Runs `f`, turning validation and out-of-memory errors it raises into [`Error::Gpu`].
-    pub fn checked<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+    pub async fn checked<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        let errors = [
-            pollster::block_on(validation.pop()),
-            pollster::block_on(oom.pop()),
-        ];
+        let errors = [validation.pop().await, oom.pop().await];
         match errors.into_iter().flatten().next() {
             Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
             None => Ok(value),
         }
     }
 
-    /// Waits until all submitted work is done.
+    /// Waits until all submitted work is done (in a browser, where the page's event loop
+    /// drives the device, this returns at once).
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -186,14 +238,14 @@ impl GpuContext {
     }
 
     /// Copies `size` bytes of `buffer` back to the CPU as `f32`s.
-    pub fn read_f32(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
+    pub async fn read_f32(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
         Ok(bytemuck::pod_collect_to_vec(
-            &self.read_bytes(buffer, size)?,
+            &self.read_bytes(buffer, size).await?,
         ))
     }
 
     /// Copies `size` bytes of `buffer` back to the CPU.
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -203,23 +255,27 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        self.map_bytes(&staging)
+        self.map_bytes(&staging).await
     }
 
     /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its contents.
-    pub fn map_f32(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.map_bytes(staging)?))
+    pub async fn map_f32(&self, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.map_bytes(staging).await?,
+        ))
     }
 
     /// Maps a `MAP_READ` buffer whose copy has been submitted and returns its bytes.
-    pub fn map_bytes(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-        let (sender, receiver) = std::sync::mpsc::channel();
+    pub async fn map_bytes(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let (sender, receiver) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = sender.send(r);
         });
+        // Natively the mapping completes while the device is polled; in a browser, when the
+        // page's event loop runs, which awaiting the receiver lets it do.
         self.wait()?;
         receiver
-            .recv()
+            .await
             .map_err(|_| Error::Gpu("buffer mapping was abandoned".into()))?
             .map_err(|e| Error::Gpu(format!("mapping the output buffer: {e}")))?;
         let values = {

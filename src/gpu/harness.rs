@@ -72,15 +72,19 @@ impl GpuOps {
         len: usize,
         element: Element,
     ) -> Result<Vec<f32>> {
-        self.context.checked("running a kernel", || {
-            let mut encoder = self.device().create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.kernels.record(&mut pass, dispatches);
-            }
-            self.context.queue.submit([encoder.finish()]);
-        })?;
-        read_activations(&self.context, output, len, element)
+        pollster::block_on(async {
+            self.context
+                .checked("running a kernel", || {
+                    let mut encoder = self.device().create_command_encoder(&Default::default());
+                    {
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        self.kernels.record(&mut pass, dispatches);
+                    }
+                    self.context.queue.submit([encoder.finish()]);
+                })
+                .await?;
+            read_activations(&self.context, output, len, element).await
+        })
     }
 
     /// Runs `dispatches` and reads the activation tensor of `shape` in `output` back.
@@ -106,11 +110,11 @@ impl GpuOps {
 
     /// Runs weight-preparation steps.
     fn prepare(&self, prep: &WeightPrep) -> Result<()> {
-        self.context.checked("folding batchnorm", || {
+        pollster::block_on(self.context.checked("folding batchnorm", || {
             let mut encoder = self.device().create_command_encoder(&Default::default());
             prep.record(&self.kernels, &mut encoder);
             self.context.queue.submit([encoder.finish()]);
-        })
+        }))
     }
 
     /// Folds batchnorm into `kernel` (output channels innermost): `(kernel, bias)`.
@@ -136,7 +140,7 @@ impl GpuOps {
             folded.rows * padded,
             Element::F32,
         )?;
-        let bias = self.context.read_f32(&folded.bias, (padded * 4) as u64)?;
+        let bias = pollster::block_on(self.context.read_f32(&folded.bias, (padded * 4) as u64))?;
         let unpad = |v: &[f32]| -> Vec<f32> {
             v.chunks(padded)
                 .flat_map(|row| row[..out_channels].to_vec())

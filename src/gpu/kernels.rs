@@ -379,8 +379,8 @@ impl Kernels {
         Self::with_cache(device, element, None)
     }
 
-    /// [`Kernels::new`], creating the pipelines through `cache` (see
-    /// [`PipelineCacheFile`](super::PipelineCacheFile)).
+    /// [`Kernels::new`], creating the pipelines through `cache` (natively kept in a file
+    /// between runs: `PipelineCacheFile`).
     pub fn with_cache(
         device: &wgpu::Device,
         element: Element,
@@ -441,8 +441,11 @@ impl Kernels {
             return None;
         }
         // Kernels with optional capabilities may still be refused by the device's compiler.
-        let optional = !kernel.capabilities(element).is_empty();
-        let scope = optional.then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
+        // A browser gives its verdict only asynchronously: there a refusal surfaces as an
+        // error of the enclosing `GpuContext::checked` instead.
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = (!kernel.capabilities(element).is_empty())
+            .then(|| device.push_error_scope(wgpu::ErrorFilter::Validation));
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name()),
             source: wgpu::ShaderSource::Wgsl(kernel.source(element)),
@@ -455,10 +458,13 @@ impl Kernels {
             compilation_options: Default::default(),
             cache: self.cache.as_ref(),
         });
-        match scope.map(|scope| pollster::block_on(scope.pop())) {
-            Some(Some(_refused)) => None,
-            _ => Some(pipeline),
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(scope) = scope {
+            if pollster::block_on(scope.pop()).is_some() {
+                return None;
+            }
         }
+        Some(pipeline)
     }
 
     /// The pipeline of `kernel`.

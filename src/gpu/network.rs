@@ -2,7 +2,9 @@
 //! plan of buffers and launches that records a whole forward pass into one command encoder.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use futures_util::lock::Mutex;
 
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
@@ -10,7 +12,6 @@ use super::ops::{
     activation_buffer, activation_bytes, activation_element, storage, upload, Conv, ConvGeometry,
     ConvKernel, ConvSupport, DenseShape, DepthwiseKernel, KernelChoice, Precision, WeightPrep,
 };
-use super::pipeline_cache::PipelineCacheFile;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
 use crate::outputs::Outputs;
@@ -235,7 +236,18 @@ impl GpuModel {
     /// go into textures at `precision`.
     ///
     /// Fails where the adapter cannot run the kernel asked for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
+        context: GpuContext,
+        weights: Arc<Weights>,
+        precision: Precision,
+        choice: KernelChoice,
+    ) -> Result<Self> {
+        pollster::block_on(Self::new_async(context, weights, precision, choice))
+    }
+
+    /// [`GpuModel::new`] without blocking: what a browser, which cannot block, calls.
+    pub async fn new_async(
         context: GpuContext,
         weights: Arc<Weights>,
         precision: Precision,
@@ -243,86 +255,94 @@ impl GpuModel {
     ) -> Result<Self> {
         let graph = Graph::xception();
         let device = &context.device;
-        let cache = context.pipeline_cache().map(PipelineCacheFile::cache);
+        let cache = context.wgpu_pipeline_cache();
         let element = activation_element(precision, device);
         let kernels = Kernels::with_cache(device, element, cache);
-        let assigned = assign_kernels(&graph, &context, &kernels, choice, precision)?;
-        let (nodes, head, prep) = context.checked("loading the model onto the GPU", || {
-            let mut prep = WeightPrep::default();
-            let mut nodes = Vec::new();
-            for (node, assigned) in graph.nodes.iter().zip(&assigned) {
-                let mut conv = |variant, geometry, kernel: &[f32], out_channels, bn: &str| {
-                    let bn = weights.batchnorm(bn);
-                    let (conv, steps) = Conv::prepare(
-                        &kernels,
-                        variant,
-                        geometry,
-                        kernel,
-                        out_channels,
-                        &bn,
-                        precision,
-                    )?;
-                    prep.append(steps);
-                    Ok::<_, Error>(conv)
-                };
-                nodes.push(match (&node.op, assigned) {
-                    (Op::Conv(c), Some(assigned)) => NodeWeights::Conv(conv(
-                        assigned.kernel,
-                        conv_geometry(c),
-                        weights.tensor(&format!("{}.kernel", c.conv)),
-                        c.out_channels,
-                        &c.bn,
-                    )?),
-                    (Op::Separable(s), Some(assigned)) => NodeWeights::Separable {
-                        pointwise: conv(
+        let assigned = context
+            .checked("choosing the convolution kernels", || {
+                assign_kernels(&graph, &context, &kernels, choice, precision)
+            })
+            .await??;
+        let (nodes, head, prep) = context
+            .checked("loading the model onto the GPU", || {
+                let mut prep = WeightPrep::default();
+                let mut nodes = Vec::new();
+                for (node, assigned) in graph.nodes.iter().zip(&assigned) {
+                    let mut conv = |variant, geometry, kernel: &[f32], out_channels, bn: &str| {
+                        let bn = weights.batchnorm(bn);
+                        let (conv, steps) = Conv::prepare(
+                            &kernels,
+                            variant,
+                            geometry,
+                            kernel,
+                            out_channels,
+                            &bn,
+                            precision,
+                        )?;
+                        prep.append(steps);
+                        Ok::<_, Error>(conv)
+                    };
+                    nodes.push(match (&node.op, assigned) {
+                        (Op::Conv(c), Some(assigned)) => NodeWeights::Conv(conv(
                             assigned.kernel,
-                            ConvGeometry::pointwise(1),
-                            weights.tensor(&format!("{}.pointwise_kernel", s.conv)),
-                            s.out_channels,
-                            &s.bn,
-                        )?,
-                        depthwise: upload(
+                            conv_geometry(c),
+                            weights.tensor(&format!("{}.kernel", c.conv)),
+                            c.out_channels,
+                            &c.bn,
+                        )?),
+                        (Op::Separable(s), Some(assigned)) => NodeWeights::Separable {
+                            pointwise: conv(
+                                assigned.kernel,
+                                ConvGeometry::pointwise(1),
+                                weights.tensor(&format!("{}.pointwise_kernel", s.conv)),
+                                s.out_channels,
+                                &s.bn,
+                            )?,
+                            depthwise: upload(
+                                device,
+                                &s.conv,
+                                weights.tensor(&format!("{}.depthwise_kernel", s.conv)),
+                            ),
+                            depthwise_kernel: assigned
+                                .depthwise
+                                .expect("a separable convolution has a depthwise kernel"),
+                        },
+                        _ => NodeWeights::None,
+                    });
+                }
+                let head = weights
+                    .info
+                    .head
+                    .iter()
+                    .map(|layer| HeadLayer {
+                        name: layer.name.clone(),
+                        kernel: upload(
                             device,
-                            &s.conv,
-                            weights.tensor(&format!("{}.depthwise_kernel", s.conv)),
+                            &layer.name,
+                            weights.tensor(&format!("{}.kernel", layer.name)),
                         ),
-                        depthwise_kernel: assigned
-                            .depthwise
-                            .expect("a separable convolution has a depthwise kernel"),
-                    },
-                    _ => NodeWeights::None,
-                });
-            }
-            let head = weights
-                .info
-                .head
-                .iter()
-                .map(|layer| HeadLayer {
-                    name: layer.name.clone(),
-                    kernel: upload(
-                        device,
-                        &layer.name,
-                        weights.tensor(&format!("{}.kernel", layer.name)),
-                    ),
-                    bias: upload(
-                        device,
-                        &layer.name,
-                        weights.tensor(&format!("{}.bias", layer.name)),
-                    ),
-                    shape: DenseShape {
-                        inputs: layer.inputs,
-                        units: layer.units,
-                        relu: layer.activation == Activation::Relu,
-                    },
-                })
-                .collect::<Vec<_>>();
-            Ok::<_, Error>((nodes, head, prep))
-        })??;
-        context.checked("folding batchnorm", || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            prep.record(&kernels, &mut encoder);
-            context.queue.submit([encoder.finish()]);
-        })?;
+                        bias: upload(
+                            device,
+                            &layer.name,
+                            weights.tensor(&format!("{}.bias", layer.name)),
+                        ),
+                        shape: DenseShape {
+                            inputs: layer.inputs,
+                            units: layer.units,
+                            relu: layer.activation == Activation::Relu,
+                        },
+                    })
+                    .collect::<Vec<_>>();
+                Ok::<_, Error>((nodes, head, prep))
+            })
+            .await??;
+        context
+            .checked("folding batchnorm", || {
+                let mut encoder = device.create_command_encoder(&Default::default());
+                prep.record(&kernels, &mut encoder);
+                context.queue.submit([encoder.finish()]);
+            })
+            .await?;
         context.wait()?;
         Ok(Self {
             num_classes: weights.info.num_classes(),
@@ -384,7 +404,13 @@ impl GpuModel {
     }
 
     /// Runs the network on an NHWC batch, splitting it into batches the device can hold.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+        pollster::block_on(self.forward_async(input))
+    }
+
+    /// [`GpuModel::forward`] without blocking.
+    pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {
         self.context.check_lost()?;
         let s = input.shape;
         // The shapes of one image check the input size and bound the batch per pass.
@@ -401,8 +427,8 @@ impl GpuModel {
         };
         for images in input.data.chunks(chunk * image_len) {
             let batch = images.len() / image_len;
-            let plan = self.plan(batch, s.height, s.width)?;
-            let mut values = self.run(&plan, images)?.into_iter();
+            let plan = self.plan(batch, s.height, s.width).await?;
+            let mut values = self.run(&plan, images).await?.into_iter();
             let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<_>>();
             outputs.embeddings.extend(take(batch * EMBEDDING_DIM));
             outputs.logits.extend(take(batch * self.num_classes));
@@ -411,22 +437,20 @@ impl GpuModel {
         Ok(outputs)
     }
 
-    fn plan(&self, batch: usize, height: usize, width: usize) -> Result<Arc<Plan>> {
-        let mut plans = self
-            .plans
-            .lock()
-            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+    async fn plan(&self, batch: usize, height: usize, width: usize) -> Result<Arc<Plan>> {
+        let mut plans = self.plans.lock().await;
         if let Some(plan) = plans.get(&(batch, height, width)) {
             return Ok(plan.clone());
         }
-        let plan = Arc::new(self.context.checked("allocating activation buffers", || {
-            self.build_plan(batch, height, width)
-        })??);
-        if let Some(cache) = self.context.pipeline_cache() {
-            // The plan created the pipelines it launches; a cache that cannot be written only
-            // costs the next start its compile time.
-            let _ = cache.save();
-        }
+        let plan = Arc::new(
+            self.context
+                .checked("allocating activation buffers", || {
+                    self.build_plan(batch, height, width)
+                })
+                .await??,
+        );
+        // The plan created the pipelines it launches.
+        self.context.save_pipeline_cache();
         if plans.len() >= MAX_CACHED_PLANS {
             plans.clear();
         }
@@ -622,14 +646,20 @@ impl GpuModel {
 
     /// Bytes of device memory the activation buffers of one pass take at this input shape
     /// (weights, input and outputs excluded).
-    pub fn activation_bytes(&self, batch: usize, height: usize, width: usize) -> Result<u64> {
-        Ok(self.plan(batch, height, width)?.activation_bytes)
+    pub async fn activation_bytes(&self, batch: usize, height: usize, width: usize) -> Result<u64> {
+        Ok(self.plan(batch, height, width).await?.activation_bytes)
     }
 
     /// Runs one forward pass with a timestamp around every launch and returns the device time
     /// of each, in execution order. Needs the `TIMESTAMP_QUERY` feature, and a batch that
     /// fits one pass.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
+        pollster::block_on(self.profile_async(input))
+    }
+
+    /// [`GpuModel::profile`] without blocking.
+    pub async fn profile_async(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
         let device = &self.context.device;
         if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             return Err(Error::Gpu(format!(
@@ -644,11 +674,8 @@ impl GpuModel {
                 s.batch
             )));
         }
-        let plan = self.plan(s.batch, s.height, s.width)?;
-        let _guard = self
-            .plans
-            .lock()
-            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let plan = self.plan(s.batch, s.height, s.width).await?;
+        let _guard = self.plans.lock().await;
         let count = plan.dispatches.len() as u32 * 2;
         let resolved = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("timestamps"),
@@ -662,33 +689,36 @@ impl GpuModel {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.context.checked("profiling the network", || {
-            let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("launch timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            });
-            let queue = &self.context.queue;
-            let element = self.kernels.element();
-            queue.write_buffer(&plan.input, 0, &activation_bytes(&input.data, element));
-            let mut encoder = device.create_command_encoder(&Default::default());
-            for (i, dispatch) in plan.dispatches.iter().enumerate() {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &queries,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
-                    }),
+        self.context
+            .checked("profiling the network", || {
+                let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("launch timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
                 });
-                self.kernels
-                    .record(&mut pass, std::slice::from_ref(dispatch));
-            }
-            encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-            encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, count as u64 * 8);
-            queue.submit([encoder.finish()]);
-        })?;
-        let ticks: Vec<u64> = bytemuck::cast_slice(&self.context.map_bytes(&readback)?).to_vec();
+                let queue = &self.context.queue;
+                let element = self.kernels.element();
+                queue.write_buffer(&plan.input, 0, &activation_bytes(&input.data, element));
+                let mut encoder = device.create_command_encoder(&Default::default());
+                for (i, dispatch) in plan.dispatches.iter().enumerate() {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &queries,
+                            beginning_of_pass_write_index: Some(2 * i as u32),
+                            end_of_pass_write_index: Some(2 * i as u32 + 1),
+                        }),
+                    });
+                    self.kernels
+                        .record(&mut pass, std::slice::from_ref(dispatch));
+                }
+                encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+                encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, count as u64 * 8);
+                queue.submit([encoder.finish()]);
+            })
+            .await?;
+        let ticks: Vec<u64> =
+            bytemuck::cast_slice(&self.context.map_bytes(&readback).await?).to_vec();
         let period_ns = self.context.queue.get_timestamp_period() as f64;
         Ok(plan
             .launches
@@ -701,59 +731,62 @@ impl GpuModel {
             .collect())
     }
 
-    fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {
+    async fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {
         debug_assert_eq!(images.len() % plan.batch, 0);
         // One run at a time per plan: the plan's buffers are shared state.
-        let _guard = self
-            .plans
-            .lock()
-            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
-        self.submit(plan, images)?;
-        self.context.map_f32(&plan.readback)
+        let _guard = self.plans.lock().await;
+        self.submit(plan, images).await?;
+        self.context.map_f32(&plan.readback).await
     }
 
     /// The CPU side of a forward pass: writes the input, records the plan's launches into one
     /// compute pass and the output copies after it, and submits them.
-    fn submit(&self, plan: &Plan, images: &[f32]) -> Result<()> {
+    async fn submit(&self, plan: &Plan, images: &[f32]) -> Result<()> {
         let element = self.kernels.element();
-        self.context.checked("running the network", || {
-            let queue = &self.context.queue;
-            queue.write_buffer(&plan.input, 0, &activation_bytes(images, element));
-            let mut encoder = self
-                .context
-                .device
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("xception forward"),
-                    timestamp_writes: None,
-                });
-                self.kernels.record(&mut pass, &plan.dispatches);
-            }
-            let mut offset = 0;
-            for (buffer, len) in &plan.outputs {
-                encoder.copy_buffer_to_buffer(buffer, 0, &plan.readback, offset, (*len * 4) as u64);
-                offset += (*len * 4) as u64;
-            }
-            queue.submit([encoder.finish()]);
-        })
+        self.context
+            .checked("running the network", || {
+                let queue = &self.context.queue;
+                queue.write_buffer(&plan.input, 0, &activation_bytes(images, element));
+                let mut encoder = self
+                    .context
+                    .device
+                    .create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("xception forward"),
+                        timestamp_writes: None,
+                    });
+                    self.kernels.record(&mut pass, &plan.dispatches);
+                }
+                let mut offset = 0;
+                for (buffer, len) in &plan.outputs {
+                    encoder.copy_buffer_to_buffer(
+                        buffer,
+                        0,
+                        &plan.readback,
+                        offset,
+                        (*len * 4) as u64,
+                    );
+                    offset += (*len * 4) as u64;
+                }
+                queue.submit([encoder.finish()]);
+            })
+            .await
     }
 
     /// CPU milliseconds that writing `input`, recording its launches and submitting them take
     /// in a warm forward pass (what bounds latency on a fast GPU); waits for the pass before
     /// returning. `None` when the batch needs more than one pass.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn submit_ms(&self, input: &Tensor) -> Result<Option<f64>> {
         let s = input.shape;
         if s.batch > self.max_batch(s.height, s.width)? {
             return Ok(None);
         }
-        let plan = self.plan(s.batch, s.height, s.width)?;
-        let _guard = self
-            .plans
-            .lock()
-            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let plan = pollster::block_on(self.plan(s.batch, s.height, s.width))?;
+        let _guard = pollster::block_on(self.plans.lock());
         let start = std::time::Instant::now();
-        self.submit(&plan, &input.data)?;
+        pollster::block_on(self.submit(&plan, &input.data))?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         self.context.wait()?;
         Ok(Some(ms))

@@ -3,10 +3,13 @@
 
 mod conv;
 mod depthwise;
+// Separate ReLU and residual-add launches serve the native single-op harness alone.
+#[cfg(not(target_arch = "wasm32"))]
 mod elementwise;
 mod head;
 mod pool;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) use conv::fold_batchnorm;
 pub(crate) use conv::ConvSupport;
 pub use conv::{
@@ -99,14 +102,14 @@ pub fn upload_activations(
 }
 
 /// Reads `len` activations of `element` back from `buffer` as float32.
-pub fn read_activations(
+pub async fn read_activations(
     context: &GpuContext,
     buffer: &wgpu::Buffer,
     len: usize,
     element: Element,
 ) -> Result<Vec<f32>> {
     let size = (len.max(1) * element.bytes()).next_multiple_of(4) as u64;
-    let bytes = context.read_bytes(buffer, size)?;
+    let bytes = context.read_bytes(buffer, size).await?;
     let mut values: Vec<f32> = match element {
         Element::F32 => bytemuck::pod_collect_to_vec(&bytes),
         Element::F16 => bytes

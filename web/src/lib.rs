@@ -1,0 +1,166 @@
+//! xception-wgpu in the browser: a small `wasm-bindgen` surface over the same runtime, running
+//! the network on the page's WebGPU adapter with the same kernels as on native.
+//!
+//! ```js
+//! import init, { Model } from "./pkg/xception_web.js";
+//! await init();
+//! const model = await Model.create(new Uint8Array(await (await fetch(url)).arrayBuffer()));
+//! const result = await model.classifyEncoded(jpegBytes, "photo.jpg", 5);
+//! // { image, top: [{ index, label, probability }], logits, timings: { decode_ms, inference_ms } }
+//! ```
+//!
+//! Errors reject the promise with an `Error` whose message is the native one.
+#![cfg(target_arch = "wasm32")]
+
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+use web_time::Instant;
+use xception_wgpu::image::{DynamicImage, RgbaImage};
+use xception_wgpu::{preprocess, Error, Xception};
+
+/// Xception with its weights on the page's WebGPU device.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<Xception>,
+}
+
+/// One classified image, as `xception classify --json` prints it, plus timings.
+#[derive(Serialize)]
+struct Classified {
+    image: String,
+    top: Vec<Class>,
+    logits: Vec<f32>,
+    timings: Timings,
+}
+
+#[derive(Serialize)]
+struct Class {
+    index: usize,
+    label: String,
+    probability: f32,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    /// Decoding, resizing and normalising the image.
+    decode_ms: f64,
+    /// The forward pass, from upload to the outputs read back.
+    inference_ms: f64,
+}
+
+fn js_error(error: Error) -> JsValue {
+    JsError::new(&error.to_string()).into()
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Creates a model from safetensors weights (the bytes of the `.safetensors` file) on the
+    /// page's WebGPU adapter: resolves to the model, or rejects with the runtime's message.
+    pub async fn create(weights: Vec<u8>) -> Result<Model, JsError> {
+        console_error_panic_hook::set_once();
+        let model = Xception::builder()
+            .load_bytes_async(&weights)
+            .await
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(Model {
+            inner: Rc::new(model),
+        })
+    }
+
+    /// The adapter and backend the model runs on.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.inner.backend_description()
+    }
+
+    /// The class labels, by index.
+    #[wasm_bindgen(getter)]
+    pub fn labels(&self) -> Vec<String> {
+        self.inner.info().labels.clone()
+    }
+
+    /// `[height, width]` that images are resized to.
+    #[wasm_bindgen(getter, js_name = inputSize)]
+    pub fn input_size(&self) -> Vec<u32> {
+        let (height, width) = self.inner.info().input_size;
+        vec![height as u32, width as u32]
+    }
+
+    /// Classifies an encoded PNG or JPEG: resolves to `{ image, top, logits, timings }` with
+    /// the `top` most probable classes; `name` identifies the image in errors.
+    #[wasm_bindgen(js_name = classifyEncoded)]
+    pub fn classify_encoded(&self, bytes: Vec<u8>, name: String, top: usize) -> js_sys::Promise {
+        let model = self.inner.clone();
+        future_to_promise(async move {
+            let start = Instant::now();
+            let image = preprocess::decode_bytes(&bytes, &name).map_err(js_error)?;
+            classify(&model, DynamicImage::ImageRgb8(image), name, top, start).await
+        })
+    }
+
+    /// Classifies RGBA pixels, e.g. a canvas' `ImageData.data`: resolves like
+    /// [`Model::classify_encoded`].
+    #[wasm_bindgen(js_name = classifyPixels)]
+    pub fn classify_pixels(
+        &self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        name: String,
+        top: usize,
+    ) -> js_sys::Promise {
+        let model = self.inner.clone();
+        future_to_promise(async move {
+            let start = Instant::now();
+            let expected = width as usize * height as usize * 4;
+            let image = RgbaImage::from_raw(width, height, rgba).ok_or_else(|| {
+                js_error(Error::Input(format!(
+                    "{name}: {width}x{height} RGBA pixels take {expected} bytes"
+                )))
+            })?;
+            classify(&model, DynamicImage::ImageRgba8(image), name, top, start).await
+        })
+    }
+}
+
+/// Preprocesses `image`, runs the network and returns the JS result object.
+async fn classify(
+    model: &Xception,
+    image: DynamicImage,
+    name: String,
+    top: usize,
+    start: Instant,
+) -> Result<JsValue, JsValue> {
+    let input = model.prepare(&image).map_err(js_error)?;
+    let decode_ms = ms_since(start);
+    let start = Instant::now();
+    let outputs = model.forward_async(&input).await.map_err(js_error)?;
+    let inference_ms = ms_since(start);
+    let top = model
+        .top_k(&outputs, 0, top)
+        .map_err(js_error)?
+        .into_iter()
+        .map(|p| Class {
+            index: p.index,
+            label: p.label,
+            probability: p.probability,
+        })
+        .collect();
+    let result = Classified {
+        image: name,
+        top,
+        logits: outputs.logits(0).to_vec(),
+        timings: Timings {
+            decode_ms,
+            inference_ms,
+        },
+    };
+    serde_wasm_bindgen::to_value(&result).map_err(JsValue::from)
+}
