@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::LaunchTiming;
 use crate::graph::Graph;
-use crate::model::{Xception, XceptionBuilder};
+use crate::model::XceptionBuilder;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 
@@ -86,24 +86,6 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
     Tensor::new(shape, data)
 }
 
-/// The distinct convolution kernels `model` runs (depthwise included), joined with `+`, most
-/// used first.
-pub fn conv_kernel_summary(model: &Xception) -> String {
-    let mut counts: Vec<(&'static str, usize)> = Vec::new();
-    for assignment in model.conv_kernels() {
-        let depthwise = assignment.depthwise.map(|d| d.name());
-        for name in std::iter::once(assignment.kernel.name()).chain(depthwise) {
-            match counts.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((name, 1)),
-            }
-        }
-    }
-    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
-    let names: Vec<&str> = counts.into_iter().map(|(name, _)| name).collect();
-    names.join("+")
-}
-
 /// Profiles `case` on the model `builder` configures (a GPU one): one warm-up pass, then
 /// `case.runs` timed passes; returns the backend description and each launch with its
 /// median device time.
@@ -146,7 +128,7 @@ pub fn run(
     let t = Instant::now();
     let model = builder.build(loaded)?;
     let setup_ms = ms_since(t);
-    let conv_kernels = conv_kernel_summary(&model);
+    let conv_kernels = model.conv_kernel_summary();
     let graph = Graph::xception();
     let mut results = Vec::new();
     for (i, &case) in cases.iter().enumerate() {

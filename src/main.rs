@@ -285,3 +285,27 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line spells kernels and precisions as the library's names do.
+    #[test]
+    fn option_values_are_the_library_names() {
+        for arg in KernelArg::value_variants() {
+            let name = arg.to_possible_value().unwrap();
+            assert_eq!(
+                name.get_name().parse::<KernelChoice>().unwrap(),
+                arg.choice()
+            );
+        }
+        for arg in PrecisionArg::value_variants() {
+            let name = arg.to_possible_value().unwrap();
+            assert_eq!(
+                name.get_name().parse::<Precision>().unwrap(),
+                arg.precision()
+            );
+        }
+    }
+}

@@ -252,6 +252,24 @@ impl Xception {
         }
     }
 
+    /// The distinct convolution kernels this model runs (depthwise included), joined with
+    /// `+`, most used first, e.g. `conv_gemm_tiled+depthwise_conv_tiled` (empty on the CPU).
+    pub fn conv_kernel_summary(&self) -> String {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for assignment in self.conv_kernels() {
+            let depthwise = assignment.depthwise.map(|d| d.name());
+            for name in std::iter::once(assignment.kernel.name()).chain(depthwise) {
+                match counts.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, count)) => *count += 1,
+                    None => counts.push((name, 1)),
+                }
+            }
+        }
+        counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+        let names: Vec<&str> = counts.into_iter().map(|(name, _)| name).collect();
+        names.join("+")
+    }
+
     /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB)
     /// without blocking.
     pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {

@@ -177,7 +177,7 @@ fn every_float16_kernel_choice_stays_close_to_keras() {
     choices.push(KernelChoice::Auto);
     for choice in choices {
         let model = gpu_with(choice, Precision::F16).unwrap();
-        let kernels = xception_wgpu::bench::conv_kernel_summary(&model);
+        let kernels = model.conv_kernel_summary();
         check_against_keras_within(&model, &format!("gpu f16 {kernels}"), F16_TOL);
     }
 }

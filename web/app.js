@@ -17,6 +17,8 @@
  *   top         number of classes each classification asks for (default 5; at least 5
  *               are always requested so the page can show them).
  *   whenRun(n)  Promise resolving with `runs` once `runs >= n`.
+ * The page's query string may choose the convolution kernels and the precision as the command
+ * line's --kernel and --precision do: `?kernel=tiled&precision=f16`.
  * `document.body.dataset.state` is "loading", then "ready", or "unsupported" (no WebGPU) or
  * "failed" (the model could not be created); "busy" while a photo is being classified.
  */
@@ -103,7 +105,7 @@ async function start() {
   status("Setting up the network on the GPU…");
   const t1 = performance.now();
   try {
-    model = await wasm.Model.create(weights.bytes);
+    model = await wasm.Model.create(weights.bytes, runOptions());
   } catch (err) {
     await weights.forget();
     throw err;
@@ -114,7 +116,8 @@ async function start() {
 
   const [height, width] = Array.from(model.inputSize);
   const adapter = model.adapter;
-  $("adapter").textContent = adapter || "(unnamed)";
+  $("adapter").textContent = [adapter, browserAdapter].filter(Boolean).join("; ");
+  $("kernels").textContent = model.kernels;
   $("input-size").textContent = `${width} × ${height} pixels`;
   $("weights-progress").hidden = true;
   $("file-input").disabled = false;
@@ -123,11 +126,25 @@ async function start() {
   status("Ready: drop a photo, choose a file or pick a sample.");
   markReady({
     adapter,
+    kernels: model.kernels,
     inputSize: [height, width],
     labels: Array.from(model.labels),
     timings: { ...page.timings },
   });
 }
+
+/** The `kernel` and `precision` the query string asks for (the runtime checks the names). */
+function runOptions() {
+  const query = new URLSearchParams(location.search);
+  const options = {};
+  for (const key of ["kernel", "precision"]) {
+    if (query.has(key)) options[key] = query.get(key);
+  }
+  return options;
+}
+
+/** What the browser tells of its adapter (vendor, architecture), which wgpu leaves out. */
+let browserAdapter = "";
 
 /** Returns why WebGPU cannot be used, or null when an adapter is available. */
 async function webGpuMissing() {
@@ -138,6 +155,9 @@ async function webGpuMissing() {
       return "navigator.gpu is present, but no GPU adapter was offered "
         + "(the GPU may be blocklisted or WebGPU disabled).";
     }
+    const info = adapter.info ?? {};
+    browserAdapter = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ")
+      + (info.isFallbackAdapter ? " (fallback adapter)" : "");
   } catch (err) {
     return `requesting a GPU adapter failed: ${messageOf(err)}`;
   }

@@ -4,7 +4,8 @@
 //! ```js
 //! import init, { Model } from "./pkg/xception_web.js";
 //! await init();
-//! const model = await Model.create(new Uint8Array(await (await fetch(url)).arrayBuffer()));
+//! const weights = new Uint8Array(await (await fetch(url)).arrayBuffer());
+//! const model = await Model.create(weights); // or (weights, { kernel: "tiled", precision: "f16" })
 //! const result = await model.classifyEncoded(jpegBytes, "photo.jpg", 5);
 //! // { image, top: [{ index, label, probability }], logits, timings: { decode_ms, inference_ms } }
 //! ```
@@ -14,17 +15,25 @@
 
 use std::rc::Rc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use web_time::Instant;
 use xception_wgpu::image::{DynamicImage, RgbaImage};
-use xception_wgpu::{preprocess, Error, Xception};
+use xception_wgpu::{preprocess, Error, KernelChoice, Precision, Xception};
 
 /// Xception with its weights on the page's WebGPU device.
 #[wasm_bindgen]
 pub struct Model {
     inner: Rc<Xception>,
+}
+
+/// How to run the network: the names of the command line's `--kernel` and `--precision`.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Options {
+    kernel: Option<String>,
+    precision: Option<String>,
 }
 
 /// One classified image, as `xception classify --json` prints it, plus timings.
@@ -63,9 +72,20 @@ fn ms_since(start: Instant) -> f64 {
 impl Model {
     /// Creates a model from safetensors weights (the bytes of the `.safetensors` file) on the
     /// page's WebGPU adapter: resolves to the model, or rejects with the runtime's message.
-    pub async fn create(weights: Vec<u8>) -> Result<Model, JsError> {
+    /// `options` (optional): `{ kernel: "auto" | "portable" | "subgroup" | "tiled" |
+    /// "coopmat", precision: "f32" | "f16" }`, as on the command line.
+    pub async fn create(weights: Vec<u8>, options: JsValue) -> Result<Model, JsError> {
         console_error_panic_hook::set_once();
-        let model = Xception::builder()
+        let options: Option<Options> = serde_wasm_bindgen::from_value(options)?;
+        let Options { kernel, precision } = options.unwrap_or_default();
+        let mut builder = Xception::builder();
+        if let Some(kernel) = kernel {
+            builder = builder.conv_kernel(kernel.parse::<KernelChoice>()?);
+        }
+        if let Some(precision) = precision {
+            builder = builder.precision(precision.parse::<Precision>()?);
+        }
+        let model = builder
             .load_bytes_async(&weights)
             .await
             .map_err(|e| JsError::new(&e.to_string()))?;
@@ -78,6 +98,12 @@ impl Model {
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.inner.backend_description()
+    }
+
+    /// The kernels the convolutions run on, e.g. `conv_gemm_tiled+depthwise_conv_tiled`.
+    #[wasm_bindgen(getter)]
+    pub fn kernels(&self) -> String {
+        self.inner.conv_kernel_summary()
     }
 
     /// The class labels, by index.

@@ -4,7 +4,7 @@
  * prints one JSON line per image on stdout, as `xception classify --json` does.
  *
  *   node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
- *        [--visits N] [--top K] [--timeout S] IMAGE|DIR...
+ *        [--visits N] [--top K] [--timeout S] [--kernel K] [--precision P] IMAGE|DIR...
  *
  * Serves web/ on 127.0.0.1, opens the page over the DevTools protocol, hands each image to
  * the page's file input (as a user's file choice would be) and reads the outcome from the
@@ -38,13 +38,15 @@ const MIME_TYPES = {
   ".safetensors": "application/octet-stream",
 };
 const USAGE = `usage: node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
-       [--visits N] [--top K] [--timeout S] IMAGE|DIR...
+       [--visits N] [--top K] [--timeout S] [--kernel K] [--precision P] IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
                         weights cache; each later visit classifies that image once (default 1)
   --top K               classes per image in the JSON lines (default 5)
-  --timeout S           give up after S seconds in all (default 600)`;
+  --timeout S           give up after S seconds in all (default 600)
+  --kernel K            the convolution kernels, as xception's --kernel (default auto)
+  --precision P         f32 or f16, as xception's --precision (default f32)`;
 
 /** A failure to report as `message` with exit code `code`. */
 class Failure extends Error {
@@ -93,7 +95,10 @@ async function main() {
     server.closeAllConnections();
     server.close();
   });
-  const url = `http://127.0.0.1:${server.address().port}/`;
+  const query = new URLSearchParams(
+    Object.entries({ kernel: options.kernel, precision: options.precision }).filter(([, v]) => v),
+  );
+  const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
   const browser = await launch(browserPath);
   const cdp = await Cdp.connect(browser.wsUrl);
   cleanups.push(() => cdp.close());
@@ -151,6 +156,7 @@ async function main() {
   console.error(JSON.stringify({
     timings: {
       adapter: ready.adapter,
+      kernels: ready.kernels,
       visits,
       warm: {
         runs: warm.length,
@@ -164,7 +170,10 @@ async function main() {
 
 /** Parses the command line; prints the usage and exits for --help, throws it on errors. */
 function parseArgs(args) {
-  const options = { screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, images: [] };
+  const options = {
+    screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, kernel: null, precision: null,
+    images: [],
+  };
   const count = (name, value, min) => {
     const n = Number(value);
     if (Number.isInteger(n) && n >= min && value.trim() !== "") return n;
@@ -185,6 +194,8 @@ function parseArgs(args) {
     else if (arg === "--visits") options.visits = count(arg, value(), 1);
     else if (arg === "--top") options.top = count(arg, value(), 0);
     else if (arg === "--timeout") options.timeout = count(arg, value(), 1);
+    else if (arg === "--kernel") options.kernel = value();
+    else if (arg === "--precision") options.precision = value();
     else if (arg === "--") {
       options.images.push(...args.slice(i + 1));
       break;

@@ -36,6 +36,36 @@ pub enum Precision {
     F16,
 }
 
+impl Precision {
+    /// Every precision by the name the command line and the bindings give it.
+    pub const NAMES: [(&'static str, Precision); 2] =
+        [("f32", Precision::F32), ("f16", Precision::F16)];
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// Parses a name of [`Precision::NAMES`].
+    fn from_str(name: &str) -> Result<Self> {
+        from_name("precision", &Self::NAMES, name)
+    }
+}
+
+/// The value named `name` in `names`, or an error listing the names of `what`.
+fn from_name<T: Copy>(what: &str, names: &[(&str, T)], name: &str) -> Result<T> {
+    names
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, value)| value)
+        .ok_or_else(|| {
+            let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            Error::Input(format!(
+                "unknown {what} {name:?}; one of: {}",
+                known.join(", ")
+            ))
+        })
+}
+
 /// The element type of the activations at `precision` on `device`: float16 at
 /// [`Precision::F16`] where the device has `SHADER_F16`, float32 otherwise.
 pub fn activation_element(precision: Precision, device: &wgpu::Device) -> Element {
@@ -158,6 +188,26 @@ pub enum KernelChoice {
     Tiled,
     /// The cooperative-matrix GEMM (needs [`Precision::F16`]).
     CoopMatrix,
+}
+
+impl KernelChoice {
+    /// Every choice by the name the command line and the bindings give it.
+    pub const NAMES: [(&'static str, KernelChoice); 5] = [
+        ("auto", KernelChoice::Auto),
+        ("portable", KernelChoice::Portable),
+        ("subgroup", KernelChoice::Subgroup),
+        ("tiled", KernelChoice::Tiled),
+        ("coopmat", KernelChoice::CoopMatrix),
+    ];
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = Error;
+
+    /// Parses a name of [`KernelChoice::NAMES`].
+    fn from_str(name: &str) -> Result<Self> {
+        from_name("convolution kernel", &Self::NAMES, name)
+    }
 }
 
 /// What the adapter offers the convolution kernels, and the user's choice: the one place that
@@ -746,5 +796,23 @@ mod tests {
                 assert_params_match::<GemmParams>(variant.kernel());
             }
         }
+    }
+
+    #[test]
+    fn names_parse_to_their_values_and_unknown_names_list_the_known_ones() {
+        for (name, choice) in KernelChoice::NAMES {
+            assert_eq!(name.parse::<KernelChoice>().unwrap(), choice);
+        }
+        for (name, precision) in Precision::NAMES {
+            assert_eq!(name.parse::<Precision>().unwrap(), precision);
+        }
+        let error = "fast".parse::<KernelChoice>().unwrap_err().to_string();
+        assert!(
+            error.contains("\"fast\"")
+                && error.contains("auto, portable, subgroup, tiled, coopmat"),
+            "{error}"
+        );
+        let error = "f64".parse::<Precision>().unwrap_err().to_string();
+        assert!(error.contains("one of: f32, f16"), "{error}");
     }
 }
