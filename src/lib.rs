@@ -7,6 +7,11 @@
 //! - [`cpu`] is the readable reference backend used as the oracle in tests.
 //! - [`preprocess`] turns image files into network input.
 //!
+//! The core is async where it waits on the GPU ([`XceptionBuilder::load_bytes_async`],
+//! [`Xception::classify_async`], ...), so the library also builds for `wasm32-unknown-unknown`
+//! on the browser's WebGPU (`web/` holds the page and its bindings); on native targets the
+//! blocking calls below wrap the same code.
+//!
 //! ```no_run
 //! use xception_wgpu::{preprocess, BackendKind, Xception};
 //!

@@ -76,7 +76,7 @@ pub fn activation_element(precision: Precision, device: &wgpu::Device) -> Elemen
     }
 }
 
-/// A convolution kernel variant. [`ConvSupport::kernel_for`] picks one per convolution at
+/// A convolution kernel variant. `ConvSupport::kernel_for` picks one per convolution at
 /// load; the plan launches what was picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConvKernel {

@@ -4,7 +4,7 @@ use super::u;
 use crate::gpu::kernels::{Dispatch, Kernel, KernelParams, Kernels};
 use crate::tensor::Shape;
 
-/// A depthwise kernel variant; [`ConvSupport`](super::ConvSupport) picks one per separable
+/// A depthwise kernel variant; `ConvSupport` picks one per separable
 /// convolution at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DepthwiseKernel {
