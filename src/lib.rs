@@ -6,6 +6,7 @@
 //! - [`gpu`] holds the WGSL kernels, the device context and the dispatcher.
 //! - [`cpu`] is the readable reference backend used as the oracle in tests.
 //! - [`preprocess`] turns image files into network input.
+//! - [`explain`] computes Grad-CAM heatmaps of what the network looked at.
 //!
 //! The core is async where it waits on the GPU ([`XceptionBuilder::load_bytes_async`],
 //! [`Xception::classify_async`], ...), so the library also builds for `wasm32-unknown-unknown`
@@ -31,6 +32,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod error;
+pub mod explain;
 pub mod gpu;
 pub mod graph;
 mod model;
@@ -40,6 +42,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use explain::Heatmap;
 pub use gpu::{ConvKernel, KernelChoice, Precision};
 /// The `image` crate this library decodes with, re-exported so callers can pass `DynamicImage`s
 /// without matching its version.

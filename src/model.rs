@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
+use crate::explain::{self, Heatmap};
 use image::DynamicImage;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -273,16 +274,62 @@ impl Xception {
     /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB)
     /// without blocking.
     pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {
+        self.check_input(input)?;
+        match &self.backend {
+            Backend::Cpu(cpu) => cpu.forward(input),
+            Backend::Gpu(gpu) => gpu.forward_async(input).await,
+        }
+    }
+
+    /// Runs the network like [`Xception::forward_async`] and also returns the last feature
+    /// map (`block14_sepconv2_act`, NHWC: what the global average pool reads).
+    pub async fn forward_features_async(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
+        self.check_input(input)?;
+        match &self.backend {
+            Backend::Cpu(cpu) => cpu.forward_features(input),
+            Backend::Gpu(gpu) => gpu.forward_features_async(input).await,
+        }
+    }
+
+    /// Grad-CAM heatmaps (see [`explain`]) of an NHWC batch of preprocessed images for
+    /// `class`, or each image's most probable class where `None`, without blocking.
+    pub async fn grad_cam_async(
+        &self,
+        input: &Tensor,
+        class: Option<usize>,
+    ) -> Result<Vec<Heatmap>> {
+        if self.weights.info.num_classes() == 0 {
+            return Err(Error::NoHead);
+        }
+        let (outputs, features) = self.forward_features_async(input).await?;
+        let classes = (0..outputs.batch)
+            .map(|i| match class {
+                Some(class) => Ok(class),
+                None => Ok(self.top_k(&outputs, i, 1)?[0].index),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        explain::grad_cam(&self.weights, &features, &outputs.embeddings, &classes)
+    }
+
+    /// The Grad-CAM heatmap of a decoded image for `class` (its most probable class where
+    /// `None`), without blocking; [`Heatmap::overlay`] draws it over the photo.
+    pub async fn explain_async(
+        &self,
+        image: &DynamicImage,
+        class: Option<usize>,
+    ) -> Result<Heatmap> {
+        let input = self.prepare(image)?;
+        Ok(self.grad_cam_async(&input, class).await?.remove(0))
+    }
+
+    fn check_input(&self, input: &Tensor) -> Result<()> {
         if input.shape.channels != crate::graph::INPUT_CHANNELS {
             return Err(Error::Input(format!(
                 "input has {} channels; Xception takes RGB (3)",
                 input.shape.channels
             )));
         }
-        match &self.backend {
-            Backend::Cpu(cpu) => cpu.forward(input),
-            Backend::Gpu(gpu) => gpu.forward_async(input).await,
-        }
+        Ok(())
     }
 
     /// The `k` most probable classes of image `i` of `outputs`, best first.
@@ -368,5 +415,22 @@ impl Xception {
     /// Runs the network on an NHWC batch of preprocessed images (`x / 127.5 - 1`, RGB).
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
         pollster::block_on(self.forward_async(input))
+    }
+
+    /// Runs the network and also returns the last feature map; see
+    /// [`Xception::forward_features_async`].
+    pub fn forward_features(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
+        pollster::block_on(self.forward_features_async(input))
+    }
+
+    /// Grad-CAM heatmaps of an NHWC batch; see [`Xception::grad_cam_async`].
+    pub fn grad_cam(&self, input: &Tensor, class: Option<usize>) -> Result<Vec<Heatmap>> {
+        pollster::block_on(self.grad_cam_async(input, class))
+    }
+
+    /// The Grad-CAM heatmap of a decoded image for `class` (its most probable class where
+    /// `None`); [`Heatmap::overlay`] draws it over the photo.
+    pub fn explain(&self, image: &DynamicImage, class: Option<usize>) -> Result<Heatmap> {
+        pollster::block_on(self.explain_async(image, class))
     }
 }

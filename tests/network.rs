@@ -372,3 +372,35 @@ fn a_lost_device_gives_an_error_not_a_panic() {
         .expect_err("a destroyed device cannot run");
     assert!(err.to_string().contains("lost"), "{err}");
 }
+
+/// Grad-CAM against the keras.io recipe run by TensorFlow (`tests/golden/make_gradcam.py`) on
+/// every golden, for the top class (chosen by the runtime) and for another one, on both
+/// backends.
+#[test]
+fn grad_cam_matches_keras() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gradcam");
+    for (model, backend) in [(cpu(), "cpu"), (gpu(), "gpu")] {
+        for g in goldens() {
+            let bytes = std::fs::read(dir.join(format!("{}.safetensors", g.name))).unwrap();
+            let file = SafeTensors::deserialize(&bytes).unwrap();
+            let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+            let metadata = header.metadata().clone().unwrap();
+            let class = |key: &str| metadata[key].parse::<usize>().unwrap();
+            for (which, asked, expected) in [
+                ("top", None, class("top_class")),
+                ("other", Some(class("other_class")), class("other_class")),
+            ] {
+                let heatmap = model.grad_cam(&g.input, asked).unwrap().remove(0);
+                let want = file.tensor(&format!("heatmap_{which}")).unwrap();
+                assert_eq!(heatmap.class, expected, "{backend} {}", g.name);
+                assert_eq!([heatmap.height, heatmap.width], want.shape());
+                let d = max_abs_diff(&heatmap.values, &f32s(want.data()));
+                eprintln!(
+                    "{backend} Grad-CAM vs Keras, {} {which}: max |d| {d:.2e}",
+                    g.name
+                );
+                assert!(d <= TOL, "{backend} {} {which}: differs by {d:e}", g.name);
+            }
+        }
+    }
+}

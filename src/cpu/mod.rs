@@ -31,6 +31,20 @@ impl CpuModel {
 
     /// Runs the backbone and head on an NHWC batch of preprocessed images.
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
+        Ok(self.run(input, false)?.0)
+    }
+
+    /// [`CpuModel::forward`], also returning the last feature map (`block14_sepconv2_act`,
+    /// what the global average pool reads).
+    pub fn forward_features(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
+        let (outputs, features) = self.run(input, true)?;
+        Ok((
+            outputs,
+            features.expect("the graph ends in a global average pool"),
+        ))
+    }
+
+    fn run(&self, input: &Tensor, keep_features: bool) -> Result<(Outputs, Option<Tensor>)> {
         let s = input.shape;
         self.graph.infer_shapes(s.batch, s.height, s.width)?;
         let w = &self.weights;
@@ -43,6 +57,7 @@ impl CpuModel {
         let mut values: Vec<Option<Tensor>> = vec![None; self.graph.value_names.len()];
         values[0] = Some(input.clone());
         let mut embedding = Vec::new();
+        let mut features = None;
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let x = values[node.input.0].as_ref().expect("input computed");
             let y = match &node.op {
@@ -86,6 +101,9 @@ impl CpuModel {
                 }
                 Op::GlobalAvgPool => {
                     embedding = ops::global_avg_pool(x);
+                    if keep_features {
+                        features = Some(x.clone());
+                    }
                     continue;
                 }
             };
@@ -97,14 +115,15 @@ impl CpuModel {
             }
         }
         let (logits, probabilities) = head(w, &embedding);
-        Ok(Outputs {
+        let outputs = Outputs {
             batch: s.batch,
             embedding_dim: EMBEDDING_DIM,
             num_classes: w.info.num_classes(),
             embeddings: embedding,
             logits,
             probabilities,
-        })
+        };
+        Ok((outputs, features))
     }
 }
 

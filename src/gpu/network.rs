@@ -9,8 +9,9 @@ use futures_util::lock::Mutex;
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
-    activation_buffer, activation_bytes, activation_element, storage, upload, Conv, ConvGeometry,
-    ConvKernel, ConvSupport, DenseShape, DepthwiseKernel, KernelChoice, Precision, WeightPrep,
+    activation_buffer, activation_bytes, activation_element, read_activations, storage, upload,
+    Conv, ConvGeometry, ConvKernel, ConvSupport, DenseShape, DepthwiseKernel, KernelChoice,
+    Precision, WeightPrep,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
@@ -213,6 +214,9 @@ struct Plan {
     /// `(buffer, floats)` copied back after each run: embeddings, then logits and probabilities.
     outputs: Vec<(wgpu::Buffer, usize)>,
     readback: wgpu::Buffer,
+    /// The last feature map (what the global average pool reads), still intact after a run
+    /// since nothing later reuses its buffer.
+    features: (wgpu::Buffer, Shape),
 }
 
 /// Xception on a wgpu device.
@@ -411,6 +415,21 @@ impl GpuModel {
 
     /// [`GpuModel::forward`] without blocking.
     pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {
+        Ok(self.forward_batches(input, false).await?.0)
+    }
+
+    /// [`GpuModel::forward_async`], also returning the last feature map
+    /// (`block14_sepconv2_act`, what the global average pool reads), NHWC.
+    pub async fn forward_features_async(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
+        let (outputs, features) = self.forward_batches(input, true).await?;
+        Ok((outputs, features.expect("features were asked for")))
+    }
+
+    async fn forward_batches(
+        &self,
+        input: &Tensor,
+        keep_features: bool,
+    ) -> Result<(Outputs, Option<Tensor>)> {
         self.context.check_lost()?;
         let s = input.shape;
         // The shapes of one image check the input size and bound the batch per pass.
@@ -425,16 +444,28 @@ impl GpuModel {
             logits: Vec::with_capacity(s.batch * self.num_classes),
             probabilities: Vec::with_capacity(s.batch * self.num_classes),
         };
+        let mut features = Vec::new();
+        let mut feature_shape = None;
         for images in input.data.chunks(chunk * image_len) {
             let batch = images.len() / image_len;
             let plan = self.plan(batch, s.height, s.width).await?;
-            let mut values = self.run(&plan, images).await?.into_iter();
+            let (values, chunk_features) = self.run(&plan, images, keep_features).await?;
+            let mut values = values.into_iter();
             let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<_>>();
             outputs.embeddings.extend(take(batch * EMBEDDING_DIM));
             outputs.logits.extend(take(batch * self.num_classes));
             outputs.probabilities.extend(take(batch * self.num_classes));
+            features.extend(chunk_features.unwrap_or_default());
+            feature_shape = Some(Shape {
+                batch: s.batch,
+                ..plan.features.1
+            });
         }
-        Ok(outputs)
+        let features = match (keep_features, feature_shape) {
+            (true, Some(shape)) => Some(Tensor::new(shape, features)?),
+            _ => None,
+        };
+        Ok((outputs, features))
     }
 
     async fn plan(&self, batch: usize, height: usize, width: usize) -> Result<Arc<Plan>> {
@@ -486,6 +517,7 @@ impl GpuModel {
         };
 
         let embedding = storage(device, "embedding", batch * EMBEDDING_DIM);
+        let mut features = None;
         let mut dispatches = Vec::new();
         let mut launches = Vec::new();
         let mut launch = |layer: &str, kind, macs: usize, floats: usize| {
@@ -589,6 +621,7 @@ impl GpuModel {
                 }
                 (Op::GlobalAvgPool, _) => {
                     dispatches.push(k.global_avg_pool(&x, in_shape, &embedding));
+                    features = Some((x.clone(), in_shape));
                     let name = &self.graph.value_names[node.output.0];
                     launch(
                         name,
@@ -641,6 +674,7 @@ impl GpuModel {
             launches,
             outputs,
             readback,
+            features: features.expect("the graph ends in a global average pool"),
         })
     }
 
@@ -731,12 +765,28 @@ impl GpuModel {
             .collect())
     }
 
-    async fn run(&self, plan: &Plan, images: &[f32]) -> Result<Vec<f32>> {
+    /// Runs `plan` on `images`: the outputs in `plan.outputs`' order, and the feature map
+    /// too where `keep_features`.
+    async fn run(
+        &self,
+        plan: &Plan,
+        images: &[f32],
+        keep_features: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
         debug_assert_eq!(images.len() % plan.batch, 0);
         // One run at a time per plan: the plan's buffers are shared state.
         let _guard = self.plans.lock().await;
         self.submit(plan, images).await?;
-        self.context.map_f32(&plan.readback).await
+        let values = self.context.map_f32(&plan.readback).await?;
+        let features = match keep_features {
+            true => {
+                let (buffer, shape) = &plan.features;
+                let element = self.kernels.element();
+                Some(read_activations(&self.context, buffer, shape.len(), element).await?)
+            }
+            false => None,
+        };
+        Ok((values, features))
     }
 
     /// The CPU side of a forward pass: writes the input, records the plan's launches into one
