@@ -55,6 +55,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Show where the network found its evidence: a Grad-CAM heatmap per image over the
+    /// photo.
+    ///
+    /// Writes DIR/<name>.gradcam.png per image (the photo with the heatmap of the last
+    /// convolutional feature map blended over it) and prints the class explained; `--json`
+    /// prints the raw heatmap at the feature map's resolution.
+    ///
+    /// Example: xception explain --class fork --output heatmaps samples/fork.jpg
+    Explain {
+        #[command(flatten)]
+        common: Common,
+        /// The class to explain, by label or index [default: each image's most probable].
+        #[arg(long, value_name = "LABEL|INDEX")]
+        class: Option<String>,
+        /// Folder the overlays are written to (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        output: PathBuf,
+    },
     /// Time cold start and warm forward passes on a synthetic input and print a table.
     ///
     /// Example: xception bench --size 150 --size 299 --runs 10
@@ -83,7 +101,7 @@ enum Command {
     },
 }
 
-/// Options shared by `classify` and `embed`.
+/// Options shared by `classify`, `embed` and `explain`.
 #[derive(Args)]
 pub struct Common {
     /// Image files (PNG or JPEG, any colour type), folders, or `-` for paths on standard input.
@@ -268,6 +286,11 @@ fn main() -> ExitCode {
         Command::Embed { common, output } => {
             cli::run::images(common, cli::run::Task::Embed(output.as_deref()))
         }
+        Command::Explain {
+            common,
+            class,
+            output,
+        } => cli::explain::images(common, class.as_deref(), output),
         Command::Bench(args) => cli::bench::run(args).map(|_| true),
         Command::Info { weights, gpu } => {
             cli::info::info(&weights_path(weights.as_deref()), *gpu).map(|_| true)

@@ -433,3 +433,66 @@ fn bench_prints_json_lines_and_a_gpu_profile() {
         );
     }
 }
+
+/// `explain` writes one overlay per photo at the photo's size, prints the raw heatmap at the
+/// feature map's resolution, explains the class asked for, and reports bad inputs and classes.
+#[test]
+fn explain_writes_overlays_and_prints_heatmaps() {
+    let dir = std::env::temp_dir().join(format!("xception-explain-{}", std::process::id()));
+    let out_dir = dir.to_str().unwrap();
+    let not_an_image = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/README.md");
+    let mut images = samples();
+    images.insert(1, not_an_image.clone());
+    let out = xception(&["explain", "--json", "--output", out_dir], &images);
+    assert_eq!(out.status.code(), Some(1), "one input is not an image");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:", not_an_image.display())),
+        "{stderr}"
+    );
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), LABELS.len());
+    for (line, (label, path)) in lines.iter().zip(LABELS.iter().zip(samples())) {
+        assert_eq!(line["image"], path.display().to_string());
+        assert_eq!(
+            line["class"], *label,
+            "the top class is explained by default"
+        );
+        let rows: Vec<Vec<f32>> = serde_json::from_value(line["heatmap"].clone()).unwrap();
+        assert_eq!(
+            (rows.len(), rows[0].len()),
+            (5, 5),
+            "150x150 gives a 5x5 map"
+        );
+        let values: Vec<f32> = rows.concat();
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_eq!(values.iter().copied().fold(0.0, f32::max), 1.0);
+        let overlay = dir.join(format!("{label}.gradcam.png"));
+        assert_eq!(line["overlay"], overlay.display().to_string());
+        let photo = image::image_dimensions(&path).unwrap();
+        assert_eq!(image::image_dimensions(&overlay).unwrap(), photo);
+    }
+
+    let fork = &samples()[1..2];
+    for class in ["knife", "3"] {
+        let out = xception(
+            &["explain", "--json", "--class", class, "--output", out_dir],
+            fork,
+        );
+        assert!(out.status.success());
+        assert_eq!(stdout_lines(&out)[0]["class"], "knife");
+    }
+    for (class, error) in [
+        (
+            "spork",
+            "is not one of the model's classes (cup, fork, glass, knife, plate, spoon)",
+        ),
+        ("6", "--class 6 is out of range: the model has 6 classes"),
+    ] {
+        let out = xception(&["explain", "--class", class, "--output", out_dir], fork);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(error), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

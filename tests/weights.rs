@@ -246,16 +246,17 @@ fn backbone_without_head_embeds_and_refuses_to_classify() {
     assert_eq!(out.embedding(0).len(), 2048);
     assert!(out.logits.is_empty());
     assert!(matches!(model.top_k(&out, 0, 5), Err(Error::NoHead)));
+    assert!(matches!(model.grad_cam(&input, None), Err(Error::NoHead)));
 }
 
 #[test]
 fn imagenet_style_softmax_head_gives_1000_probabilities() {
     let labels: Vec<String> = (0..1000).map(|i| format!("synset_{i}")).collect();
+    let kernel: Vec<f32> = (0..2048 * 1000)
+        .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+        .collect();
     let weights = load_modified(|t, m| {
         t.retain(|(n, ..)| !n.starts_with("dense"));
-        let kernel: Vec<f32> = (0..2048 * 1000)
-            .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
-            .collect();
         let bias: Vec<f32> = (0..1000).map(|i| (i % 13) as f32 * 1e-2).collect();
         t.push((
             "predictions.kernel".into(),
@@ -286,6 +287,40 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
     assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
     let top = model.top_k(&out, 0, 3).unwrap();
     assert!(top[0].label.starts_with("synset_") && top[0].probability >= top[1].probability);
+
+    // Grad-CAM explains the logit before the softmax: through one linear layer its gradient
+    // at the embedding is the class's kernel column.
+    let class = 5;
+    let input = xception_wgpu::preprocess::load_image("samples/cup.jpg", Some((80, 80))).unwrap();
+    let (_, features) = model.forward_features(&input).unwrap();
+    let evidence: Vec<f32> = features
+        .data
+        .chunks(2048)
+        .map(|a| {
+            (0..2048)
+                .map(|k| a[k] * kernel[k * 1000 + class])
+                .sum::<f32>()
+        })
+        .collect();
+    let largest = evidence.iter().copied().fold(f32::MIN, f32::max);
+    assert!(largest > 0.0, "the test needs some evidence for the class");
+    let heatmap = model.grad_cam(&input, Some(class)).unwrap().remove(0);
+    assert_eq!(
+        (heatmap.height, heatmap.width),
+        (features.shape.height, features.shape.width)
+    );
+    assert_eq!(heatmap.label, "synset_5");
+    for (got, e) in heatmap.values.iter().zip(&evidence) {
+        assert!(
+            (got - e.max(0.0) / largest).abs() < 1e-5,
+            "{got} vs {e} / {largest}"
+        );
+    }
+    let e = model.grad_cam(&input, Some(1000)).unwrap_err().to_string();
+    assert!(
+        e.contains("class 1000 is out of range: the head has 1000 classes"),
+        "{e}"
+    );
 }
 
 #[test]

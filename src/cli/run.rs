@@ -28,17 +28,10 @@ pub enum Task<'a> {
 
 /// Runs every image; returns whether all of them succeeded.
 pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
-    let requested = common.size.as_deref().map(parse_size).transpose()?;
-    let weights = weights_path(common.weights.as_deref());
-    let model = load_model(&weights, common.backend, common.gpu)?;
+    let (model, target) = load(common)?;
     if matches!(task, Task::Classify(_)) && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
     }
-    let (height, width) = model.info().input_size;
-    let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
-        Sizing::Fixed { width, height } => Some((width, height)),
-        Sizing::Native => None,
-    };
 
     let (paths, mut all_ok) = inputs::expand(&common.images);
     if paths.is_empty() {
@@ -99,6 +92,20 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
         write_embeddings(output, &embeddings)?;
     }
     Ok(all_ok)
+}
+
+/// The model `common` asks for, and the `(width, height)` images are resized to (`None`: each
+/// at its own size).
+pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error> {
+    let requested = common.size.as_deref().map(parse_size).transpose()?;
+    let weights = weights_path(common.weights.as_deref());
+    let model = load_model(&weights, common.backend, common.gpu)?;
+    let (height, width) = model.info().input_size;
+    let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
+        Sizing::Fixed { width, height } => Some((width, height)),
+        Sizing::Native => None,
+    };
+    Ok((model, target))
 }
 
 fn run_batch(model: &Xception, images: &[(&Path, Tensor)]) -> Result<Outputs, Error> {

@@ -1,0 +1,114 @@
+//! `explain`: a Grad-CAM heatmap per image, drawn over the photo into a PNG, and printed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use xception_wgpu::image::DynamicImage;
+use xception_wgpu::{preprocess, Error, Xception};
+
+use super::inputs;
+use super::run::load;
+use crate::Common;
+
+/// Explains every image; returns whether all of them succeeded.
+pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<bool, Error> {
+    let (model, target) = load(common)?;
+    if model.info().num_classes() == 0 {
+        return Err(Error::NoHead);
+    }
+    let class = class.map(|c| class_index(&model, c)).transpose()?;
+    let (paths, mut all_ok) = inputs::expand(&common.images);
+    if paths.is_empty() {
+        return Err(Error::Input("no images to run".into()));
+    }
+    let overlays = overlay_paths(&paths, output)?;
+    std::fs::create_dir_all(output).map_err(|source| Error::Io {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    for (path, overlay) in paths.iter().zip(&overlays) {
+        match explain(&model, path, target, class, overlay) {
+            Ok(line) => println!("{}", if common.json { line.0 } else { line.1 }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                all_ok = false;
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Computes, draws and writes one image's heatmap; returns its JSON and its text line.
+fn explain(
+    model: &Xception,
+    path: &Path,
+    target: Option<(usize, usize)>,
+    class: Option<usize>,
+    overlay: &Path,
+) -> Result<(String, String), Error> {
+    let photo = preprocess::decode(path)?;
+    let input = preprocess::from_image(&DynamicImage::ImageRgb8(photo.clone()), target)?;
+    let heatmap = model.grad_cam(&input, class)?.remove(0);
+    heatmap
+        .overlay(&photo)
+        .save(overlay)
+        .map_err(|e| Error::Input(format!("{}: cannot write: {e}", overlay.display())))?;
+    let json = json!({
+        "image": path.display().to_string(),
+        "class": heatmap.label,
+        "heatmap": heatmap.rows(),
+        "overlay": overlay.display().to_string(),
+    });
+    let text = format!(
+        "{}: {} -> {}",
+        path.display(),
+        heatmap.label,
+        overlay.display()
+    );
+    Ok((json.to_string(), text))
+}
+
+/// `--class`: a label of the model, or a class index.
+fn class_index(model: &Xception, class: &str) -> Result<usize, Error> {
+    let labels = &model.info().labels;
+    if let Some(index) = labels.iter().position(|l| l == class) {
+        return Ok(index);
+    }
+    match class.parse::<usize>() {
+        Ok(index) if index < labels.len() => Ok(index),
+        Ok(index) => Err(Error::Input(format!(
+            "--class {index} is out of range: the model has {} classes",
+            labels.len()
+        ))),
+        Err(_) => Err(Error::Input(format!(
+            "--class {class:?} is not one of the model's classes ({})",
+            labels.join(", ")
+        ))),
+    }
+}
+
+/// The overlay file of each image: `DIR/<file stem>.gradcam.png`; two images that would
+/// write the same file are refused before any work starts.
+fn overlay_paths(paths: &[PathBuf], dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    paths
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
+            let overlay = dir.join(format!("{stem}.gradcam.png"));
+            match seen.insert(overlay.clone(), path) {
+                Some(other) => Err(Error::Input(format!(
+                    "{} and {} would both write {}; explain them separately",
+                    other.display(),
+                    path.display(),
+                    overlay.display()
+                ))),
+                None => Ok(overlay),
+            }
+        })
+        .collect()
+}
