@@ -1,6 +1,7 @@
 //! A small desktop window (eframe/egui on wgpu): drop a photo on it, or type a path and press
-//! Open, and it shows the photo with its class probabilities. The model runs on the window's
-//! own wgpu device: no second device is created.
+//! Open, and it shows the photo with its class probabilities; "Show heatmap" draws the
+//! Grad-CAM heatmap of the top class over it. The model runs on the window's own wgpu
+//! device: no second device is created.
 //!
 //! ```sh
 //! cargo run --release --example desktop -- samples/plate.jpg
@@ -20,6 +21,8 @@ const WEIGHTS: &str = concat!(
 struct Shown {
     path: PathBuf,
     texture: egui::TextureHandle,
+    /// The photo with the top class's Grad-CAM heatmap over it.
+    heatmap: Result<egui::TextureHandle, String>,
     result: Result<Vec<Prediction>, String>,
 }
 
@@ -27,6 +30,7 @@ struct App {
     model: Result<Xception, String>,
     path_input: String,
     shown: Option<Shown>,
+    show_heatmap: bool,
     error: Option<String>,
 }
 
@@ -45,6 +49,7 @@ impl App {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             shown: None,
+            show_heatmap: false,
             error: None,
         };
         if let Some(path) = initial {
@@ -63,17 +68,26 @@ impl App {
             }
         };
         let size = [rgb.width() as usize, rgb.height() as usize];
-        let pixels = egui::ColorImage::from_rgb(size, rgb.as_raw());
-        let texture = ctx.load_texture(path.display().to_string(), pixels, Default::default());
+        let name = path.display().to_string();
+        let texture = |name: String, rgb: &xception_wgpu::image::RgbImage| {
+            let pixels = egui::ColorImage::from_rgb(size, rgb.as_raw());
+            ctx.load_texture(name, pixels, Default::default())
+        };
+        let image = DynamicImage::ImageRgb8(rgb.clone());
         let k = model.info().num_classes().min(5);
         let result = model
-            .classify(&[DynamicImage::ImageRgb8(rgb)], k)
+            .classify(std::slice::from_ref(&image), k)
             .map(|mut all| all.remove(0))
+            .map_err(|e| e.to_string());
+        let heatmap = model
+            .explain(&image, None)
+            .map(|heatmap| texture(format!("{name} heatmap"), &heatmap.overlay(&rgb)))
             .map_err(|e| e.to_string());
         self.error = None;
         self.shown = Some(Shown {
             path: path.to_path_buf(),
-            texture,
+            texture: texture(name, &rgb),
+            heatmap,
             result,
         });
     }
@@ -102,6 +116,7 @@ impl eframe::App for App {
                     let path = PathBuf::from(self.path_input.trim());
                     self.open(&ctx, &path);
                 }
+                ui.checkbox(&mut self.show_heatmap, "Show heatmap");
             });
         });
         egui::CentralPanel::default().show(ui, |ui| {
@@ -120,7 +135,11 @@ impl eframe::App for App {
                 return;
             };
             ui.horizontal_top(|ui| {
-                ui.add(egui::Image::new(&shown.texture).max_size(egui::vec2(360.0, 360.0)));
+                let photo = match (&shown.heatmap, self.show_heatmap) {
+                    (Ok(heatmap), true) => heatmap,
+                    _ => &shown.texture,
+                };
+                ui.add(egui::Image::new(photo).max_size(egui::vec2(360.0, 360.0)));
                 ui.vertical(|ui| {
                     ui.strong(shown.path.display().to_string());
                     match &shown.result {
@@ -139,6 +158,9 @@ impl eframe::App for App {
                         Err(e) => {
                             ui.colored_label(egui::Color32::RED, e);
                         }
+                    }
+                    if let (Err(e), true) = (&shown.heatmap, self.show_heatmap) {
+                        ui.colored_label(egui::Color32::RED, format!("no heatmap: {e}"));
                     }
                 });
             });
