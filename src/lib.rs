@@ -33,6 +33,8 @@ pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fit;
 pub mod gpu;
 pub mod graph;
 mod model;

@@ -237,6 +237,11 @@ impl Xception {
         &self.weights.info
     }
 
+    /// The weights the model runs.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
     /// A one-line description of the backend, e.g. `gpu (llvmpipe, Vulkan)`.
     pub fn backend_description(&self) -> String {
         match &self.backend {

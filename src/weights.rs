@@ -17,6 +17,10 @@ use crate::graph::{Graph, Op, BN_EPSILON, EMBEDDING_DIM};
 /// The `format` metadata value this loader understands.
 pub const FORMAT: &str = "xception-keras/1";
 
+/// The `format` metadata value of a head-only file (what `xception fit` writes): the dense
+/// head's tensors, its `head` and `labels`, and the `backbone` fingerprint it was fitted on.
+pub const HEAD_FORMAT: &str = "xception-head/1";
+
 /// Activation of a dense head layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -113,39 +117,106 @@ impl Weights {
             .ok_or_else(|| fail("the file has no __metadata__ describing the model".into()))?;
         let info = parse_metadata(&metadata).map_err(fail)?;
 
-        let graph = Graph::xception();
-        let mut tensors = HashMap::new();
-        let mut problems = Vec::new();
-        for (name, shape) in expected_tensors(&graph, &info) {
-            match file.tensor(&name) {
-                Err(_) => problems.push(format!("tensor `{name}` is missing")),
-                Ok(view) if view.shape() != shape.as_slice() => problems.push(format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    view.shape()
-                )),
-                Ok(view) => match to_f32(view.dtype(), view.data()) {
-                    Err(dtype) => problems.push(format!(
-                        "tensor `{name}` has dtype {dtype:?}; expected F16 or F32"
-                    )),
-                    Ok(values) if values.iter().any(|v| !v.is_finite()) => {
-                        problems.push(format!("tensor `{name}` holds NaN or infinite values"))
-                    }
-                    Ok(values) => {
-                        tensors.insert(name, values);
-                    }
-                },
+        let tensors =
+            read_tensors(&file, expected_tensors(&Graph::xception(), &info)).map_err(fail)?;
+        Ok(Self { info, tensors })
+    }
+
+    /// Replaces the classification head with the one in a head-only file
+    /// ([`HEAD_FORMAT`], written by `xception fit`); `origin` names it in errors. Fails where
+    /// the head was fitted on another backbone or takes embeddings of another size.
+    pub fn with_head_bytes(mut self, bytes: &[u8], origin: &str) -> Result<Self> {
+        let fail = |problem: String| Error::Weights {
+            origin: origin.to_string(),
+            problem,
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
+        let metadata = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| fail("the file has no __metadata__ describing the head".into()))?;
+        match metadata.get("format").map(String::as_str) {
+            Some(HEAD_FORMAT) => {}
+            Some(FORMAT) => {
+                return Err(fail(
+                    "this is a whole model's weights file, not a head; pass it as the weights"
+                        .into(),
+                ))
+            }
+            other => {
+                return Err(fail(format!(
+                    "metadata format {other:?} is not `{HEAD_FORMAT}`"
+                )))
             }
         }
-        if !problems.is_empty() {
-            let shown = problems.len().min(5);
-            let more = if problems.len() > shown {
-                format!(" (and {} more problems)", problems.len() - shown)
-            } else {
-                String::new()
-            };
-            return Err(fail(format!("{}{more}", problems[..shown].join("; "))));
+        let fitted_on = metadata
+            .get("backbone")
+            .ok_or_else(|| fail("metadata key `backbone` is missing".into()))?;
+        let backbone = self.backbone_fingerprint();
+        if *fitted_on != backbone {
+            return Err(fail(format!(
+                "the head was fitted on another backbone ({fitted_on}; these weights are \
+                 {backbone})"
+            )));
         }
-        Ok(Self { info, tensors })
+        let (labels, head) = parse_head(&metadata).map_err(fail)?;
+        let Some(first) = head.first() else {
+            return Err(fail("the file holds no head layers".into()));
+        };
+        if let Ok(kernel) = file.tensor(&format!("{}.kernel", first.name)) {
+            if kernel.shape().first() != Some(&EMBEDDING_DIM) {
+                return Err(fail(format!(
+                    "the head takes embeddings of {:?} values; Xception's have {EMBEDDING_DIM}",
+                    kernel.shape().first()
+                )));
+            }
+        }
+        let tensors = read_tensors(&file, head_tensors(&head)).map_err(fail)?;
+        for (name, _) in head_tensors(&self.info.head) {
+            self.tensors.remove(&name);
+        }
+        self.tensors.extend(tensors);
+        self.info.head = head;
+        self.info.labels = labels;
+        Ok(self)
+    }
+
+    /// [`Weights::with_head_bytes`] from a head file on disk.
+    pub fn with_head(self, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.with_head_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// A fingerprint of the backbone's values (64-bit FNV-1a over every tensor but the head's,
+    /// by name), recorded in head files so that a head is only used on the backbone it was
+    /// fitted on.
+    pub fn backbone_fingerprint(&self) -> String {
+        let head: Vec<String> = head_tensors(&self.info.head)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut names: Vec<&String> = self.tensors.keys().filter(|n| !head.contains(n)).collect();
+        names.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &byte in bytes {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for name in names {
+            eat(name.as_bytes());
+            for value in &self.tensors[name] {
+                eat(&value.to_bits().to_le_bytes());
+            }
+        }
+        format!("fnv1a64:{hash:016x}")
     }
 
     /// The values of tensor `name`.
@@ -168,6 +239,46 @@ impl Weights {
             epsilon: self.info.bn_epsilon,
         }
     }
+}
+
+/// Reads every `expected` tensor of `file` as float32, checking its presence, shape, dtype and
+/// values; the error lists the first problems found.
+fn read_tensors(
+    file: &SafeTensors,
+    expected: Vec<(String, Vec<usize>)>,
+) -> Result<HashMap<String, Vec<f32>>, String> {
+    let mut tensors = HashMap::new();
+    let mut problems = Vec::new();
+    for (name, shape) in expected {
+        match file.tensor(&name) {
+            Err(_) => problems.push(format!("tensor `{name}` is missing")),
+            Ok(view) if view.shape() != shape.as_slice() => problems.push(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                view.shape()
+            )),
+            Ok(view) => match to_f32(view.dtype(), view.data()) {
+                Err(dtype) => problems.push(format!(
+                    "tensor `{name}` has dtype {dtype:?}; expected F16 or F32"
+                )),
+                Ok(values) if values.iter().any(|v| !v.is_finite()) => {
+                    problems.push(format!("tensor `{name}` holds NaN or infinite values"))
+                }
+                Ok(values) => {
+                    tensors.insert(name, values);
+                }
+            },
+        }
+    }
+    if !problems.is_empty() {
+        let shown = problems.len().min(5);
+        let more = if problems.len() > shown {
+            format!(" (and {} more problems)", problems.len() - shown)
+        } else {
+            String::new()
+        };
+        return Err(format!("{}{more}", problems[..shown].join("; ")));
+    }
+    Ok(tensors)
 }
 
 /// Every tensor the model needs, with its Keras shape.
@@ -201,14 +312,23 @@ pub fn expected_tensors(graph: &Graph, info: &ModelInfo) -> Vec<(String, Vec<usi
             Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => {}
         }
     }
-    for layer in &info.head {
-        out.push((
-            format!("{}.kernel", layer.name),
-            vec![layer.inputs, layer.units],
-        ));
-        out.push((format!("{}.bias", layer.name), vec![layer.units]));
-    }
+    out.extend(head_tensors(&info.head));
     out
+}
+
+/// The kernel and bias of every layer of `head`, with their Keras shapes.
+fn head_tensors(head: &[DenseLayer]) -> Vec<(String, Vec<usize>)> {
+    head.iter()
+        .flat_map(|layer| {
+            [
+                (
+                    format!("{}.kernel", layer.name),
+                    vec![layer.inputs, layer.units],
+                ),
+                (format!("{}.bias", layer.name), vec![layer.units]),
+            ]
+        })
+        .collect()
 }
 
 fn to_f32(dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, Dtype> {
@@ -273,6 +393,20 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             ))
         }
     };
+    let (labels, head) = parse_head(metadata)?;
+    Ok(ModelInfo {
+        input_size,
+        labels,
+        head,
+        bn_epsilon,
+        source: metadata.get("source").cloned(),
+    })
+}
+
+/// The `labels` and `head` of a weights or head file's metadata (default labels `class_<i>`).
+fn parse_head(
+    metadata: &HashMap<String, String>,
+) -> Result<(Vec<String>, Vec<DenseLayer>), String> {
     let labels = match json_field(metadata, "labels")? {
         Value::Array(items) => items
             .into_iter()
@@ -333,11 +467,5 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
     } else {
         labels
     };
-    Ok(ModelInfo {
-        input_size,
-        labels,
-        head,
-        bn_epsilon,
-        source: metadata.get("source").cloned(),
-    })
+    Ok((labels, head))
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 /// File extensions taken from folders (case-insensitive).
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-fn is_image(path: &Path) -> bool {
+/// Whether `path` has an image file extension (`.png`, `.jpg`, `.jpeg`).
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))

@@ -1,7 +1,9 @@
 //! The subcommands of the `xception` binary.
 
 pub mod bench;
+pub mod dataset;
 pub mod explain;
+pub mod fit;
 pub mod info;
 pub mod inputs;
 pub mod run;

@@ -99,7 +99,7 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
 pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error> {
     let requested = common.size.as_deref().map(parse_size).transpose()?;
     let weights = weights_path(common.weights.as_deref());
-    let model = load_model(&weights, common.backend, common.gpu)?;
+    let model = load_model(&weights, common.head.as_deref(), common.backend, common.gpu)?;
     let (height, width) = model.info().input_size;
     let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
         Sizing::Fixed { width, height } => Some((width, height)),
