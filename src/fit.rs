@@ -326,13 +326,14 @@ impl Problem<'_> {
                     // Through the kernel, then the ReLU of the layer below (zero inputs were
                     // clamped there).
                     delta = (0..s.inputs)
-                        .map(|k| match x[k] > 0.0 {
-                            true => {
+                        .map(|k| {
+                            if x[k] > 0.0 {
                                 let w =
                                     &params[s.kernel + k * s.units..s.kernel + (k + 1) * s.units];
                                 w.iter().zip(&delta).map(|(w, d)| w * d).sum()
+                            } else {
+                                0.0
                             }
-                            false => 0.0,
                         })
                         .collect();
                 }

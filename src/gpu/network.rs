@@ -778,13 +778,12 @@ impl GpuModel {
         let _guard = self.plans.lock().await;
         self.submit(plan, images).await?;
         let values = self.context.map_f32(&plan.readback).await?;
-        let features = match keep_features {
-            true => {
-                let (buffer, shape) = &plan.features;
-                let element = self.kernels.element();
-                Some(read_activations(&self.context, buffer, shape.len(), element).await?)
-            }
-            false => None,
+        let features = if keep_features {
+            let (buffer, shape) = &plan.features;
+            let element = self.kernels.element();
+            Some(read_activations(&self.context, buffer, shape.len(), element).await?)
+        } else {
+            None
         };
         Ok((values, features))
     }
