@@ -87,6 +87,8 @@ pub struct XceptionBuilder {
     conv_kernel: KernelChoice,
     #[cfg(not(target_arch = "wasm32"))]
     pipeline_cache: Option<PathBuf>,
+    #[cfg(not(target_arch = "wasm32"))]
+    head: Option<PathBuf>,
 }
 
 impl XceptionBuilder {
@@ -171,6 +173,13 @@ impl XceptionBuilder {
         self
     }
 
+    /// Uses the head in a head-only file written by `xception fit` (see
+    /// [`Weights::with_head`]) instead of the weights' own head.
+    pub fn head(mut self, path: impl Into<PathBuf>) -> Self {
+        self.head = Some(path.into());
+        self
+    }
+
     /// Loads a safetensors weights file and creates the model.
     pub fn load(self, path: impl AsRef<Path>) -> Result<Xception> {
         self.build(Weights::load(path)?)
@@ -178,12 +187,16 @@ impl XceptionBuilder {
 
     /// Parses safetensors weights held in memory and creates the model.
     pub fn load_bytes(self, bytes: &[u8]) -> Result<Xception> {
-        pollster::block_on(self.load_bytes_async(bytes))
+        self.build(Weights::from_bytes(bytes, "weights in memory")?)
     }
 
     /// Creates the model over already loaded weights (shared with the caller when given as an
     /// `Arc`).
-    pub fn build(self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
+    pub fn build(mut self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
+        let weights = match self.head.take() {
+            Some(head) => Arc::new(Arc::unwrap_or_clone(weights.into()).with_head(head)?),
+            None => weights.into(),
+        };
         pollster::block_on(self.build_async(weights))
     }
 }
