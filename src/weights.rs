@@ -167,11 +167,15 @@ impl Weights {
             return Err(fail("the file holds no head layers".into()));
         };
         if let Ok(kernel) = file.tensor(&format!("{}.kernel", first.name)) {
-            if kernel.shape().first() != Some(&EMBEDDING_DIM) {
-                return Err(fail(format!(
-                    "the head takes embeddings of {:?} values; Xception's have {EMBEDDING_DIM}",
-                    kernel.shape().first()
-                )));
+            match kernel.shape().first() {
+                Some(&EMBEDDING_DIM) => {}
+                Some(inputs) => {
+                    return Err(fail(format!(
+                        "the head takes embeddings of {inputs} values; Xception's have \
+                         {EMBEDDING_DIM}"
+                    )))
+                }
+                None => return Err(fail(format!("`{}.kernel` has no shape", first.name))),
             }
         }
         let tensors = read_tensors(&file, head_tensors(&head)).map_err(fail)?;

@@ -277,6 +277,25 @@ fn bad_layouts_and_mismatched_heads_are_clear_errors() {
     .unwrap();
     let with_head = weights.clone().with_head(&out_file).unwrap();
     assert_eq!(with_head.info.labels, ["a", "b"]);
+    let (points, targets) = blobs(&mut rng, 16, 2, 3);
+    let labels = vec!["a".to_string(), "b".to_string()];
+    let small = fit_head(&points, 16, &targets, labels, FitOptions::default()).unwrap();
+    std::fs::write(
+        &out_file,
+        small
+            .to_safetensors(&weights.backbone_fingerprint())
+            .unwrap(),
+    )
+    .unwrap();
+    let e = weights
+        .clone()
+        .with_head(&out_file)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the head takes embeddings of 16 values; Xception's have 2048"),
+        "{e}"
+    );
     let e = weights.with_head(WEIGHTS).unwrap_err().to_string();
     assert!(
         e.contains("a whole model's weights file, not a head"),
