@@ -125,6 +125,16 @@ pub struct Common {
     /// Print one JSON object per image and line.
     #[arg(long)]
     json: bool,
+    /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
+    #[arg(long)]
+    size: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// The model a command runs: weights, head, backend and GPU settings.
+#[derive(Args)]
+pub struct ModelArgs {
     /// Weights file (safetensors, float16 or float32) [default: the bundled kitchenware model].
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -134,11 +144,16 @@ pub struct Common {
     /// Where the network runs; `auto` uses the GPU and falls back to the CPU when there is none.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
-    /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
-    #[arg(long)]
-    size: Option<String>,
     #[command(flatten)]
     gpu: GpuArgs,
+}
+
+impl ModelArgs {
+    /// Loads the model; `auto` falls back to the CPU when no GPU adapter is usable.
+    fn load(&self) -> Result<Xception, Error> {
+        let weights = weights_path(self.weights.as_deref());
+        load_model(&weights, self.head.as_deref(), self.backend, self.gpu)
+    }
 }
 
 /// How the GPU backend computes: precision and convolution kernels.

@@ -107,14 +107,7 @@ impl Weights {
             origin: origin.to_string(),
             problem,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let metadata = header
-            .metadata()
-            .clone()
-            .ok_or_else(|| fail("the file has no __metadata__ describing the model".into()))?;
+        let (file, metadata) = open_safetensors(bytes, "model").map_err(fail)?;
         let info = parse_metadata(&metadata).map_err(fail)?;
 
         let tensors =
@@ -130,14 +123,7 @@ impl Weights {
             origin: origin.to_string(),
             problem,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let metadata = header
-            .metadata()
-            .clone()
-            .ok_or_else(|| fail("the file has no __metadata__ describing the head".into()))?;
+        let (file, metadata) = open_safetensors(bytes, "head").map_err(fail)?;
         match metadata.get("format").map(String::as_str) {
             Some(HEAD_FORMAT) => {}
             Some(FORMAT) => {
@@ -243,6 +229,21 @@ impl Weights {
             epsilon: self.info.bn_epsilon,
         }
     }
+}
+
+/// Parses a safetensors file and its `__metadata__`, which describes the `what` it holds.
+fn open_safetensors<'a>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<(SafeTensors<'a>, HashMap<String, String>), String> {
+    let invalid = |e| format!("not a valid safetensors file: {e}");
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let file = SafeTensors::deserialize(bytes).map_err(invalid)?;
+    let metadata = header
+        .metadata()
+        .clone()
+        .ok_or_else(|| format!("the file has no __metadata__ describing the {what}"))?;
+    Ok((file, metadata))
 }
 
 /// Reads every `expected` tensor of `file` as float32, checking its presence, shape, dtype and

@@ -10,10 +10,10 @@ use rand::SeedableRng;
 use serde_json::json;
 use xception_wgpu::fit::{fit_head, FitOptions};
 use xception_wgpu::graph::EMBEDDING_DIM;
-use xception_wgpu::{Error, Xception};
+use xception_wgpu::Error;
 
 use super::dataset::{self, Dataset, Ran};
-use crate::{load_model, weights_path, Backend, GpuArgs};
+use crate::ModelArgs;
 
 /// Options of `fit`.
 #[derive(Args)]
@@ -53,29 +53,6 @@ pub struct EvaluateArgs {
     json: bool,
     #[command(flatten)]
     model: ModelArgs,
-}
-
-/// The model `fit` embeds with and `evaluate` evaluates.
-#[derive(Args)]
-pub struct ModelArgs {
-    /// Weights file [default: the bundled kitchenware model].
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// A head file written by `fit`, used instead of the weights' own head.
-    #[arg(long, value_name = "FILE")]
-    head: Option<PathBuf>,
-    /// Where the network runs; `auto` uses the GPU and falls back to the CPU when there is none.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    backend: Backend,
-    #[command(flatten)]
-    gpu: GpuArgs,
-}
-
-impl ModelArgs {
-    fn load(&self) -> Result<Xception, Error> {
-        let weights = weights_path(self.weights.as_deref());
-        load_model(&weights, self.head.as_deref(), self.backend, self.gpu)
-    }
 }
 
 /// `fit`: embeds every image, fits a head and writes it; returns whether every image was used.

@@ -11,7 +11,7 @@ use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::{preprocess, Error, Outputs, Tensor, Xception};
 
 use super::inputs;
-use crate::{load_model, parse_size, weights_path, Common, Sizing};
+use crate::{parse_size, Common, Sizing};
 
 /// Images run together in one forward pass.
 const BATCH: usize = 8;
@@ -98,8 +98,7 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
 /// at its own size).
 pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error> {
     let requested = common.size.as_deref().map(parse_size).transpose()?;
-    let weights = weights_path(common.weights.as_deref());
-    let model = load_model(&weights, common.head.as_deref(), common.backend, common.gpu)?;
+    let model = common.model.load()?;
     let (height, width) = model.info().input_size;
     let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
         Sizing::Fixed { width, height } => Some((width, height)),
