@@ -92,7 +92,11 @@ fn images(images: &Bound<'_, PyAny>) -> PyResult<Vec<Image>> {
         return Ok((0..n)
             .map(|i| {
                 let image = data[i * len..(i + 1) * len].to_vec();
-                Image::Pixels(i, RgbImage::from_raw(width as u32, height as u32, image).unwrap())
+                Image::Pixels(
+                    i,
+                    RgbImage::from_raw(width as u32, height as u32, image)
+                        .expect("the shape fits the data"),
+                )
             })
             .collect());
     }
@@ -172,32 +176,36 @@ impl Model {
             }
         };
         let auto = backend == "auto";
-        let (model, fell_back) = py.detach(|| {
-            let weights = match &weights {
-                Some(path) => Weights::load(path)?,
-                None => Weights::from_bytes(BUNDLED_WEIGHTS, "the bundled kitchenware model")?,
-            };
-            let builder = |kind| {
-                let mut builder = Xception::builder()
-                    .backend(kind)
-                    .precision(precision)
-                    .conv_kernel(kernel);
-                if let Some(images) = max_batch {
-                    builder = builder.max_batch(images);
+        let (model, fell_back) = py
+            .detach(|| {
+                let weights = match &weights {
+                    Some(path) => Weights::load(path)?,
+                    None => Weights::from_bytes(BUNDLED_WEIGHTS, "the bundled kitchenware model")?,
+                };
+                let builder = |kind| {
+                    let mut builder = Xception::builder()
+                        .backend(kind)
+                        .precision(precision)
+                        .conv_kernel(kernel);
+                    if let Some(images) = max_batch {
+                        builder = builder.max_batch(images);
+                    }
+                    builder
+                };
+                let weights = std::sync::Arc::new(weights);
+                match builder(kind).build(weights.clone()) {
+                    Err(Error::NoAdapter(why)) if auto => builder(BackendKind::Cpu)
+                        .build(weights)
+                        .map(|model| (model, Some(why))),
+                    other => other.map(|model| (model, None)),
                 }
-                builder
-            };
-            let weights = std::sync::Arc::new(weights);
-            match builder(kind).build(weights.clone()) {
-                Err(Error::NoAdapter(why)) if auto => builder(BackendKind::Cpu)
-                    .build(weights)
-                    .map(|model| (model, Some(why))),
-                other => other.map(|model| (model, None)),
-            }
-        })
-        .map_err(to_py)?;
+            })
+            .map_err(to_py)?;
         if let Some(why) = fell_back {
-            warn(py, &format!("no usable GPU adapter ({why}); running on the CPU"))?;
+            warn(
+                py,
+                &format!("no usable GPU adapter ({why}); running on the CPU"),
+            )?;
         }
         Ok(Self { inner: model })
     }
@@ -275,7 +283,11 @@ impl Model {
             match (row, &run.outputs) {
                 (Ok(i), Some(outputs)) => values.extend_from_slice(outputs.embedding(*i)),
                 _ => {
-                    let why = row.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                    let why = row
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     warn(py, &format!("{name}: skipped: {why}"))?;
                     values.extend(std::iter::repeat_n(f32::NAN, EMBEDDING_DIM));
                 }
