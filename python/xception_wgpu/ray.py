@@ -33,9 +33,10 @@ class XceptionPredictor:
     """Runs Xception on batches of images for ``map_batches``.
 
     ``outputs`` picks the columns added: ``embedding`` (float32 [N, 2048]), ``label`` and
-    ``probability`` (the most probable class). ``resize=(height, width)`` resizes the
-    images before the model does (the model always resizes to its own input size; this
-    only bounds memory for huge photos). The other arguments are ``Model``'s.
+    ``probability`` (the most probable class). The other arguments are ``Model``'s. The
+    model resizes every image to its input size; ``read_images(..., size=(h, w))`` resizes
+    while reading instead, which makes each batch one array. The batch size, the number of
+    actors (``concurrency``) and their GPU share (``num_gpus``) are ``map_batches``' options.
     """
 
     def __init__(
