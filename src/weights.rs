@@ -236,7 +236,13 @@ fn open_safetensors<'a>(
     bytes: &'a [u8],
     what: &str,
 ) -> Result<(SafeTensors<'a>, HashMap<String, String>), String> {
-    let invalid = |e| format!("not a valid safetensors file: {e}");
+    let invalid = |e| match unconverted(bytes) {
+        Some(kind) => format!(
+            "not a valid safetensors file: this is {kind}; convert it first with \
+             `python weights/convert.py FILE -o model.safetensors` (see weights/README.md)"
+        ),
+        None => format!("not a valid safetensors file: {e}"),
+    };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let file = SafeTensors::deserialize(bytes).map_err(invalid)?;
     let metadata = header
@@ -244,6 +250,19 @@ fn open_safetensors<'a>(
         .clone()
         .ok_or_else(|| format!("the file has no __metadata__ describing the {what}"))?;
     Ok((file, metadata))
+}
+
+/// What an unconverted checkpoint that failed to parse as safetensors is, by its first bytes.
+fn unconverted(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        Some("an HDF5 file (a Keras .h5 checkpoint)")
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Some("a zip archive (a Keras .keras model or a PyTorch checkpoint)")
+    } else if matches!(bytes, [0x80, 2..=5, ..]) {
+        Some("a Python pickle (a PyTorch checkpoint)")
+    } else {
+        None
+    }
 }
 
 /// Reads every `expected` tensor of `file` as float32, checking its presence, shape, dtype and

@@ -276,6 +276,13 @@ fn embed_writes_npy_and_safetensors_files() {
         images,
     );
     assert!(out.status.success());
+    // Both outputs get the permissions of any new file (not 0600 for one of them).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&st), mode(&npy));
+    }
     let bytes = std::fs::read(&st).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = file.tensor("embeddings").unwrap();

@@ -358,3 +358,25 @@ fn truncated_and_lying_files_are_rejected_without_huge_allocations() {
         "{e}"
     );
 }
+
+/// Keras and PyTorch checkpoints given unconverted are named, with the command that converts
+/// them, instead of a safetensors parse error.
+#[test]
+fn unconverted_checkpoints_are_recognised() {
+    for (name, start, kind) in [
+        ("model.h5", &b"\x89HDF\r\n\x1a\n"[..], "an HDF5 file"),
+        ("model.keras", &b"PK\x03\x04"[..], "a zip archive"),
+        ("model.pth", &b"\x80\x02"[..], "a Python pickle"),
+    ] {
+        let mut bytes = start.to_vec();
+        bytes.extend([0u8; 64]);
+        let e = Weights::from_bytes(&bytes, name).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{name}: not a valid safetensors file: this is {kind}"
+            )),
+            "{e}"
+        );
+        assert!(e.contains("python weights/convert.py"), "{e}");
+    }
+}

@@ -819,6 +819,10 @@ def convert(
     out_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(out_dir, exist_ok=True)
     save_file(out, output_path, metadata=metadata)
+    # safetensors writes 0600; give the file the permissions any other new file gets.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(output_path, 0o666 & ~umask)
     return out, metadata, tensors
 
 

@@ -180,8 +180,10 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Err
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
             let images: Vec<String> = rows.iter().map(|(p, _)| p.display().to_string()).collect();
             let metadata = HashMap::from([("images".to_string(), json!(images).to_string())]);
-            safetensors::serialize_to_file([("embeddings", view)], Some(metadata), path)
-                .map_err(|e| Error::Input(format!("{}: cannot write: {e}", path.display())))
+            // Written like the .npy file, so both get the same permissions (0644 by umask).
+            let bytes = safetensors::serialize([("embeddings", view)], Some(metadata))
+                .map_err(|e| Error::Input(format!("{}: cannot write: {e}", path.display())))?;
+            std::fs::write(path, bytes).map_err(io_error)
         }
         _ => Err(Error::Input(format!(
             "{}: --output must end in .npy or .safetensors",
