@@ -236,6 +236,9 @@ def test_keras2_notop_roundtrip(tmp_path, dtype):
     expected = write_keras2_h5(src, with_top=False)
     out = tmp_path / "out.safetensors"
     assert convert.main([str(src), "-o", str(out), "--dtype", dtype]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask, "the permissions of any new file"
     got = load_file(out)
     assert set(got) == set(expected)
     for k, v in expected.items():
