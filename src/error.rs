@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong when loading weights, reading images or running the network.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
@@ -43,5 +43,26 @@ pub enum Error {
     Gpu(String),
 }
 
+/// The message, as `Display` gives it: `main() -> Result<_, Error>` then prints it readably.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Shorthand for results with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn debug_prints_the_message() {
+        let error = Error::Image {
+            path: "photo.jpg".into(),
+            problem: "the file is empty".into(),
+        };
+        assert_eq!(format!("{error:?}"), "photo.jpg: the file is empty");
+    }
+}

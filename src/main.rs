@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
     BackendKind, Error, KernelChoice, Precision, Weights, Xception, XceptionBuilder,
 };
@@ -262,15 +263,22 @@ fn load_model(
         weights = weights.with_head(head)?;
     }
     let weights = Arc::new(weights);
+    let cpu = |weights| {
+        if matches!(gpu.precision, PrecisionArg::F16) {
+            eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
+        }
+        gpu.builder(BackendKind::Cpu).build(weights)
+    };
     match backend {
         Backend::Auto => match gpu.builder(BackendKind::Gpu).build(weights.clone()) {
             Err(Error::NoAdapter(why)) => {
                 eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
-                gpu.builder(BackendKind::Cpu).build(weights)
+                cpu(weights)
             }
             other => other,
         },
-        other => gpu.builder(other.kind()).build(weights),
+        Backend::Cpu => cpu(weights),
+        Backend::Gpu => gpu.builder(BackendKind::Gpu).build(weights),
     }
 }
 
@@ -293,17 +301,25 @@ pub enum Sizing {
     Native,
 }
 
+/// `--size`, the same on every command: `N` (N x N), `WxH`, or `native`; at least 71x71.
 fn parse_size(text: &str) -> Result<Sizing, Error> {
     if text == "native" {
         return Ok(Sizing::Native);
     }
-    let parsed = text
-        .split_once(['x', 'X'])
-        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    let parsed = match text.split_once(['x', 'X']) {
+        Some((w, h)) => w.parse().ok().zip(h.parse().ok()),
+        None => text.parse().ok().map(|side| (side, side)),
+    };
     match parsed {
-        Some((width, height)) => Ok(Sizing::Fixed { width, height }),
+        Some((width, height)) if width >= MIN_INPUT_SIZE && height >= MIN_INPUT_SIZE => {
+            Ok(Sizing::Fixed { width, height })
+        }
+        Some((width, height)) => Err(Error::Input(format!(
+            "--size {width}x{height} is too small: Xception needs at least \
+             {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
+        ))),
         None => Err(Error::Input(format!(
-            "--size `{text}` is neither WxH (e.g. 299x299) nor `native`"
+            "--size `{text}` is neither N, WxH (e.g. 299x299) nor `native`"
         ))),
     }
 }

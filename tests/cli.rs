@@ -173,6 +173,52 @@ fn bad_arguments_and_bad_weights_fail_cleanly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size `big`"));
 
+    // Arguments are checked before the model loads or any image runs.
+    let dir = std::env::temp_dir().join(format!("xception-args-{}", std::process::id()));
+    let missing_folder = dir.join("missing").join("e.npy");
+    for (args, error) in [
+        (
+            vec!["classify", "--size", "50"],
+            "--size 50x50 is too small",
+        ),
+        (vec!["classify", "--top", "0"], "--top must be at least 1"),
+        (
+            vec!["embed", "--output", "e.csv"],
+            "--output must end in .npy or .safetensors",
+        ),
+        (
+            vec!["embed", "--output", missing_folder.to_str().unwrap()],
+            "is in a folder that does not exist",
+        ),
+    ] {
+        let out = xception(&args, &samples()[..1]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+    // One size syntax everywhere: N means NxN.
+    let out = xception(
+        &[
+            "classify",
+            "--backend",
+            "cpu",
+            "--size",
+            "150",
+            "--top",
+            "1",
+            "--precision",
+            "f16",
+        ],
+        &samples()[..1],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cup"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--precision f16 applies to the GPU"),
+        "f16 on the CPU is not silently ignored"
+    );
+
     let out = xception(&["classify", "--weights", "Cargo.toml"], &samples()[..1]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

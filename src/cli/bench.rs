@@ -56,17 +56,9 @@ fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<B
     }
     let sizes = sizes
         .iter()
-        .map(|text| {
-            let size = match text.parse::<usize>() {
-                Ok(side) => (side, side),
-                Err(_) => match parse_size(text)? {
-                    Sizing::Fixed { width, height } => (width, height),
-                    Sizing::Native => {
-                        return Err(Error::Input("bench needs a fixed --size".into()))
-                    }
-                },
-            };
-            Ok(size)
+        .map(|text| match parse_size(text)? {
+            Sizing::Fixed { width, height } => Ok((width, height)),
+            Sizing::Native => Err(Error::Input("bench needs a fixed --size".into())),
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(sizes

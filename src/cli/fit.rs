@@ -1,7 +1,7 @@
 //! `fit` (a new head on labelled folders) and `evaluate` (a model on labelled folders), with
 //! their shared report: accuracy, per-class precision and recall, confusion matrix.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use rand::rngs::StdRng;
@@ -13,6 +13,7 @@ use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::Error;
 
 use super::dataset::{self, Dataset, Ran};
+use super::run::check_writable;
 use crate::ModelArgs;
 
 /// Options of `fit`.
@@ -280,23 +281,4 @@ fn confusion_table(rows: &[String], columns: &[String], pairs: &[(usize, usize)]
         table.push('\n');
     }
     table
-}
-
-/// Fails before any work where `path` cannot be written: a folder, or a missing parent.
-fn check_writable(path: &Path) -> Result<(), Error> {
-    let problem = if path.is_dir() {
-        Some("is a folder")
-    } else {
-        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) if !parent.is_dir() => Some("is in a folder that does not exist"),
-            _ => None,
-        }
-    };
-    match problem {
-        Some(problem) => Err(Error::Input(format!(
-            "--output {}: {problem}",
-            path.display()
-        ))),
-        None => Ok(()),
-    }
 }

@@ -28,6 +28,14 @@ pub enum Task<'a> {
 
 /// Runs every image; returns whether all of them succeeded.
 pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
+    match task {
+        Task::Classify(0) => return Err(Error::Input("--top must be at least 1".into())),
+        Task::Embed(Some(output)) => {
+            EmbeddingFile::of(output)?;
+            check_writable(output)?;
+        }
+        _ => {}
+    }
     let (model, target) = load(common)?;
     if matches!(task, Task::Classify(_)) && model.info().num_classes() == 0 {
         return Err(Error::NoHead);
@@ -150,6 +158,25 @@ fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
     }
 }
 
+/// The formats `embed --output` writes, chosen by the file's extension.
+enum EmbeddingFile {
+    Npy,
+    Safetensors,
+}
+
+impl EmbeddingFile {
+    fn of(path: &Path) -> Result<Self, Error> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => Ok(Self::Npy),
+            Some("safetensors") => Ok(Self::Safetensors),
+            _ => Err(Error::Input(format!(
+                "{}: --output must end in .npy or .safetensors",
+                path.display()
+            ))),
+        }
+    }
+}
+
 /// Writes `[N, 2048]` float32 embeddings as `.npy` or `.safetensors` (chosen by extension).
 fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Error> {
     let io_error = |source| Error::Io {
@@ -158,8 +185,8 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Err
     };
     let values: Vec<f32> = rows.iter().flat_map(|(_, e)| e.iter().copied()).collect();
     let shape = [rows.len(), EMBEDDING_DIM];
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => {
+    match EmbeddingFile::of(path)? {
+        EmbeddingFile::Npy => {
             let file = std::fs::File::create(path).map_err(io_error)?;
             let mut writer = npyz::WriteOptions::new()
                 .default_dtype()
@@ -170,7 +197,7 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Err
             writer.extend(values).map_err(io_error)?;
             writer.finish().map_err(io_error)
         }
-        Some("safetensors") => {
+        EmbeddingFile::Safetensors => {
             let bytes: Vec<u8> = bytemuck_bytes(&values);
             let view = safetensors::tensor::TensorView::new(
                 safetensors::Dtype::F32,
@@ -185,10 +212,25 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Err
                 .map_err(|e| Error::Input(format!("{}: cannot write: {e}", path.display())))?;
             std::fs::write(path, bytes).map_err(io_error)
         }
-        _ => Err(Error::Input(format!(
-            "{}: --output must end in .npy or .safetensors",
+    }
+}
+
+/// Fails before any work where `path` cannot be written: a folder, or a missing parent.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    let problem = if path.is_dir() {
+        Some("is a folder")
+    } else {
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) if !parent.is_dir() => Some("is in a folder that does not exist"),
+            _ => None,
+        }
+    };
+    match problem {
+        Some(problem) => Err(Error::Input(format!(
+            "--output {}: {problem}",
             path.display()
         ))),
+        None => Ok(()),
     }
 }
 
