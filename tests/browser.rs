@@ -54,11 +54,21 @@ fn the_page_classifies_the_samples_like_the_native_reference_and_survives_a_bad_
     );
 
     let reference = Xception::load(WEIGHTS, BackendKind::Cpu).unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
+    let mut lines: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert_eq!(lines.len(), LABELS.len(), "one line per photo");
+    assert_eq!(
+        lines.len(),
+        images.len(),
+        "one line per input, as the CLI prints"
+    );
+    let failed = lines.remove(3);
+    assert_eq!(failed["image"], NOT_AN_IMAGE);
+    assert_eq!(
+        failed["error"],
+        format!("{NOT_AN_IMAGE}: not a recognised image format (PNG or JPEG)")
+    );
     for (line, label) in lines.iter().zip(LABELS) {
         let path = format!("samples/{label}.jpg");
         assert_eq!(line["image"], path.as_str());

@@ -125,9 +125,19 @@ fn a_bad_image_is_reported_and_the_others_still_run() {
     assert!(stderr.contains(&broken.display().to_string()), "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // Every input gets a JSON line, in input order; failures say why.
     let lines = stdout_lines(&out);
-    let labels: Vec<_> = lines.iter().map(|l| l["top"][0]["label"].clone()).collect();
-    assert_eq!(labels, ["cup", "knife"]);
+    assert_eq!(lines.len(), images.len());
+    for (line, image) in lines.iter().zip(&images) {
+        assert_eq!(line["image"], image.display().to_string());
+    }
+    assert_eq!(lines[0]["top"][0]["label"], "cup");
+    assert_eq!(lines[3]["top"][0]["label"], "knife");
+    for line in &lines[1..3] {
+        let error = line["error"].as_str().unwrap();
+        assert!(error.starts_with(line["image"].as_str().unwrap()), "{line}");
+    }
+    assert!(lines[2]["error"].as_str().unwrap().contains("No such file"));
 }
 
 #[test]
@@ -503,8 +513,14 @@ fn explain_writes_overlays_and_prints_heatmaps() {
         stderr.contains(&format!("{}:", not_an_image.display())),
         "{stderr}"
     );
-    let lines = stdout_lines(&out);
-    assert_eq!(lines.len(), LABELS.len());
+    let mut lines = stdout_lines(&out);
+    assert_eq!(lines.len(), LABELS.len() + 1);
+    let failed = lines.remove(1);
+    assert_eq!(failed["image"], not_an_image.display().to_string());
+    assert!(failed["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a recognised image format"));
     for (line, (label, path)) in lines.iter().zip(LABELS.iter().zip(samples())) {
         assert_eq!(line["image"], path.display().to_string());
         assert_eq!(

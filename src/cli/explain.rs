@@ -8,7 +8,7 @@ use xception_wgpu::image::DynamicImage;
 use xception_wgpu::{preprocess, Error, Xception};
 
 use super::inputs;
-use super::run::load;
+use super::run::{load, report_failure};
 use crate::Common;
 
 /// Explains every image; returns whether all of them succeeded.
@@ -31,7 +31,7 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
         match explain(&model, path, target, class, overlay) {
             Ok(line) => println!("{}", if common.json { line.0 } else { line.1 }),
             Err(e) => {
-                eprintln!("error: {e}");
+                report_failure(path, &e, common.json);
                 all_ok = false;
             }
         }

@@ -53,47 +53,56 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     } else {
         ProgressBar::hidden()
     };
+    // Drawn from the start; results and errors are printed through it, so that no remnant of
+    // the bar lands between them.
+    progress.tick();
     let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
-    let mut pending: Vec<(&Path, Tensor)> = Vec::new();
+    // Images wait here until a batch is full; results are printed in input order.
+    let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        match preprocess::load_image(path, target) {
-            Ok(tensor) => pending.push((path, tensor)),
-            Err(e) => {
-                progress.suspend(|| eprintln!("error: {e}"));
-                progress.inc(1);
-                all_ok = false;
-            }
-        }
+        pending.push((path, preprocess::load_image(path, target)));
         // Native sizes differ from image to image, so those run one at a time.
-        let full = pending.len() == BATCH || target.is_none();
-        if !pending.is_empty() && (full || i + 1 == paths.len()) {
-            match run_batch(&model, &pending) {
+        let ready = pending.iter().filter(|(_, t)| t.is_ok()).count();
+        if ready < BATCH && target.is_some() && i + 1 < paths.len() {
+            continue;
+        }
+        let tensors: Vec<Tensor> = pending
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok().cloned())
+            .collect();
+        let outputs = (!tensors.is_empty())
+            .then(|| Tensor::stack(&tensors).and_then(|batch| model.forward(&batch)));
+        let mut row = 0;
+        for (path, tensor) in &pending {
+            let result = match (tensor, &outputs) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Some(Err(e))) => Err(e),
+                (Ok(_), Some(Ok(outputs))) => Ok(outputs),
+                (Ok(_), None) => unreachable!("an image without a batch"),
+            };
+            match result {
+                Err(e) => {
+                    progress.suspend(|| report_failure(path, e, common.json));
+                    all_ok = false;
+                }
                 Ok(outputs) => {
-                    for (j, (path, _)) in pending.iter().enumerate() {
-                        match &task {
-                            Task::Classify(k) => {
-                                print_classes(&model, &outputs, j, path, *k, common.json)
-                            }
-                            Task::Embed(output) => {
-                                print_embedding(&outputs, j, path, common.json);
-                                if output.is_some() {
-                                    embeddings
-                                        .push((path.to_path_buf(), outputs.embedding(j).to_vec()));
-                                }
+                    match &task {
+                        Task::Classify(k) => progress
+                            .suspend(|| print_classes(&model, outputs, row, path, *k, common.json)),
+                        Task::Embed(output) => {
+                            progress.suspend(|| print_embedding(outputs, row, path, common.json));
+                            if output.is_some() {
+                                embeddings
+                                    .push((path.to_path_buf(), outputs.embedding(row).to_vec()));
                             }
                         }
                     }
-                }
-                Err(e) => {
-                    for (path, _) in &pending {
-                        progress.suspend(|| eprintln!("error: {}: {e}", path.display()));
-                    }
-                    all_ok = false;
+                    row += 1;
                 }
             }
-            progress.inc(pending.len() as u64);
-            pending.clear();
         }
+        progress.inc(pending.len() as u64);
+        pending.clear();
     }
     progress.finish_and_clear();
     if let Task::Embed(Some(output)) = task {
@@ -115,9 +124,21 @@ pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error
     Ok((model, target))
 }
 
-fn run_batch(model: &Xception, images: &[(&Path, Tensor)]) -> Result<Outputs, Error> {
-    let tensors: Vec<Tensor> = images.iter().map(|(_, t)| t.clone()).collect();
-    model.forward(&Tensor::stack(&tensors)?)
+/// Reports an image that failed: on standard error, and with `--json` as a line
+/// `{"image": PATH, "error": MESSAGE}` too, so that a JSON reader sees every input.
+pub fn report_failure(path: &Path, error: &Error, json: bool) {
+    let message = match error {
+        // These already start with the path.
+        Error::Image { .. } | Error::Io { .. } => error.to_string(),
+        _ => format!("{}: {error}", path.display()),
+    };
+    eprintln!("error: {message}");
+    if json {
+        println!(
+            "{}",
+            json!({"image": path.display().to_string(), "error": message})
+        );
+    }
 }
 
 fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize, json: bool) {

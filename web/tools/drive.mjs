@@ -120,7 +120,10 @@ async function main() {
     const outcome = await classify(page, image);
     if (outcome.error) {
       failed = true;
-      console.error(`error: ${image.shown}: ${outcome.error}`);
+      const message = `${image.shown}: ${outcome.error}`;
+      console.error(`error: ${message}`);
+      // As `xception classify --json` does, so that a JSON reader sees every input.
+      console.log(`{"error":${JSON.stringify(message)},"image":${JSON.stringify(image.shown)}}`);
       continue;
     }
     last = image;
