@@ -298,6 +298,19 @@ def _input_size_from_config(model_cfg):
     return None
 
 
+# Layers every Xception has, by their Keras Applications names.
+XCEPTION_LAYERS = {"block1_conv1", "block14_sepconv2"}
+
+
+def _layer_names(model_cfg):
+    """Every layer name of a Keras model config, nested models included."""
+    for layer in model_cfg.get("layers", []):
+        cfg = layer.get("config", {})
+        yield cfg.get("name", layer.get("name"))
+        if layer.get("class_name") in ("Functional", "Sequential", "Model"):
+            yield from _layer_names(cfg)
+
+
 def load_keras3(path):
     try:
         zf = zipfile.ZipFile(path)
@@ -307,15 +320,28 @@ def load_keras3(path):
         names = zf.namelist()
         if "config.json" not in names or "model.weights.h5" not in names:
             raise ConvertError(f"{path}: archive lacks config.json or model.weights.h5 (has {names})")
-        config = json.loads(zf.read("config.json"))
-        meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
-        h5_bytes = zf.read("model.weights.h5")
+        try:
+            config = json.loads(zf.read("config.json"))
+            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
+            h5_bytes = zf.read("model.weights.h5")
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise ConvertError(f"{path}: the archive is damaged ({e})")
     if config.get("class_name") not in ("Functional", "Sequential", "Model"):
         raise ConvertError(f"{path}: top-level object is {config.get('class_name')}, expected a Keras model")
     model_cfg = config["config"]
+    layer_names = set(_layer_names(model_cfg))
+    if not XCEPTION_LAYERS <= layer_names:
+        raise ConvertError(
+            f"{path}: not an Xception model (it has no {', '.join(sorted(XCEPTION_LAYERS - layer_names))} "
+            "layer); this converter reads Keras Applications' Xception and timm's legacy_xception"
+        )
 
     layers, bn_eps = [], []
-    with h5py.File(io.BytesIO(h5_bytes), "r") as f:
+    try:
+        weights_file = h5py.File(io.BytesIO(h5_bytes), "r")
+    except OSError as e:
+        raise ConvertError(f"{path}: model.weights.h5 inside the archive is damaged or truncated ({e})")
+    with weights_file as f:
         _walk_keras3(model_cfg, f, "", layers, bn_eps)
 
     # epsilon check: one epsilon for all 40 BNs (keras.applications uses 1e-3)
@@ -909,6 +935,9 @@ def main(argv=None):
         )
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a damaged file can fail deep inside h5py or zipfile
+        print(f"error: {args.input}: cannot convert ({type(e).__name__}: {e})", file=sys.stderr)
         return 1
     _summary(tensors, metadata, output, source)
     return 0

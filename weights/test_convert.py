@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import zipfile
 import os
 import subprocess
 import sys
@@ -650,3 +651,53 @@ def test_timm_state_dict_matches_timm():
     assert probe["state_dict"] == [[k, list(v.shape)] for k, v in timm_state_dict().items()]
     assert probe["eps"] == [convert.TIMM_BN_EPSILON]
     assert probe["cfg"] == {"input_size": [3, 299, 299], "mean": [0.5] * 3, "std": [0.5] * 3, "num_classes": 1000}
+
+
+def _write_keras_archive(path, layers, weights_bytes, stored=False):
+    """A .keras archive with a Functional config of `layers` (class, name) and `weights_bytes` as
+    its model.weights.h5."""
+    config = {
+        "class_name": "Functional",
+        "config": {"layers": [{"class_name": c, "config": {"name": n}} for c, n in layers]},
+    }
+    method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(path, "w", method) as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.h5", weights_bytes)
+
+
+XCEPTION_LIKE = [("Conv2D", "block1_conv1"), ("SeparableConv2D", "block14_sepconv2")]
+
+
+def _valid_h5_bytes(tmp_path):
+    h5 = tmp_path / "w.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("x", data=np.zeros(1000, dtype=np.float32))
+    return h5.read_bytes()
+
+
+def test_damaged_keras_archives_fail_without_a_traceback(tmp_path, capsys):
+    weights = _valid_h5_bytes(tmp_path)
+    truncated = tmp_path / "truncated.keras"
+    _write_keras_archive(truncated, XCEPTION_LIKE, weights[: len(weights) // 3])
+    assert convert.main([str(truncated), "-o", str(tmp_path / "a.safetensors")]) == 1
+    assert "model.weights.h5 inside the archive is damaged or truncated" in capsys.readouterr().err
+
+    corrupted = tmp_path / "corrupted.keras"
+    _write_keras_archive(corrupted, XCEPTION_LIKE, weights, stored=True)
+    data = bytearray(corrupted.read_bytes())
+    at = data.find(b"HDF") + 200  # inside the stored weights file
+    data[at] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    assert convert.main([str(corrupted), "-o", str(tmp_path / "b.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "the archive is damaged" in err and "CRC" in err, err
+
+
+def test_a_model_that_is_not_xception_is_named_so(tmp_path, capsys):
+    resnet = tmp_path / "resnet50.keras"
+    layers = [("InputLayer", "input_1"), ("ZeroPadding2D", "conv1_pad"), ("Conv2D", "conv1_conv")]
+    _write_keras_archive(resnet, layers, _valid_h5_bytes(tmp_path))
+    assert convert.main([str(resnet), "-o", str(tmp_path / "r.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "not an Xception model" in err and "ZeroPadding2D" not in err, err
