@@ -245,6 +245,20 @@ def _layer_var_names(class_name, cfg):
     return None
 
 
+def _check_rescaling(name, cfg):
+    """Accepts a Rescaling layer that is exactly the runtime's preprocessing, x / 127.5 - 1 (the
+    runtime applies it to every image, so the layer itself is dropped); refuses any other."""
+    scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+    if not (isinstance(scale, (int, float)) and isinstance(offset, (int, float))):
+        raise ConvertError(f"Rescaling layer '{name}': per-channel scale {scale!r} / offset {offset!r} "
+                           "is not the runtime's preprocessing (x / 127.5 - 1)")
+    if abs(scale - 1 / 127.5) > 1e-9 or abs(offset + 1) > 1e-9:
+        raise ConvertError(
+            f"Rescaling layer '{name}' computes x * {scale} + {offset}; the runtime's preprocessing is "
+            "x / 127.5 - 1 (Rescaling(1/127.5, offset=-1)), the only one it can represent"
+        )
+
+
 def _walk_keras3(container_cfg, group, path, out_layers, bn_eps):
     """Walk a Functional/Sequential config in layer order, reading variables.
 
@@ -266,6 +280,9 @@ def _walk_keras3(container_cfg, group, path, out_layers, bn_eps):
             if sub is None:
                 raise ConvertError(f"nested model '{name}' not found in weights file at {where}")
             _walk_keras3(cfg, sub, where, out_layers, bn_eps)
+            continue
+        if cls == "Rescaling":
+            _check_rescaling(name, cfg)
             continue
         var_names = _layer_var_names(cls, cfg)
         if var_names is None:

@@ -701,3 +701,18 @@ def test_a_model_that_is_not_xception_is_named_so(tmp_path, capsys):
     assert convert.main([str(resnet), "-o", str(tmp_path / "r.safetensors")]) == 1
     err = capsys.readouterr().err
     assert "not an Xception model" in err and "ZeroPadding2D" not in err, err
+
+
+def test_rescaling_is_accepted_only_as_the_runtimes_preprocessing():
+    def walk(scale, offset):
+        config = {"layers": [{"class_name": "Rescaling",
+                              "config": {"name": "rescaling", "scale": scale, "offset": offset}}]}
+        layers = []
+        convert._walk_keras3(config, {}, "", layers, [])
+        return layers
+
+    assert walk(1 / 127.5, -1.0) == [], "the layer is the preprocessing, which the runtime applies"
+    with pytest.raises(convert.ConvertError, match=r"Rescaling layer 'rescaling' computes x \* 0\.00392"):
+        walk(1 / 255, 0.0)
+    with pytest.raises(convert.ConvertError, match="per-channel"):
+        walk([0.1, 0.2, 0.3], 0.0)
