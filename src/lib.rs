@@ -13,16 +13,20 @@
 //! on the browser's WebGPU (`web/` holds the page and its bindings); on native targets the
 //! blocking calls below wrap the same code.
 //!
-//! ```no_run
-//! use xception_wgpu::{preprocess, BackendKind, Xception};
+//! The bundled model (`weights/xception_kitchenware.safetensors`) knows six kinds of
+//! kitchenware: cup, fork, glass, knife, plate, spoon. `weights/convert.py` converts other
+//! Xception checkpoints, the stock 1000-class ImageNet one included (see `weights/README.md`).
 //!
-//! let model = Xception::load("weights/xception_kitchenware.safetensors", BackendKind::Gpu)?;
-//! let (height, width) = model.info().input_size;
-//! let image = preprocess::load_image("samples/fork.jpg", Some((width, height)))?;
-//! let outputs = model.forward(&image)?;
-//! for p in model.top_k(&outputs, 0, 3)? {
+//! ```no_run
+//! use xception_wgpu::{BackendKind, Xception};
+//!
+//! let model = Xception::builder()
+//!     .backend(BackendKind::Auto) // the GPU, else the CPU reference; or Gpu (the default), Cpu
+//!     .load("weights/xception_kitchenware.safetensors")?;
+//! for p in model.classify_file("samples/fork.jpg", 3)? {
 //!     println!("{:>8} {:.4}", p.label, p.probability);
 //! }
+//! let embedding: Vec<f32> = model.embed_file("samples/cup.jpg")?; // 2048 values
 //! # Ok::<(), xception_wgpu::Error>(())
 //! ```
 

@@ -4,7 +4,6 @@ mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::graph::MIN_INPUT_SIZE;
@@ -244,7 +243,8 @@ pub enum Backend {
 impl Backend {
     fn kind(self) -> BackendKind {
         match self {
-            Backend::Auto | Backend::Gpu => BackendKind::Gpu,
+            Backend::Auto => BackendKind::Auto,
+            Backend::Gpu => BackendKind::Gpu,
             Backend::Cpu => BackendKind::Cpu,
         }
     }
@@ -262,24 +262,15 @@ fn load_model(
     if let Some(head) = head {
         weights = weights.with_head(head)?;
     }
-    let weights = Arc::new(weights);
-    let cpu = |weights| {
-        if matches!(gpu.precision, PrecisionArg::F16) {
-            eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
-        }
-        gpu.builder(BackendKind::Cpu).build(weights)
-    };
-    match backend {
-        Backend::Auto => match gpu.builder(BackendKind::Gpu).build(weights.clone()) {
-            Err(Error::NoAdapter(why)) => {
-                eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
-                cpu(weights)
-            }
-            other => other,
-        },
-        Backend::Cpu => cpu(weights),
-        Backend::Gpu => gpu.builder(BackendKind::Gpu).build(weights),
+    let model = gpu.builder(backend.kind()).build(weights)?;
+    if let Some(why) = model.fallback() {
+        eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
     }
+    let on_cpu = backend.kind() == BackendKind::Cpu || model.fallback().is_some();
+    if on_cpu && matches!(gpu.precision, PrecisionArg::F16) {
+        eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
+    }
+    Ok(model)
 }
 
 /// Where the CLI keeps compiled GPU pipelines: `$XDG_CACHE_HOME/xception-wgpu`, else

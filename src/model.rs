@@ -24,6 +24,8 @@ pub enum BackendKind {
     Gpu,
     /// The plain Rust reference implementation.
     Cpu,
+    /// The GPU where an adapter is usable, else the CPU ([`Xception::fallback`] says why).
+    Auto,
 }
 
 /// One ranked class.
@@ -56,6 +58,8 @@ pub struct Prediction {
 pub struct Xception {
     weights: Arc<Weights>,
     backend: Backend,
+    /// Why [`BackendKind::Auto`] runs on the CPU, if it does.
+    fallback: Option<String>,
 }
 
 #[derive(Debug)]
@@ -136,11 +140,22 @@ impl XceptionBuilder {
 
     /// Creates the model over already loaded weights (shared with the caller when given as an
     /// `Arc`) without blocking.
-    pub async fn build_async(self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
+    pub async fn build_async(mut self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
         let weights = weights.into();
+        if self.backend == Some(BackendKind::Auto) && self.device.is_none() {
+            self.backend = Some(BackendKind::Gpu);
+            return match Box::pin(self.build_async(weights.clone())).await {
+                Err(Error::NoAdapter(why)) => Ok(Xception {
+                    backend: Backend::Cpu(CpuModel::new(weights.clone())),
+                    weights,
+                    fallback: Some(why),
+                }),
+                other => other,
+            };
+        }
         let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
             (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
-            (BackendKind::Gpu, device) => {
+            (BackendKind::Gpu | BackendKind::Auto, device) => {
                 #[allow(unused_mut)]
                 let mut context = match device {
                     Some((device, queue)) => GpuContext::from_device(device, queue),
@@ -159,7 +174,11 @@ impl XceptionBuilder {
                 Backend::Gpu(Box::new(gpu))
             }
         };
-        Ok(Xception { weights, backend })
+        Ok(Xception {
+            weights,
+            backend,
+            fallback: None,
+        })
     }
 }
 
@@ -243,6 +262,12 @@ impl Xception {
             .map(|image| self.prepare(image))
             .collect::<Result<Vec<_>>>()?;
         self.forward_async(&Tensor::stack(&tensors)?).await
+    }
+
+    /// Why a model asked for with [`BackendKind::Auto`] runs on the CPU (no usable GPU
+    /// adapter, and what wgpu said); `None` when it runs where it was asked to.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// What the weights file says about the model (input size, labels, head).

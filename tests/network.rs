@@ -404,3 +404,15 @@ fn grad_cam_matches_keras() {
         }
     }
 }
+
+/// `BackendKind::Auto` takes the GPU where there is one (the CLI's fallback to the CPU, without
+/// an adapter, is tested in tests/cli.rs).
+#[test]
+fn auto_takes_the_gpu_where_there_is_one() {
+    let model = Xception::builder()
+        .backend(BackendKind::Auto)
+        .build(weights())
+        .unwrap();
+    assert_eq!(model.fallback(), None);
+    assert!(model.backend_description().starts_with("gpu ("));
+}

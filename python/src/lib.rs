@@ -167,7 +167,8 @@ impl Model {
         let precision: Precision = precision.parse().map_err(to_py)?;
         let kernel: KernelChoice = kernel.parse().map_err(to_py)?;
         let kind = match backend {
-            "auto" | "gpu" => BackendKind::Gpu,
+            "auto" => BackendKind::Auto,
+            "gpu" => BackendKind::Gpu,
             "cpu" => BackendKind::Cpu,
             other => {
                 return Err(PyValueError::new_err(format!(
@@ -175,33 +176,23 @@ impl Model {
                 )))
             }
         };
-        let auto = backend == "auto";
-        let (model, fell_back) = py
+        let model = py
             .detach(|| {
                 let weights = match &weights {
                     Some(path) => Weights::load(path)?,
                     None => Weights::from_bytes(BUNDLED_WEIGHTS, "the bundled kitchenware model")?,
                 };
-                let builder = |kind| {
-                    let mut builder = Xception::builder()
-                        .backend(kind)
-                        .precision(precision)
-                        .conv_kernel(kernel);
-                    if let Some(images) = max_batch {
-                        builder = builder.max_batch(images);
-                    }
-                    builder
-                };
-                let weights = std::sync::Arc::new(weights);
-                match builder(kind).build(weights.clone()) {
-                    Err(Error::NoAdapter(why)) if auto => builder(BackendKind::Cpu)
-                        .build(weights)
-                        .map(|model| (model, Some(why))),
-                    other => other.map(|model| (model, None)),
+                let mut builder = Xception::builder()
+                    .backend(kind)
+                    .precision(precision)
+                    .conv_kernel(kernel);
+                if let Some(images) = max_batch {
+                    builder = builder.max_batch(images);
                 }
+                builder.build(weights)
             })
             .map_err(to_py)?;
-        if let Some(why) = fell_back {
+        if let Some(why) = model.fallback() {
             warn(
                 py,
                 &format!("no usable GPU adapter ({why}); running on the CPU"),
