@@ -60,10 +60,17 @@ impl App {
 
     fn open(&mut self, ctx: &egui::Context, path: &Path) {
         let Ok(model) = &self.model else { return };
+        if path.as_os_str().is_empty() {
+            self.error = Some("Type the path of a photo, or drop one on the window.".into());
+            self.shown = None;
+            return;
+        }
+        // A new result or error replaces the old one.
         let rgb = match preprocess::decode(path) {
             Ok(rgb) => rgb,
             Err(e) => {
                 self.error = Some(e.to_string());
+                self.shown = None;
                 return;
             }
         };
