@@ -410,6 +410,13 @@ def load_keras2_h5(path, head_activations=None):
         raise ConvertError(f"{path}: cannot open as HDF5 ({e})")
     with f:
         root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs and "layers" in f:
+            raise ConvertError(
+                f"{path}: a Keras 3 weights-only file (model.save_weights, or ModelCheckpoint with "
+                "save_weights_only=True), which holds no architecture. In Keras, build the same "
+                "model, call model.load_weights(this file) and model.save('model.keras'), then "
+                "convert model.keras"
+            )
         if "layer_names" not in root.attrs:
             raise ConvertError(
                 f"{path}: no 'layer_names' attribute; not a Keras 2 weights file "

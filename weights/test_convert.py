@@ -716,3 +716,13 @@ def test_rescaling_is_accepted_only_as_the_runtimes_preprocessing():
         walk(1 / 255, 0.0)
     with pytest.raises(convert.ConvertError, match="per-channel"):
         walk([0.1, 0.2, 0.3], 0.0)
+
+
+def test_keras3_weights_only_file_explains_how_to_convert(tmp_path, capsys):
+    path = tmp_path / "checkpoint.weights.h5"
+    with h5py.File(path, "w") as f:  # the layout Keras 3's save_weights writes
+        f.create_group("layers").create_group("dense").create_group("vars")
+        f.create_group("optimizer")
+    assert convert.main([str(path), "-o", str(tmp_path / "c.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "a Keras 3 weights-only file" in err and "model.save('model.keras')" in err, err
