@@ -28,6 +28,8 @@ pub enum Padding {
     Valid,
     /// Output size `ceil(input / stride)`; an odd total pad puts the extra pixel bottom/right.
     Same,
+    /// `p` pixels on every side (PyTorch's `padding=p`).
+    Symmetric(usize),
 }
 
 impl Padding {
@@ -40,6 +42,7 @@ impl Padding {
                 let total = ((out - 1) * stride + kernel).saturating_sub(input);
                 (out, total / 2)
             }
+            Padding::Symmetric(p) => ((input + 2 * p - kernel) / stride + 1, p),
         }
     }
 }

@@ -12,7 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, BN_EPSILON, EMBEDDING_DIM};
+use crate::graph::{Graph, Op, Padding, BN_EPSILON, EMBEDDING_DIM};
 
 /// The `format` metadata value this loader understands.
 pub const FORMAT: &str = "xception-keras/1";
@@ -58,6 +58,10 @@ pub struct ModelInfo {
     pub bn_epsilon: f32,
     /// Free-form description of where the weights came from.
     pub source: Option<String>,
+    /// How the four max-pools pad: TensorFlow's 'same' (Keras; the extra pixel bottom/right)
+    /// or 1 on every side (timm and PyTorch ports). They differ wherever a pool sees an
+    /// even-sized map.
+    pub pool_padding: Padding,
 }
 
 impl ModelInfo {
@@ -417,6 +421,16 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             ))
         }
     };
+    let pool_padding = match metadata.get("pool_padding").map(String::as_str) {
+        None | Some("tf_same") => Padding::Same,
+        Some("symmetric") => Padding::Symmetric(1),
+        Some(other) => {
+            return Err(format!(
+                "metadata `pool_padding` `{other}` is neither `tf_same` (Keras) nor `symmetric` \
+                 (timm)"
+            ))
+        }
+    };
     let (labels, head) = parse_head(metadata)?;
     Ok(ModelInfo {
         input_size,
@@ -424,6 +438,7 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
         head,
         bn_epsilon,
         source: metadata.get("source").cloned(),
+        pool_padding,
     })
 }
 

@@ -407,8 +407,9 @@ fn depthwise_cases_match_cpu(gpu: &GpuOps) {
     assert!(runs.iter().all(|&n| n > 0), "every variant ran: {runs:?}");
 }
 
+/// Both paddings (Keras' 'same', timm's symmetric 1) on odd and even sizes.
 #[test]
-fn max_pool_same_padding_matches_cpu() {
+fn max_pool_matches_cpu() {
     for gpu in ops_per_element() {
         max_pool_cases_match_cpu(&gpu);
     }
@@ -430,22 +431,34 @@ fn max_pool_cases_match_cpu(gpu: &GpuOps) {
         let mut x = random_tensor(&mut rng, shape);
         x.data.iter_mut().for_each(|v| *v -= 2.0);
         let x = stored(&x, element);
-        let want = ops::max_pool_3x3_s2_same(&x);
-        let got = gpu.max_pool(&x, None).unwrap();
-        assert_eq!(got.shape, want.shape);
-        // A maximum of stored values is exact in either element type.
-        assert_close(
-            &got.data,
-            &want.data,
-            0.0,
-            &format!("{element:?} max pool {shape}"),
-        );
+        for padding in [Padding::Same, Padding::Symmetric(1)] {
+            let want = ops::max_pool_3x3_s2(&x, padding);
+            let got = gpu.max_pool(&x, padding, None).unwrap();
+            assert_eq!(got.shape, want.shape);
+            // A maximum of stored values is exact in either element type.
+            assert_close(
+                &got.data,
+                &want.data,
+                0.0,
+                &format!("{element:?} max pool {padding:?} {shape}"),
+            );
 
-        let residual = stored(&random_tensor(&mut rng, want.shape), element);
-        let want = ops::add(&want, &residual);
-        let got = gpu.max_pool(&x, Some(&residual)).unwrap();
-        let what = format!("{element:?} max pool + residual {shape}");
-        assert_within_f16(&got.data, &want.data, None, element, &what);
+            let residual = stored(&random_tensor(&mut rng, want.shape), element);
+            let want = ops::add(&want, &residual);
+            let got = gpu.max_pool(&x, padding, Some(&residual)).unwrap();
+            let what = format!("{element:?} max pool {padding:?} + residual {shape}");
+            assert_within_f16(&got.data, &want.data, None, element, &what);
+        }
+        // The two paddings agree on odd sizes and differ on even ones (where 'same' puts
+        // its one pad at the bottom/right).
+        let same = ops::max_pool_3x3_s2(&x, Padding::Same);
+        let symmetric = ops::max_pool_3x3_s2(&x, Padding::Symmetric(1));
+        assert_eq!(same.shape, symmetric.shape);
+        if shape.height % 2 == 1 && shape.width % 2 == 1 {
+            assert_eq!(same.data, symmetric.data, "{shape}");
+        } else if shape.height >= 4 && shape.width >= 4 {
+            assert_ne!(same.data, symmetric.data, "{shape}");
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use common::max_abs_diff;
 use safetensors::SafeTensors;
 use xception_wgpu::gpu::{ConvKernel, DepthwiseKernel, GpuModel, GpuOps, KernelChoice, Precision};
+use xception_wgpu::graph::Padding;
 use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
@@ -415,4 +416,43 @@ fn auto_takes_the_gpu_where_there_is_one() {
         .unwrap();
     assert_eq!(model.fallback(), None);
     assert!(model.backend_description().starts_with("gpu ("));
+}
+
+/// timm's max-pool padding (`pool_padding: symmetric` in the weights' metadata) against
+/// TensorFlow running the same arithmetic (`tests/golden/make_symmetric_pool.py`) on every
+/// golden, on both backends. Keras' 'same' padding gives other logits on all of these cases,
+/// so the test tells the two apart.
+#[test]
+fn symmetric_pool_padding_matches_its_reference() {
+    let mut symmetric = weights();
+    symmetric.info.pool_padding = Padding::Symmetric(1);
+    let cpu = Xception::new(symmetric.clone(), BackendKind::Cpu).unwrap();
+    let context = common::gpu();
+    let gpu = Xception::with_device(symmetric, context.device, context.queue).unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/symmetric_pool");
+    for g in goldens() {
+        let bytes = std::fs::read(dir.join(format!("{}.safetensors", g.name))).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let embedding = f32s(file.tensor("embedding").unwrap().data());
+        let logits = f32s(file.tensor("logits").unwrap().data());
+        assert!(
+            max_abs_diff(&logits, &g.logits) > 0.1,
+            "{}: the paddings must differ here for the test to mean anything",
+            g.name
+        );
+        for (model, backend) in [(&cpu, "cpu"), (&gpu, "gpu")] {
+            let out = model.forward(&g.input).unwrap();
+            let de = max_abs_diff(out.embedding(0), &embedding);
+            let dl = max_abs_diff(out.logits(0), &logits);
+            eprintln!(
+                "{backend} symmetric pools vs reference, {}: embedding {de:.2e}, logits {dl:.2e}",
+                g.name
+            );
+            assert!(
+                de <= TOL && dl <= TOL,
+                "{backend} {}: {de:e} {dl:e}",
+                g.name
+            );
+        }
+    }
 }

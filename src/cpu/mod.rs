@@ -93,7 +93,7 @@ impl CpuModel {
                     y
                 }
                 Op::MaxPoolAdd { residual } => {
-                    let pooled = ops::max_pool_3x3_s2_same(x);
+                    let pooled = ops::max_pool_3x3_s2(x, w.info.pool_padding);
                     ops::add(
                         &pooled,
                         values[residual.0].as_ref().expect("shortcut computed"),

@@ -166,11 +166,12 @@ pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
     }
 }
 
-/// Max-pool 3x3, stride 2, TensorFlow 'same' padding (padded cells never win).
-pub fn max_pool_3x3_s2_same(x: &Tensor) -> Tensor {
+/// Max-pool 3x3, stride 2, with `padding`: TensorFlow's 'same' (Keras) or symmetric 1 (timm);
+/// padded cells never win.
+pub fn max_pool_3x3_s2(x: &Tensor, padding: Padding) -> Tensor {
     let s = x.shape;
-    let (oh, pad_top) = Padding::Same.resolve(s.height, 3, 2);
-    let (ow, pad_left) = Padding::Same.resolve(s.width, 3, 2);
+    let (oh, pad_top) = padding.resolve(s.height, 3, 2);
+    let (ow, pad_left) = padding.resolve(s.width, 3, 2);
     let mut out = Tensor::zeros(Shape::new(s.batch, oh, ow, s.channels));
     let c = s.channels;
     for n in 0..s.batch {

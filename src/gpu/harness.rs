@@ -238,16 +238,21 @@ impl GpuOps {
         self.tensor(x.shape, &[d], &output)
     }
 
-    /// Max-pool 3x3/2 'same', plus `residual` (of the pooled shape) if given.
-    pub fn max_pool(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+    /// Max-pool 3x3/2 with `padding`, plus `residual` (of the pooled shape) if given.
+    pub fn max_pool(
+        &self,
+        x: &Tensor,
+        padding: Padding,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let input = self.input("input", &x.data);
         let residual = residual.map(|r| self.input("residual", &r.data));
-        let (oh, _) = Padding::Same.resolve(x.shape.height, 3, 2);
-        let (ow, _) = Padding::Same.resolve(x.shape.width, 3, 2);
+        let (oh, _) = padding.resolve(x.shape.height, 3, 2);
+        let (ow, _) = padding.resolve(x.shape.width, 3, 2);
         let output = self.output(x.shape.batch * oh * ow * x.shape.channels);
-        let (d, shape) = self
-            .kernels
-            .max_pool(&input, x.shape, residual.as_ref(), &output);
+        let (d, shape) =
+            self.kernels
+                .max_pool(&input, x.shape, padding, residual.as_ref(), &output);
         self.tensor(shape, &[d], &output)
     }
 

@@ -14,7 +14,7 @@ use super::ops::{
     Precision, WeightPrep,
 };
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, ValueId, EMBEDDING_DIM};
+use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM};
 use crate::outputs::Outputs;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::{Activation, Weights};
@@ -223,6 +223,8 @@ struct Plan {
 #[derive(Debug)]
 pub struct GpuModel {
     context: GpuContext,
+    /// How the max-pools pad (from the weights: 'same' for Keras, symmetric for timm).
+    pool_padding: Padding,
     kernels: Kernels,
     graph: Graph,
     num_classes: usize,
@@ -349,6 +351,7 @@ impl GpuModel {
             .await?;
         context.wait()?;
         Ok(Self {
+            pool_padding: weights.info.pool_padding,
             num_classes: weights.info.num_classes(),
             context,
             kernels,
@@ -608,7 +611,7 @@ impl GpuModel {
                 (Op::MaxPoolAdd { residual }, _) => {
                     let out = alloc(&mut pool, &mut free);
                     let r = buffer_of(&pool, *residual);
-                    let (d, _) = k.max_pool(&x, in_shape, Some(&r), &pool[out]);
+                    let (d, _) = k.max_pool(&x, in_shape, self.pool_padding, Some(&r), &pool[out]);
                     dispatches.push(d);
                     let name = &self.graph.value_names[node.output.0];
                     launch(

@@ -34,16 +34,18 @@ struct GlobalAvgPoolParams {
 impl KernelParams for GlobalAvgPoolParams {}
 
 impl Kernels {
-    /// Max-pool 3x3/2 'same', plus `residual` if given; returns the launch and output shape.
+    /// Max-pool 3x3/2 with `padding` ('same', or symmetric 1), plus `residual` if given;
+    /// returns the launch and output shape.
     pub(crate) fn max_pool(
         &self,
         input: &wgpu::Buffer,
         shape: Shape,
+        padding: Padding,
         residual: Option<&wgpu::Buffer>,
         output: &wgpu::Buffer,
     ) -> (Dispatch, Shape) {
-        let (out_h, pad_top) = Padding::Same.resolve(shape.height, 3, 2);
-        let (out_w, pad_left) = Padding::Same.resolve(shape.width, 3, 2);
+        let (out_h, pad_top) = padding.resolve(shape.height, 3, 2);
+        let (out_w, pad_left) = padding.resolve(shape.width, 3, 2);
         let out = Shape::new(shape.batch, out_h, out_w, shape.channels);
         let params = MaxPoolParams {
             batch: u(shape.batch),
