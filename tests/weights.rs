@@ -380,3 +380,20 @@ fn unconverted_checkpoints_are_recognised() {
         assert!(e.contains("python weights/convert.py"), "{e}");
     }
 }
+
+#[test]
+fn pool_padding_comes_from_the_metadata() {
+    use xception_wgpu::graph::Padding;
+    assert_eq!(Weights::load(PATH).unwrap().info.pool_padding, Padding::Same);
+    let timm = load_modified(|_, m| {
+        m.insert("pool_padding".into(), "symmetric".into());
+    })
+    .unwrap();
+    assert_eq!(timm.info.pool_padding, Padding::Symmetric(1));
+    let e = load_modified(|_, m| {
+        m.insert("pool_padding".into(), "reflect".into());
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`pool_padding` `reflect` is neither"), "{e}");
+}

@@ -791,8 +791,11 @@ def convert(
     """
     if not os.path.exists(input_path):
         raise ConvertError(f"input file not found: {input_path}")
+    # timm pools with MaxPool2d(3, 2, padding=1); Keras pads 'same' (the runtime's default).
+    pool_padding = None
     if _is_safetensors(input_path) or _is_torch_file(input_path):
         layers, head, cfg_size, source, eps = load_timm(input_path, head_activations)
+        pool_padding = "symmetric"
     elif zipfile.is_zipfile(input_path):
         if head_activations is not None:
             raise ConvertError("--head-activations does not apply to .keras archives (they store activations)")
@@ -866,6 +869,8 @@ def convert(
         "bn_epsilon": format_epsilon(eps),
         "source": source,
     }
+    if pool_padding:
+        metadata["pool_padding"] = pool_padding
     out_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(out_dir, exist_ok=True)
     save_file(out, output_path, metadata=metadata)

@@ -551,6 +551,7 @@ def test_timm_safetensors_roundtrip(tmp_path):
     assert json.loads(meta["head"]) == [{"name": "predictions", "units": 1000, "activation": "softmax"}]
     assert json.loads(meta["labels"]) == imagenet_labels()
     assert meta["source"] == "model.safetensors (timm legacy_xception safetensors state dict)"
+    assert meta["pool_padding"] == "symmetric", "timm pools with padding=1 on every side"
 
 
 def test_timm_float16_options_and_no_head(tmp_path):
