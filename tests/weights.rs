@@ -384,7 +384,10 @@ fn unconverted_checkpoints_are_recognised() {
 #[test]
 fn pool_padding_comes_from_the_metadata() {
     use xception_wgpu::graph::Padding;
-    assert_eq!(Weights::load(PATH).unwrap().info.pool_padding, Padding::Same);
+    assert_eq!(
+        Weights::load(PATH).unwrap().info.pool_padding,
+        Padding::Same
+    );
     let timm = load_modified(|_, m| {
         m.insert("pool_padding".into(), "symmetric".into());
     })
