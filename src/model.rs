@@ -142,43 +142,40 @@ impl XceptionBuilder {
     /// `Arc`) without blocking.
     pub async fn build_async(mut self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
         let weights = weights.into();
-        if self.backend == Some(BackendKind::Auto) && self.device.is_none() {
-            self.backend = Some(BackendKind::Gpu);
-            return match Box::pin(self.build_async(weights.clone())).await {
-                Err(Error::NoAdapter(why)) => Ok(Xception {
-                    backend: Backend::Cpu(CpuModel::new(weights.clone())),
-                    weights,
-                    fallback: Some(why),
-                }),
-                other => other,
-            };
-        }
-        let backend = match (self.backend.unwrap_or(BackendKind::Gpu), self.device) {
-            (BackendKind::Cpu, _) => Backend::Cpu(CpuModel::new(weights.clone())),
-            (BackendKind::Gpu | BackendKind::Auto, device) => {
-                #[allow(unused_mut)]
-                let mut context = match device {
-                    Some((device, queue)) => GpuContext::from_device(device, queue),
-                    None => GpuContext::new_async().await?,
-                };
-                #[cfg(not(target_arch = "wasm32"))]
-                if let Some(dir) = &self.pipeline_cache {
-                    context = context.with_pipeline_cache(dir);
+        let (backend, fallback) = match self.backend.unwrap_or(BackendKind::Gpu) {
+            BackendKind::Cpu => (Backend::Cpu(CpuModel::new(weights.clone())), None),
+            BackendKind::Gpu => (self.gpu_backend(&weights).await?, None),
+            BackendKind::Auto => match self.gpu_backend(&weights).await {
+                Err(Error::NoAdapter(why)) => {
+                    (Backend::Cpu(CpuModel::new(weights.clone())), Some(why))
                 }
-                let mut gpu =
-                    GpuModel::new_async(context, weights.clone(), self.precision, self.conv_kernel)
-                        .await?;
-                if let Some(limit) = self.max_batch {
-                    gpu = gpu.with_batch_limit(limit);
-                }
-                Backend::Gpu(Box::new(gpu))
-            }
+                other => (other?, None),
+            },
         };
         Ok(Xception {
             weights,
             backend,
-            fallback: None,
+            fallback,
         })
+    }
+
+    /// The GPU backend: on the host's device if one was given, else on one created here.
+    async fn gpu_backend(&mut self, weights: &Arc<Weights>) -> Result<Backend> {
+        #[allow(unused_mut)]
+        let mut context = match self.device.take() {
+            Some((device, queue)) => GpuContext::from_device(device, queue),
+            None => GpuContext::new_async().await?,
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(dir) = &self.pipeline_cache {
+            context = context.with_pipeline_cache(dir);
+        }
+        let mut gpu =
+            GpuModel::new_async(context, weights.clone(), self.precision, self.conv_kernel).await?;
+        if let Some(limit) = self.max_batch {
+            gpu = gpu.with_batch_limit(limit);
+        }
+        Ok(Backend::Gpu(Box::new(gpu)))
     }
 }
 

@@ -22,19 +22,22 @@ fn image_error(path: &Path, problem: impl std::fmt::Display) -> Error {
 /// Largest image file read, checked before reading it.
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
-/// Decodes an image file as 8-bit RGB, honouring its EXIF orientation.
+/// Decodes an image file as 8-bit RGB, honouring its EXIF orientation. A file that cannot be
+/// read is an [`Error::Io`]; one that is not a usable image an [`Error::Image`].
 pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
-    let len = std::fs::metadata(path)
-        .map_err(|e| image_error(path, e))?
-        .len();
+    let io_error = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io_error)?.len();
     if len > MAX_FILE_BYTES {
         return Err(image_error(
             path,
             format!("the file is {len} bytes; the largest accepted is {MAX_FILE_BYTES}"),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| image_error(path, e))?;
+    let bytes = std::fs::read(path).map_err(io_error)?;
     decode_bytes(&bytes, path)
 }
 

@@ -40,7 +40,7 @@ fn to_py(error: Error) -> PyErr {
 /// One image as given: a file, or RGB pixels (with its position in the call).
 enum Image {
     File(PathBuf),
-    Pixels(usize, RgbImage),
+    Pixels(usize, DynamicImage),
 }
 
 impl Image {
@@ -55,18 +55,14 @@ impl Image {
     /// Decodes (files) and preprocesses it for `model`.
     fn prepare(&self, model: &Xception) -> Result<Tensor, Error> {
         match self {
-            Image::File(path) if !path.exists() => Err(Error::Io {
-                path: path.clone(),
-                source: std::io::ErrorKind::NotFound.into(),
-            }),
             Image::File(path) => model.prepare(&DynamicImage::ImageRgb8(preprocess::decode(path)?)),
-            Image::Pixels(_, pixels) => model.prepare(&DynamicImage::ImageRgb8(pixels.clone())),
+            Image::Pixels(_, pixels) => model.prepare(pixels),
         }
     }
 }
 
 /// RGB pixels from a uint8 `[H, W, 3]` array.
-fn pixels(array: &PyReadonlyArrayDyn<'_, u8>, index: usize) -> PyResult<RgbImage> {
+fn pixels(array: &PyReadonlyArrayDyn<'_, u8>, index: usize) -> PyResult<DynamicImage> {
     let shape = array.shape();
     let [height, width, 3] = shape else {
         return Err(PyValueError::new_err(format!(
@@ -74,7 +70,9 @@ fn pixels(array: &PyReadonlyArrayDyn<'_, u8>, index: usize) -> PyResult<RgbImage
         )));
     };
     let data: Vec<u8> = array.as_array().iter().copied().collect();
-    Ok(RgbImage::from_raw(*width as u32, *height as u32, data).expect("the shape fits the data"))
+    let image =
+        RgbImage::from_raw(*width as u32, *height as u32, data).expect("the shape fits the data");
+    Ok(DynamicImage::ImageRgb8(image))
 }
 
 /// The images of a call: a uint8 `[N, H, W, 3]` array, or a list of `[H, W, 3]` arrays and
@@ -92,11 +90,9 @@ fn images(images: &Bound<'_, PyAny>) -> PyResult<Vec<Image>> {
         return Ok((0..n)
             .map(|i| {
                 let image = data[i * len..(i + 1) * len].to_vec();
-                Image::Pixels(
-                    i,
-                    RgbImage::from_raw(width as u32, height as u32, image)
-                        .expect("the shape fits the data"),
-                )
+                let image = RgbImage::from_raw(width as u32, height as u32, image)
+                    .expect("the shape fits the data");
+                Image::Pixels(i, DynamicImage::ImageRgb8(image))
             })
             .collect());
     }

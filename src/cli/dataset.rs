@@ -1,13 +1,12 @@
 //! Labelled folders for `fit` and `evaluate`: one subfolder per class, named by its label,
 //! with the images directly inside; and running a model over them.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use xception_wgpu::{preprocess, Error, Tensor, Xception};
 
 use super::inputs::is_image;
+use super::run::{progress_bar, report_failure};
 
 /// Images run together in one forward pass.
 const BATCH: usize = 8;
@@ -113,16 +112,8 @@ pub fn scan(dir: &Path, min_classes: usize) -> Result<Dataset, Error> {
 /// Runs `model` on every image of `data`, resized to `target`, with a progress bar on a
 /// terminal; images that cannot be read or run are reported and left out.
 pub fn run(model: &Xception, data: &Dataset, target: (usize, usize)) -> Vec<Ran> {
-    let progress = if std::io::stderr().is_terminal() {
-        let style = ProgressStyle::with_template("{bar:40} {pos}/{len} images, eta {eta}")
-            .expect("valid progress template");
-        ProgressBar::new(data.images.len() as u64).with_style(style)
-    } else {
-        ProgressBar::hidden()
-    };
-    let report = |path: &Path, e: &Error| {
-        progress.suspend(|| eprintln!("error: {}: skipped: {e}", path.display()))
-    };
+    let progress = progress_bar(data.images.len());
+    let report = |path: &Path, e: &Error| progress.suspend(|| report_failure(path, e, false));
     let mut ran = Vec::new();
     let indices: Vec<usize> = (0..data.images.len()).collect();
     for chunk in indices.chunks(BATCH) {
@@ -131,7 +122,7 @@ pub fn run(model: &Xception, data: &Dataset, target: (usize, usize)) -> Vec<Ran>
             let path = &data.images[i].0;
             match preprocess::load_image(path, Some(target)) {
                 Ok(tensor) => batch.push((i, tensor)),
-                Err(e) => progress.suspend(|| eprintln!("error: {e}; skipped")),
+                Err(e) => report(path, &e),
             }
         }
         let tensors: Vec<Tensor> = batch.iter().map(|(_, t)| t.clone()).collect();

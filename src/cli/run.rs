@@ -45,17 +45,7 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     if paths.is_empty() {
         return Err(Error::Input("no images to run".into()));
     }
-    let progress = if paths.len() > PROGRESS_ABOVE && std::io::stderr().is_terminal() {
-        let style =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
-                .expect("valid progress template");
-        ProgressBar::new(paths.len() as u64).with_style(style)
-    } else {
-        ProgressBar::hidden()
-    };
-    // Drawn from the start; results and errors are printed through it, so that no remnant of
-    // the bar lands between them.
-    progress.tick();
+    let progress = progress_bar(paths.len());
     let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
     // Images wait here until a batch is full; results are printed in input order.
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
@@ -122,6 +112,22 @@ pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error
         Sizing::Native => None,
     };
     Ok((model, target))
+}
+
+/// A progress bar over `images` on standard error, where that is a terminal and there are
+/// more than a few; hidden otherwise. It is drawn from the start: print results and errors
+/// through it (`suspend`), so that no remnant of the bar lands between them.
+pub fn progress_bar(images: usize) -> ProgressBar {
+    let progress = if images > PROGRESS_ABOVE && std::io::stderr().is_terminal() {
+        let style =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+                .expect("valid progress template");
+        ProgressBar::new(images as u64).with_style(style)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.tick();
+    progress
 }
 
 /// Reports an image that failed: on standard error, and with `--json` as a line
