@@ -1,4 +1,5 @@
-//! Criterion benchmarks of one forward pass: GPU and CPU, 150x150 and 299x299, batch 1 and 4.
+//! Criterion benchmarks of one forward pass: GPU, fast CPU and reference, 150x150 and 299x299,
+//! batch 1 and 4.
 //!
 //! `cargo bench` runs them; `xception bench` prints the same cases as a table with cold start.
 
@@ -21,7 +22,11 @@ fn input(batch: usize, side: usize) -> Tensor {
 }
 
 fn forward(c: &mut Criterion) {
-    for (name, backend) in [("gpu", BackendKind::Gpu), ("cpu", BackendKind::Cpu)] {
+    for (name, backend) in [
+        ("gpu", BackendKind::Gpu),
+        ("cpu", BackendKind::Cpu),
+        ("reference", BackendKind::Reference),
+    ] {
         let model = Xception::load(WEIGHTS, backend).unwrap();
         let mut group = c.benchmark_group(format!("forward/{name}"));
         group

@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let backend = match args.first().map(String::as_str) {
         Some("cpu") => BackendKind::Cpu,
+        Some("reference") => BackendKind::Reference,
         _ => BackendKind::Gpu,
     };
     let runs: usize = args.get(1).map_or(Ok(1000), |s| s.parse())?;

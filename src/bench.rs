@@ -4,9 +4,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::LaunchTiming;
 use crate::graph::Graph;
 use crate::model::XceptionBuilder;
+use crate::profile::LaunchTiming;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 

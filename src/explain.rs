@@ -10,8 +10,8 @@
 
 use image::{imageops, ImageBuffer, Luma, RgbImage};
 
-use crate::cpu::ops;
 use crate::error::{Error, Result};
+use crate::reference::ops;
 use crate::tensor::Tensor;
 use crate::weights::{Activation, Weights};
 

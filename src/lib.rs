@@ -4,7 +4,9 @@
 //! - [`weights`] loads pretrained Keras weights from safetensors (float16 or float32).
 //! - [`graph`] describes the network as data, with Keras' layer names and shape rules.
 //! - [`gpu`] holds the WGSL kernels, the device context and the dispatcher.
-//! - [`cpu`] is the readable reference backend used as the oracle in tests.
+//! - [`cpu`] is the fast CPU backend (GEMMs, fused epilogues, threads) for machines without a
+//!   usable GPU.
+//! - [`reference`] is the plain, readable backend every other one is tested against.
 //! - [`preprocess`] turns image files into network input.
 //! - [`explain`] computes Grad-CAM heatmaps of what the network looked at.
 //!
@@ -21,7 +23,7 @@
 //! use xception_wgpu::{BackendKind, Xception};
 //!
 //! let model = Xception::builder()
-//!     .backend(BackendKind::Auto) // the GPU, else the CPU reference; or Gpu (the default), Cpu
+//!     .backend(BackendKind::Auto) // a hardware GPU, else the CPU; or Gpu (the default), Cpu, Reference
 //!     .load("weights/xception_kitchenware.safetensors")?;
 //! for p in model.classify_file("samples/fork.jpg", 3)? {
 //!     println!("{:>8} {:.4}", p.label, p.probability);
@@ -44,6 +46,8 @@ pub mod graph;
 mod model;
 mod outputs;
 pub mod preprocess;
+pub mod profile;
+pub mod reference;
 pub mod tensor;
 pub mod weights;
 
@@ -53,7 +57,7 @@ pub use gpu::{ConvKernel, KernelChoice, Precision};
 /// The `image` crate this library decodes with, re-exported so callers can pass `DynamicImage`s
 /// without matching its version.
 pub use image;
-pub use model::{BackendKind, Prediction, Xception, XceptionBuilder};
+pub use model::{BackendKind, Fallback, Prediction, Xception, XceptionBuilder};
 pub use outputs::Outputs;
 pub use tensor::{Shape, Tensor};
 pub use weights::{ModelInfo, Weights};

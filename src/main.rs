@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
-    BackendKind, Error, KernelChoice, Precision, Weights, Xception, XceptionBuilder,
+    BackendKind, Error, Fallback, KernelChoice, Precision, Weights, Xception, XceptionBuilder,
 };
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
@@ -141,7 +141,7 @@ pub struct ModelArgs {
     /// A head file written by `fit`, used instead of the weights' own head.
     #[arg(long, value_name = "FILE")]
     head: Option<PathBuf>,
-    /// Where the network runs; `auto` uses the GPU and falls back to the CPU when there is none.
+    /// Where the network runs; `auto` uses a hardware GPU, else the fast CPU backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     #[command(flatten)]
@@ -232,12 +232,15 @@ impl PrecisionArg {
 /// Where the network runs.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Backend {
-    /// The GPU if an adapter is found, else the CPU (with a warning).
+    /// A hardware GPU if there is one, else the fast CPU backend (which beats software GPU
+    /// adapters; with a warning when there is no adapter at all).
     Auto,
-    /// WGSL compute shaders through wgpu.
+    /// WGSL compute shaders through wgpu, on any adapter (software ones included).
     Gpu,
-    /// The plain Rust reference implementation.
+    /// The fast CPU backend: GEMMs and threads.
     Cpu,
+    /// The plain Rust reference implementation, the oracle of the tests.
+    Reference,
 }
 
 impl Backend {
@@ -246,6 +249,7 @@ impl Backend {
             Backend::Auto => BackendKind::Auto,
             Backend::Gpu => BackendKind::Gpu,
             Backend::Cpu => BackendKind::Cpu,
+            Backend::Reference => BackendKind::Reference,
         }
     }
 }
@@ -263,10 +267,11 @@ fn load_model(
         weights = weights.with_head(head)?;
     }
     let model = gpu.builder(backend.kind()).build(weights)?;
-    if let Some(why) = model.fallback() {
-        eprintln!("warning: no usable GPU adapter ({why}); running on the CPU");
+    if let Some(why @ Fallback::NoAdapter(_)) = model.fallback() {
+        eprintln!("warning: {why}; running on the CPU");
     }
-    let on_cpu = backend.kind() == BackendKind::Cpu || model.fallback().is_some();
+    let on_cpu = matches!(backend.kind(), BackendKind::Cpu | BackendKind::Reference)
+        || model.fallback().is_some();
     if on_cpu && matches!(gpu.precision, PrecisionArg::F16) {
         eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
     }

@@ -9,23 +9,50 @@ use crate::error::{Error, Result};
 use crate::explain::{self, Heatmap};
 use image::DynamicImage;
 
-#[cfg(not(target_arch = "wasm32"))]
-use crate::gpu::LaunchTiming;
 use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, Precision};
 use crate::outputs::Outputs;
 use crate::preprocess;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::profile::LaunchTiming;
+use crate::reference::ReferenceModel;
 use crate::tensor::Tensor;
 use crate::weights::{ModelInfo, Weights};
 
 /// Which implementation runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// WGSL compute shaders through wgpu.
+    /// WGSL compute shaders through wgpu, on any adapter (software ones included).
     Gpu,
-    /// The plain Rust reference implementation.
+    /// The fast CPU backend: folded weights, GEMMs and threads.
     Cpu,
-    /// The GPU where an adapter is usable, else the CPU ([`Xception::fallback`] says why).
+    /// The plain Rust reference implementation, the oracle of the tests.
+    Reference,
+    /// A hardware GPU where one is usable, else the fast CPU backend, which beats software
+    /// adapters such as llvmpipe/lavapipe or SwiftShader ([`Xception::fallback`] says why).
     Auto,
+}
+
+/// Why a model asked for with [`BackendKind::Auto`] runs on the fast CPU backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// No GPU adapter could be opened; what wgpu said.
+    NoAdapter(String),
+    /// The adapter is a software rasteriser running on the CPU (llvmpipe/lavapipe,
+    /// SwiftShader), slower than the CPU backend; its description.
+    SoftwareAdapter(String),
+}
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fallback::NoAdapter(why) => write!(f, "no usable GPU adapter ({why})"),
+            Fallback::SoftwareAdapter(adapter) => write!(
+                f,
+                "the GPU adapter, {adapter}, is a software one, slower than the CPU backend \
+                 (ask for the gpu backend to use it anyway)"
+            ),
+        }
+    }
 }
 
 /// One ranked class.
@@ -59,11 +86,12 @@ pub struct Xception {
     weights: Arc<Weights>,
     backend: Backend,
     /// Why [`BackendKind::Auto`] runs on the CPU, if it does.
-    fallback: Option<String>,
+    fallback: Option<Fallback>,
 }
 
 #[derive(Debug)]
 enum Backend {
+    Reference(ReferenceModel),
     Cpu(CpuModel),
     Gpu(Box<GpuModel>),
 }
@@ -87,6 +115,7 @@ pub struct XceptionBuilder {
     backend: Option<BackendKind>,
     device: Option<(wgpu::Device, wgpu::Queue)>,
     max_batch: Option<usize>,
+    cpu_threads: Option<usize>,
     precision: Precision,
     conv_kernel: KernelChoice,
     #[cfg(not(target_arch = "wasm32"))]
@@ -131,6 +160,13 @@ impl XceptionBuilder {
         self
     }
 
+    /// Runs the CPU backend on a thread pool of its own with `threads` threads (by default it
+    /// shares rayon's global pool, one thread per core).
+    pub fn cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = Some(threads);
+        self
+    }
+
     /// Parses safetensors weights held in memory and creates the model without blocking
     /// (what a browser calls; natively [`XceptionBuilder::load_bytes`] does the same).
     pub async fn load_bytes_async(self, bytes: &[u8]) -> Result<Xception> {
@@ -143,13 +179,25 @@ impl XceptionBuilder {
     pub async fn build_async(mut self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
         let weights = weights.into();
         let (backend, fallback) = match self.backend.unwrap_or(BackendKind::Gpu) {
-            BackendKind::Cpu => (Backend::Cpu(CpuModel::new(weights.clone())), None),
-            BackendKind::Gpu => (self.gpu_backend(&weights).await?, None),
-            BackendKind::Auto => match self.gpu_backend(&weights).await {
-                Err(Error::NoAdapter(why)) => {
-                    (Backend::Cpu(CpuModel::new(weights.clone())), Some(why))
+            BackendKind::Reference => (
+                Backend::Reference(ReferenceModel::new(weights.clone())),
+                None,
+            ),
+            BackendKind::Cpu => (self.cpu_backend(&weights)?, None),
+            BackendKind::Gpu => {
+                let context = self.gpu_context().await?;
+                (self.gpu_backend(context, &weights).await?, None)
+            }
+            BackendKind::Auto => match self.gpu_context().await {
+                Ok(context) if context.adapter.device_type == wgpu::DeviceType::Cpu => {
+                    let why = Fallback::SoftwareAdapter(context.description());
+                    (self.cpu_backend(&weights)?, Some(why))
                 }
-                other => (other?, None),
+                Ok(context) => (self.gpu_backend(context, &weights).await?, None),
+                Err(Error::NoAdapter(why)) => {
+                    (self.cpu_backend(&weights)?, Some(Fallback::NoAdapter(why)))
+                }
+                Err(other) => return Err(other),
             },
         };
         Ok(Xception {
@@ -159,13 +207,27 @@ impl XceptionBuilder {
         })
     }
 
-    /// The GPU backend: on the host's device if one was given, else on one created here.
-    async fn gpu_backend(&mut self, weights: &Arc<Weights>) -> Result<Backend> {
+    /// The fast CPU backend, on its own thread pool if one was asked for.
+    fn cpu_backend(&self, weights: &Arc<Weights>) -> Result<Backend> {
+        let cpu = CpuModel::new(weights.clone());
+        Ok(Backend::Cpu(match self.cpu_threads {
+            Some(threads) => cpu.with_threads(threads)?,
+            None => cpu,
+        }))
+    }
+
+    /// The GPU device: the host's if one was given, else one opened here.
+    async fn gpu_context(&mut self) -> Result<GpuContext> {
+        match self.device.take() {
+            Some((device, queue)) => Ok(GpuContext::from_device(device, queue)),
+            None => GpuContext::new_async().await,
+        }
+    }
+
+    /// The GPU backend on `context`.
+    async fn gpu_backend(&self, context: GpuContext, weights: &Arc<Weights>) -> Result<Backend> {
         #[allow(unused_mut)]
-        let mut context = match self.device.take() {
-            Some((device, queue)) => GpuContext::from_device(device, queue),
-            None => GpuContext::new_async().await?,
-        };
+        let mut context = context;
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(dir) = &self.pipeline_cache {
             context = context.with_pipeline_cache(dir);
@@ -261,10 +323,10 @@ impl Xception {
         self.forward_async(&Tensor::stack(&tensors)?).await
     }
 
-    /// Why a model asked for with [`BackendKind::Auto`] runs on the CPU (no usable GPU
-    /// adapter, and what wgpu said); `None` when it runs where it was asked to.
-    pub fn fallback(&self) -> Option<&str> {
-        self.fallback.as_deref()
+    /// Why a model asked for with [`BackendKind::Auto`] runs on the CPU (no GPU adapter and
+    /// what wgpu said, or only a software one); `None` when it runs where it was asked to.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.fallback.as_ref()
     }
 
     /// What the weights file says about the model (input size, labels, head).
@@ -277,18 +339,20 @@ impl Xception {
         &self.weights
     }
 
-    /// A one-line description of the backend, e.g. `gpu (llvmpipe, Vulkan)`.
+    /// A one-line description of the backend, e.g. `gpu (llvmpipe, Vulkan)` or
+    /// `cpu (2 threads)`.
     pub fn backend_description(&self) -> String {
         match &self.backend {
-            Backend::Cpu(_) => "cpu (reference)".to_string(),
+            Backend::Reference(_) => "reference (cpu)".to_string(),
+            Backend::Cpu(cpu) => format!("cpu ({} threads)", cpu.threads()),
             Backend::Gpu(gpu) => format!("gpu ({})", gpu.context().description()),
         }
     }
 
-    /// The kernel variant each convolution runs on (empty on the CPU backend).
+    /// The kernel variant each convolution runs on (empty on the CPU backends).
     pub fn conv_kernels(&self) -> Vec<ConvAssignment> {
         match &self.backend {
-            Backend::Cpu(_) => Vec::new(),
+            Backend::Reference(_) | Backend::Cpu(_) => Vec::new(),
             Backend::Gpu(gpu) => gpu.assignments(),
         }
     }
@@ -316,6 +380,7 @@ impl Xception {
     pub async fn forward_async(&self, input: &Tensor) -> Result<Outputs> {
         self.check_input(input)?;
         match &self.backend {
+            Backend::Reference(reference) => reference.forward(input),
             Backend::Cpu(cpu) => cpu.forward(input),
             Backend::Gpu(gpu) => gpu.forward_async(input).await,
         }
@@ -326,6 +391,7 @@ impl Xception {
     pub async fn forward_features_async(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
         self.check_input(input)?;
         match &self.backend {
+            Backend::Reference(reference) => reference.forward_features(input),
             Backend::Cpu(cpu) => cpu.forward_features(input),
             Backend::Gpu(gpu) => gpu.forward_features_async(input).await,
         }
@@ -423,21 +489,23 @@ impl Xception {
     }
 
     /// CPU milliseconds to record and submit one warm forward pass of `input` on the GPU
-    /// (`None` on the CPU backend, or when the batch needs more than one pass).
+    /// (`None` on the CPU backends, or when the batch needs more than one pass).
     pub(crate) fn submit_ms(&self, input: &Tensor) -> Result<Option<f64>> {
         match &self.backend {
-            Backend::Cpu(_) => Ok(None),
+            Backend::Reference(_) | Backend::Cpu(_) => Ok(None),
             Backend::Gpu(gpu) => gpu.submit_ms(input),
         }
     }
 
-    /// Device time of every kernel launch of one forward pass (GPU backend with timestamp
-    /// queries only).
+    /// The time of every step of one forward pass: device time of each kernel launch on the
+    /// GPU (with timestamp queries), wall time of each kernel on the fast CPU backend.
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
+        self.check_input(input)?;
         match &self.backend {
-            Backend::Cpu(_) => Err(Error::Input(
-                "profiles time GPU kernels; use the gpu backend".into(),
+            Backend::Reference(_) => Err(Error::Input(
+                "the reference backend is not profiled; use the cpu or gpu backend".into(),
             )),
+            Backend::Cpu(cpu) => cpu.profile(input),
             Backend::Gpu(gpu) => gpu.profile(input),
         }
     }

@@ -53,7 +53,7 @@ fn the_page_classifies_the_samples_like_the_native_reference_and_survives_a_bad_
         "the page's error for {NOT_AN_IMAGE} is reported"
     );
 
-    let reference = Xception::load(WEIGHTS, BackendKind::Cpu).unwrap();
+    let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
     let mut lines: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

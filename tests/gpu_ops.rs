@@ -8,16 +8,13 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_tensor, rng, uniform};
-use rand::rngs::StdRng;
-use rand::Rng;
-use xception_wgpu::cpu::ops;
+use common::{assert_close, conv_cases, gpu, random_tensor, rng, uniform, ConvCase, RandomBn};
 use xception_wgpu::gpu::{
     activation_element, ConvGeometry, ConvKernel, DepthwiseKernel, Element, GpuOps, Kernel,
     Kernels, PipelineCacheFile, Precision,
 };
-use xception_wgpu::graph::{Padding, BN_EPSILON};
-use xception_wgpu::weights::BatchNorm;
+use xception_wgpu::graph::Padding;
+use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
 
 const TOL: f32 = 1e-4;
@@ -79,38 +76,6 @@ fn assert_within_f16(
     }
 }
 
-/// Owned random batchnorm parameters with a positive variance.
-struct RandomBn {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    mean: Vec<f32>,
-    variance: Vec<f32>,
-    epsilon: f32,
-}
-
-impl RandomBn {
-    fn new(rng: &mut StdRng, channels: usize) -> Self {
-        Self {
-            gamma: uniform(rng, channels, 2.0),
-            beta: uniform(rng, channels, 1.0),
-            mean: uniform(rng, channels, 0.5),
-            variance: (0..channels).map(|_| rng.random_range(0.0..2.0)).collect(),
-            // Keras' 1e-3 or PyTorch's 1e-5, so the kernels honour the value they are given.
-            epsilon: if rng.random() { BN_EPSILON } else { 1e-5 },
-        }
-    }
-
-    fn view(&self) -> BatchNorm<'_> {
-        BatchNorm {
-            gamma: &self.gamma,
-            beta: &self.beta,
-            mean: &self.mean,
-            variance: &self.variance,
-            epsilon: self.epsilon,
-        }
-    }
-}
-
 #[test]
 fn batchnorm_fold_matches_cpu() {
     let gpu = ops_on_gpu();
@@ -130,70 +95,6 @@ fn batchnorm_fold_matches_cpu() {
     }
 }
 
-/// One convolution case: input shape, window, output channels, ReLU, residual add.
-struct ConvCase {
-    shape: Shape,
-    geometry: ConvGeometry,
-    out_channels: usize,
-    relu: bool,
-    residual: bool,
-}
-
-fn case(
-    shape: Shape,
-    kernel: usize,
-    stride: usize,
-    padding: Padding,
-    out_channels: usize,
-    relu: bool,
-    residual: bool,
-) -> ConvCase {
-    let geometry = ConvGeometry {
-        kernel,
-        stride,
-        padding,
-    };
-    ConvCase {
-        shape,
-        geometry,
-        out_channels,
-        relu,
-        residual,
-    }
-}
-
-/// Xception's convolutions and their awkward relatives: the 3-channel stem (stride 2, 'valid',
-/// odd sizes), 3x3 'same' at stride 1 and 2 (taps in the padding), the 1x1/2 shortcuts on
-/// even and odd maps, pointwise layers of 728, 1024 -> 1536 and 1536 -> 2048 channels, channel
-/// counts that are not multiples of 4 or 8, 1x1 maps, and batches.
-fn conv_cases() -> Vec<ConvCase> {
-    use Padding::{Same, Valid};
-    let s = Shape::new;
-    vec![
-        case(s(1, 7, 9, 3), 3, 2, Valid, 32, true, false),
-        case(s(2, 11, 10, 3), 3, 2, Valid, 5, true, false),
-        case(s(1, 3, 3, 5), 3, 1, Valid, 7, false, false),
-        case(s(1, 12, 13, 32), 3, 1, Valid, 64, true, false),
-        case(s(2, 7, 9, 8), 3, 1, Same, 12, false, false),
-        case(s(1, 8, 11, 4), 3, 2, Same, 8, true, false),
-        case(s(1, 6, 7, 3), 3, 2, Same, 9, true, false),
-        case(s(1, 8, 9, 64), 1, 2, Same, 128, false, false),
-        case(s(2, 9, 9, 728), 1, 2, Same, 12, false, false),
-        case(s(1, 1, 1, 4), 1, 2, Same, 3, false, false),
-        case(s(1, 37, 37, 128), 1, 2, Same, 256, false, false),
-        case(s(3, 5, 6, 32), 1, 2, Same, 64, true, false),
-        case(s(1, 1, 1, 3), 1, 1, Same, 5, true, true),
-        case(s(1, 7, 5, 3), 1, 1, Same, 8, false, true),
-        case(s(1, 3, 5, 64), 1, 1, Same, 130, true, false),
-        case(s(3, 7, 7, 32), 1, 1, Same, 64, false, true),
-        case(s(1, 37, 19, 128), 1, 1, Same, 256, true, true),
-        case(s(2, 9, 9, 728), 1, 1, Same, 728, false, true),
-        case(s(1, 5, 5, 1024), 1, 1, Same, 1536, true, false),
-        case(s(1, 3, 3, 1536), 1, 1, Same, 2048, false, true),
-        case(s(1, 1, 7, 13), 1, 1, Same, 11, true, true),
-    ]
-}
-
 /// The float32 reference for `case`: convolution, batchnorm (folded, with the folded kernel
 /// rounded to float16 if `round_weights`), residual add and ReLU.
 fn reference(
@@ -208,7 +109,7 @@ fn reference(
         kernel: k,
         stride,
         padding,
-    } = case.geometry;
+    } = case.geometry();
     let cout = case.out_channels;
     let mut want = if round_weights {
         let (folded, bias) = ops::fold_batchnorm(kernel, cout, &bn.view());
@@ -243,7 +144,7 @@ fn product_magnitudes(case: &ConvCase, x: &Tensor, kernel: &[f32], bn: &RandomBn
         kernel: k,
         stride,
         padding,
-    } = case.geometry;
+    } = case.geometry();
     let (folded, _) = ops::fold_batchnorm(kernel, case.out_channels, &bn.view());
     let abs_weights: Vec<f32> = folded.iter().map(|&w| to_f16(w).abs()).collect();
     let abs_x = Tensor::new(x.shape, x.data.iter().map(|v| v.abs()).collect()).unwrap();
@@ -266,11 +167,11 @@ fn conv_kernels_match_cpu(precision: Precision) {
     let mut runs = 0;
     for variant in variants {
         for case in conv_cases() {
-            let ConvGeometry { kernel: k, .. } = case.geometry;
+            let ConvGeometry { kernel: k, .. } = case.geometry();
             let cin = case.shape.channels;
             let cout = case.out_channels;
             let takes_residual = variant != ConvKernel::Direct;
-            if !variant.runs(case.geometry, cin, cout) || (case.residual && !takes_residual) {
+            if !variant.runs(case.geometry(), cin, cout) || (case.residual && !takes_residual) {
                 continue;
             }
             let mut x = stored(&random_tensor(&mut rng, case.shape), element);
@@ -280,7 +181,7 @@ fn conv_kernels_match_cpu(precision: Precision) {
             let fan_in = (k * k * cin) as f32;
             let kernel = uniform(&mut rng, k * k * cin * cout, 1.0 / fan_in.sqrt());
             let bn = RandomBn::new(&mut rng, cout);
-            let out = case.geometry.output_shape(case.shape, cout);
+            let out = case.geometry().output_shape(case.shape, cout);
             let residual = stored(&random_tensor(&mut rng, out), element);
             // The direct kernel reads float32 storage buffers whatever the precision.
             let rounded = precision == Precision::F16 && variant != ConvKernel::Direct;
@@ -291,7 +192,7 @@ fn conv_kernels_match_cpu(precision: Precision) {
                     &x,
                     &kernel,
                     &bn.view(),
-                    case.geometry,
+                    case.geometry(),
                     case.relu,
                     case.residual.then_some(&residual),
                     precision,
@@ -302,7 +203,7 @@ fn conv_kernels_match_cpu(precision: Precision) {
                 "{} at {precision:?}: {} {:?} -> {cout} relu={} residual={}",
                 variant.name(),
                 case.shape,
-                case.geometry,
+                case.geometry(),
                 case.relu,
                 case.residual
             );

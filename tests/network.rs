@@ -1,6 +1,6 @@
 //! The whole network against Keras' own outputs (golden files made by
 //! `tests/golden/make_golden.py`, which runs Keras on the same float16-rounded weights), and
-//! the GPU path against the CPU reference.
+//! the GPU and fast CPU backends against the reference.
 //!
 //! Tolerance: 1e-4 absolute on logits and on the 2048-d embedding. The float32 noise floor
 //! between two correct implementations that sum in different orders is about 1e-5.
@@ -14,7 +14,7 @@ use common::max_abs_diff;
 use safetensors::SafeTensors;
 use xception_wgpu::gpu::{ConvKernel, DepthwiseKernel, GpuModel, GpuOps, KernelChoice, Precision};
 use xception_wgpu::graph::Padding;
-use xception_wgpu::{preprocess, BackendKind, Tensor, Weights, Xception};
+use xception_wgpu::{preprocess, BackendKind, Fallback, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
 
@@ -87,10 +87,21 @@ fn weights() -> Weights {
         .clone()
 }
 
+/// The plain reference backend, the oracle.
+fn reference() -> &'static Xception {
+    static MODEL: OnceLock<Xception> = OnceLock::new();
+    MODEL.get_or_init(|| Xception::new(weights(), BackendKind::Reference).unwrap())
+}
+
+/// The fast CPU backend.
 fn cpu() -> &'static Xception {
     static MODEL: OnceLock<Xception> = OnceLock::new();
     MODEL.get_or_init(|| Xception::new(weights(), BackendKind::Cpu).unwrap())
 }
+
+/// How far the fast CPU backend may stray from the reference: it differs only in summation
+/// order, fused multiply-adds and folded batchnorm.
+const CPU_TOL: f32 = 1e-5;
 
 fn gpu() -> &'static Xception {
     static MODEL: OnceLock<Xception> = OnceLock::new();
@@ -230,7 +241,12 @@ fn a_kernel_the_adapter_cannot_run_is_refused_by_name() {
 }
 
 #[test]
-fn cpu_reference_matches_keras() {
+fn reference_matches_keras() {
+    check_against_keras(reference(), "reference");
+}
+
+#[test]
+fn cpu_matches_keras() {
     check_against_keras(cpu(), "cpu");
 }
 
@@ -239,23 +255,28 @@ fn gpu_matches_keras() {
     check_against_keras(gpu(), "gpu");
 }
 
+/// Both fast backends against the reference on every golden: the GPU within the Keras
+/// tolerance, the CPU within [`CPU_TOL`].
 #[test]
-fn gpu_matches_cpu_reference() {
-    for g in goldens() {
-        let want = cpu().forward(&g.input).unwrap();
-        let got = gpu().forward(&g.input).unwrap();
-        let de = max_abs_diff(&got.embeddings, &want.embeddings);
-        let dl = max_abs_diff(&got.logits, &want.logits);
-        let dp = max_abs_diff(&got.probabilities, &want.probabilities);
-        eprintln!(
-            "gpu vs cpu, {}: max |d| embedding {de:.2e}, logits {dl:.2e}, probabilities {dp:.2e}",
-            g.name
-        );
-        assert!(
-            de <= TOL && dl <= TOL && dp <= TOL,
-            "{}: gpu and cpu disagree",
-            g.name
-        );
+fn gpu_and_cpu_match_the_reference() {
+    for (model, backend, tol) in [(gpu(), "gpu", TOL), (cpu(), "cpu", CPU_TOL)] {
+        for g in goldens() {
+            let want = reference().forward(&g.input).unwrap();
+            let got = model.forward(&g.input).unwrap();
+            let de = max_abs_diff(&got.embeddings, &want.embeddings);
+            let dl = max_abs_diff(&got.logits, &want.logits);
+            let dp = max_abs_diff(&got.probabilities, &want.probabilities);
+            eprintln!(
+                "{backend} vs reference, {}: max |d| embedding {de:.2e}, logits {dl:.2e}, \
+                 probabilities {dp:.2e}",
+                g.name
+            );
+            assert!(
+                de <= tol && dl <= tol && dp <= tol,
+                "{}: {backend} and the reference disagree",
+                g.name
+            );
+        }
     }
 }
 
@@ -271,7 +292,7 @@ fn a_batch_gives_each_image_its_own_result() {
     );
     let inputs: Vec<Tensor> = same_size.iter().map(|g| g.input.clone()).collect();
     let batch = Tensor::stack(&inputs).unwrap();
-    for (backend, model) in [("gpu", gpu()), ("cpu", cpu())] {
+    for (backend, model) in [("gpu", gpu()), ("cpu", cpu()), ("reference", reference())] {
         let out = model.forward(&batch).unwrap();
         assert_eq!(out.batch, same_size.len());
         for (i, g) in same_size.iter().enumerate() {
@@ -321,19 +342,21 @@ fn gpu_batches_larger_than_one_pass_are_split_in_order() {
 }
 
 #[test]
-fn gpu_matches_cpu_at_the_smallest_and_odd_input_sizes() {
+fn gpu_and_cpu_match_the_reference_at_the_smallest_and_odd_input_sizes() {
     let mut rng = common::rng();
     // 71x71 is the smallest input (the exit flow sees 3x3 maps); 73x97 is odd in both directions.
     for (batch, h, w) in [(1, 71, 71), (2, 73, 97)] {
         let input = common::random_tensor(&mut rng, xception_wgpu::Shape::new(batch, h, w, 3));
-        let want = cpu().forward(&input).unwrap();
-        let got = gpu().forward(&input).unwrap();
-        let de = max_abs_diff(&got.embeddings, &want.embeddings);
-        let dl = max_abs_diff(&got.logits, &want.logits);
-        assert!(
-            de <= TOL && dl <= TOL,
-            "{batch}x{h}x{w}: embedding {de:e}, logits {dl:e}"
-        );
+        let want = reference().forward(&input).unwrap();
+        for (model, backend, tol) in [(gpu(), "gpu", TOL), (cpu(), "cpu", CPU_TOL)] {
+            let got = model.forward(&input).unwrap();
+            let de = max_abs_diff(&got.embeddings, &want.embeddings);
+            let dl = max_abs_diff(&got.logits, &want.logits);
+            assert!(
+                de <= tol && dl <= tol,
+                "{backend} {batch}x{h}x{w}: embedding {de:e}, logits {dl:e}"
+            );
+        }
     }
 }
 
@@ -380,7 +403,7 @@ fn a_lost_device_gives_an_error_not_a_panic() {
 #[test]
 fn grad_cam_matches_keras() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gradcam");
-    for (model, backend) in [(cpu(), "cpu"), (gpu(), "gpu")] {
+    for (model, backend) in [(reference(), "reference"), (cpu(), "cpu"), (gpu(), "gpu")] {
         for g in goldens() {
             let bytes = std::fs::read(dir.join(format!("{}.safetensors", g.name))).unwrap();
             let file = SafeTensors::deserialize(&bytes).unwrap();
@@ -406,16 +429,27 @@ fn grad_cam_matches_keras() {
     }
 }
 
-/// `BackendKind::Auto` takes the GPU where there is one (the CLI's fallback to the CPU, without
-/// an adapter, is tested in tests/cli.rs).
+/// `BackendKind::Auto` takes a hardware GPU where there is one, and the fast CPU backend
+/// instead of a software adapter (lavapipe in CI). The fallback without any adapter is tested
+/// in tests/cli.rs.
 #[test]
-fn auto_takes_the_gpu_where_there_is_one() {
+fn auto_takes_a_hardware_gpu_and_prefers_the_cpu_to_a_software_one() {
     let model = Xception::builder()
         .backend(BackendKind::Auto)
         .build(weights())
         .unwrap();
-    assert_eq!(model.fallback(), None);
-    assert!(model.backend_description().starts_with("gpu ("));
+    let adapter = common::gpu().adapter;
+    if adapter.device_type == wgpu::DeviceType::Cpu {
+        assert!(
+            matches!(model.fallback(), Some(Fallback::SoftwareAdapter(name)) if name.contains(&adapter.name)),
+            "{:?}",
+            model.fallback()
+        );
+        assert!(model.backend_description().starts_with("cpu ("));
+    } else {
+        assert_eq!(model.fallback(), None);
+        assert!(model.backend_description().starts_with("gpu ("));
+    }
 }
 
 /// timm's max-pool padding (`pool_padding: symmetric` in the weights' metadata) against
@@ -426,6 +460,7 @@ fn auto_takes_the_gpu_where_there_is_one() {
 fn symmetric_pool_padding_matches_its_reference() {
     let mut symmetric = weights();
     symmetric.info.pool_padding = Padding::Symmetric(1);
+    let reference = Xception::new(symmetric.clone(), BackendKind::Reference).unwrap();
     let cpu = Xception::new(symmetric.clone(), BackendKind::Cpu).unwrap();
     let context = common::gpu();
     let gpu = Xception::with_device(symmetric, context.device, context.queue).unwrap();
@@ -440,7 +475,7 @@ fn symmetric_pool_padding_matches_its_reference() {
             "{}: the paddings must differ here for the test to mean anything",
             g.name
         );
-        for (model, backend) in [(&cpu, "cpu"), (&gpu, "gpu")] {
+        for (model, backend) in [(&reference, "reference"), (&cpu, "cpu"), (&gpu, "gpu")] {
             let out = model.forward(&g.input).unwrap();
             let de = max_abs_diff(out.embedding(0), &embedding);
             let dl = max_abs_diff(out.logits(0), &logits);

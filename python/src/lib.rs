@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList};
 use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::image::{DynamicImage, RgbImage};
 use xception_wgpu::{
-    preprocess, BackendKind, Error, KernelChoice, Precision, Tensor, Weights, Xception,
+    preprocess, BackendKind, Error, Fallback, KernelChoice, Precision, Tensor, Weights, Xception,
 };
 
 pyo3::create_exception!(
@@ -147,9 +147,10 @@ struct Model {
 
 #[pymethods]
 impl Model {
-    /// Loads the weights (`None`: the bundled kitchenware model) on `backend` ("auto": the GPU,
-    /// else the CPU with a warning; "gpu"; "cpu"), at `precision` ("f32" or "f16"), running at
-    /// most `max_batch` images per GPU pass.
+    /// Loads the weights (`None`: the bundled kitchenware model) on `backend` ("auto": a
+    /// hardware GPU, else the fast CPU backend, with a warning when there is no adapter at all;
+    /// "gpu"; "cpu"; "reference"), at `precision` ("f32" or "f16"), running at most `max_batch`
+    /// images per GPU pass.
     #[new]
     #[pyo3(signature = (weights=None, backend="auto", precision="f32", max_batch=None, kernel="auto"))]
     fn new(
@@ -166,9 +167,10 @@ impl Model {
             "auto" => BackendKind::Auto,
             "gpu" => BackendKind::Gpu,
             "cpu" => BackendKind::Cpu,
+            "reference" => BackendKind::Reference,
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "backend={other:?}: use \"auto\", \"gpu\" or \"cpu\""
+                    "backend={other:?}: use \"auto\", \"gpu\", \"cpu\" or \"reference\""
                 )))
             }
         };
@@ -188,11 +190,8 @@ impl Model {
                 builder.build(weights)
             })
             .map_err(to_py)?;
-        if let Some(why) = model.fallback() {
-            warn(
-                py,
-                &format!("no usable GPU adapter ({why}); running on the CPU"),
-            )?;
+        if let Some(why @ Fallback::NoAdapter(_)) = model.fallback() {
+            warn(py, &format!("{why}; running on the CPU"))?;
         }
         Ok(Self { inner: model })
     }

@@ -1,11 +1,11 @@
-//! `bench`: cold start and warm latency tables, and per-launch GPU profiles.
+//! `bench`: cold start and warm latency tables, and per-step profiles (GPU launches, CPU kernels).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
 use xception_wgpu::bench::BenchCase;
-use xception_wgpu::gpu::OpKind;
+use xception_wgpu::profile::OpKind;
 use xception_wgpu::{BackendKind, Error};
 
 use crate::{parse_size, weights_path, Backend, GpuArgs, Sizing};
@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// Warm runs per case.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Where the network runs (`auto` means the GPU here).
+    /// Where the network runs.
     #[arg(long, value_enum, default_value_t = Backend::Gpu)]
     backend: Backend,
     /// Weights file [default: the bundled kitchenware model].
@@ -33,8 +33,8 @@ pub struct BenchArgs {
     json: bool,
     #[command(flatten)]
     gpu: GpuArgs,
-    /// Time every kernel launch with GPU timestamp queries and print per-layer and
-    /// per-op-kind tables instead.
+    /// Time every step (GPU kernel launches with timestamp queries, CPU kernels by wall
+    /// time) and print per-layer and per-op-kind tables instead.
     #[arg(long)]
     profile: bool,
 }
@@ -44,7 +44,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let weights = weights_path(args.weights.as_deref());
     let cases = bench_cases(&args.sizes, &args.batch, args.runs)?;
     if args.profile {
-        print_profiles(&weights, args.gpu, &cases)
+        print_profiles(&weights, args.backend.kind(), args.gpu, &cases)
     } else {
         bench(&cases, args.backend.kind(), args.gpu, &weights, args.json)
     }
@@ -125,13 +125,23 @@ fn bench(
     Ok(())
 }
 
-fn print_profiles(weights: &Path, gpu: GpuArgs, cases: &[BenchCase]) -> Result<(), Error> {
+fn print_profiles(
+    weights: &Path,
+    backend: BackendKind,
+    gpu: GpuArgs,
+    cases: &[BenchCase],
+) -> Result<(), Error> {
     for &case in cases {
         let (backend, launches) =
-            xception_wgpu::bench::profile(weights, gpu.builder(BackendKind::Gpu), case)?;
+            xception_wgpu::bench::profile(weights, gpu.builder(backend), case)?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let (w, h) = case.size;
-        println!("{backend}, {w}x{h}, batch {}: {total:.1} ms of device time in {} launches (median of {} runs)", case.batch, launches.len(), case.runs);
+        println!(
+            "{backend}, {w}x{h}, batch {}: {total:.1} ms in {} steps (median of {} runs)",
+            case.batch,
+            launches.len(),
+            case.runs
+        );
         println!(
             "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
             "layer", "op", "ms", "share", "GFLOP/s", "GB/s"
@@ -149,7 +159,7 @@ fn print_profiles(weights: &Path, gpu: GpuArgs, cases: &[BenchCase]) -> Result<(
         }
         println!(
             "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
-            "op kind", "ms", "share", "GFLOP/s", "GB/s", "launches"
+            "op kind", "ms", "share", "GFLOP/s", "GB/s", "steps"
         );
         let mut kinds: Vec<OpKind> = Vec::new();
         for l in &launches {

@@ -1,152 +1,345 @@
-//! The CPU reference backend: the whole forward pass built from the plain ops in [`ops`].
+//! The fast CPU backend: the graph on the kernels in [`ops`], for machines without a usable
+//! GPU.
 //!
-//! Every node of the graph is expanded back into its Keras ops (convolution, batchnorm,
-//! ReLU, add, ...) without folding or fusion, which makes this the oracle for the GPU path.
+//! At load every batchnorm is folded into its convolution's weights and a bias (as on the
+//! GPU); a forward pass then runs one GEMM per convolution with its bias, ReLU and residual
+//! fused, and activations live in buffers reused from pass to pass. The reference backend
+//! ([`crate::reference`]) stays the oracle this one is tested against.
 
 pub mod ops;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, EMBEDDING_DIM};
 use crate::outputs::Outputs;
-use crate::tensor::Tensor;
-use crate::weights::{Activation, Weights};
+use crate::profile::{LaunchTiming, OpKind};
+use crate::reference::{self, ops::fold_batchnorm};
+use crate::tensor::{Shape, Tensor};
+use crate::weights::Weights;
+use ops::{ConvGeometry, Epilogue, Lhs};
 
-/// Runs Xception on the CPU with the reference ops.
-#[derive(Debug, Clone)]
+/// A node's weights, prepared for the kernels.
+#[derive(Debug)]
+enum Layer {
+    /// A convolution as a GEMM: kernel `[k * k * cin, cout]` with its batchnorm folded in.
+    Conv { kernel: Vec<f32>, bias: Vec<f32> },
+    /// Depthwise kernel `[9, cin]`, then the pointwise `[cin, cout]` with its batchnorm folded in.
+    Separable {
+        depthwise: Vec<f32>,
+        pointwise: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// Pooling needs no weights.
+    Pool,
+}
+
+/// Runs Xception on the CPU with folded weights, GEMMs and fused epilogues.
+#[derive(Debug)]
 pub struct CpuModel {
     graph: Graph,
     weights: Arc<Weights>,
+    layers: Vec<Layer>,
+    threads: Option<rayon::ThreadPool>,
+    /// Activation buffers of earlier passes, taken by the next one.
+    spare: Mutex<Vec<Vec<f32>>>,
 }
 
 impl CpuModel {
-    /// Creates the model over validated weights.
+    /// Prepares the model over validated weights, on rayon's global thread pool.
     pub fn new(weights: Arc<Weights>) -> Self {
+        let graph = Graph::xception();
+        let layers = graph
+            .nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Conv(c) => {
+                    let kernel = weights.tensor(&format!("{}.kernel", c.conv));
+                    let (kernel, bias) =
+                        fold_batchnorm(kernel, c.out_channels, &weights.batchnorm(&c.bn));
+                    Layer::Conv { kernel, bias }
+                }
+                Op::Separable(s) => {
+                    let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
+                    let (pointwise, bias) =
+                        fold_batchnorm(pointwise, s.out_channels, &weights.batchnorm(&s.bn));
+                    Layer::Separable {
+                        depthwise: weights
+                            .tensor(&format!("{}.depthwise_kernel", s.conv))
+                            .to_vec(),
+                        pointwise,
+                        bias,
+                    }
+                }
+                Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Layer::Pool,
+            })
+            .collect();
         Self {
-            graph: Graph::xception(),
+            graph,
             weights,
+            layers,
+            threads: None,
+            spare: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Runs on a thread pool of its own with `threads` threads instead of rayon's global one.
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("xception-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Input(format!("cannot start {threads} CPU threads: {e}")))?;
+        self.threads = Some(pool);
+        Ok(self)
+    }
+
+    /// Threads a forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |pool| {
+                pool.current_num_threads()
+            })
     }
 
     /// Runs the backbone and head on an NHWC batch of preprocessed images.
     pub fn forward(&self, input: &Tensor) -> Result<Outputs> {
-        Ok(self.run(input, false)?.0)
+        Ok(self.run(input, false, None)?.0)
     }
 
     /// [`CpuModel::forward`], also returning the last feature map (`block14_sepconv2_act`,
     /// what the global average pool reads).
     pub fn forward_features(&self, input: &Tensor) -> Result<(Outputs, Tensor)> {
-        let (outputs, features) = self.run(input, true)?;
+        let (outputs, features) = self.run(input, true, None)?;
         Ok((
             outputs,
             features.expect("the graph ends in a global average pool"),
         ))
     }
 
-    fn run(&self, input: &Tensor, keep_features: bool) -> Result<(Outputs, Option<Tensor>)> {
+    /// The wall time of every step of one forward pass, named as the GPU's launches are.
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<LaunchTiming>> {
+        let mut timings = Vec::new();
+        self.run(input, false, Some(&mut timings))?;
+        Ok(timings)
+    }
+
+    fn run(
+        &self,
+        input: &Tensor,
+        keep_features: bool,
+        timings: Option<&mut Vec<LaunchTiming>>,
+    ) -> Result<(Outputs, Option<Tensor>)> {
         let s = input.shape;
-        self.graph.infer_shapes(s.batch, s.height, s.width)?;
-        let w = &self.weights;
-        let mut last_use = vec![0usize; self.graph.value_names.len()];
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            for v in node.inputs() {
-                last_use[v.0] = i;
-            }
-        }
-        let mut values: Vec<Option<Tensor>> = vec![None; self.graph.value_names.len()];
-        values[0] = Some(input.clone());
-        let mut embedding = Vec::new();
-        let mut features = None;
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            let x = values[node.input.0].as_ref().expect("input computed");
-            let y = match &node.op {
-                Op::Conv(c) => {
-                    let kernel = w.tensor(&format!("{}.kernel", c.conv));
-                    let mut y =
-                        ops::conv2d(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&c.bn));
-                    if c.relu {
-                        y = ops::relu(&y);
-                    }
-                    y
-                }
-                Op::Separable(s) => {
-                    let rectified;
-                    let x = if s.relu_in {
-                        rectified = ops::relu(x);
-                        &rectified
-                    } else {
-                        x
-                    };
-                    let depthwise = w.tensor(&format!("{}.depthwise_kernel", s.conv));
-                    let pointwise = w.tensor(&format!("{}.pointwise_kernel", s.conv));
-                    let y = ops::depthwise_conv3x3(x, depthwise);
-                    let mut y = ops::pointwise_conv(&y, pointwise, s.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&s.bn));
-                    if s.relu_out {
-                        y = ops::relu(&y);
-                    }
-                    if let Some(r) = s.residual {
-                        y = ops::add(&y, values[r.0].as_ref().expect("shortcut computed"));
-                    }
-                    y
-                }
-                Op::MaxPoolAdd { residual } => {
-                    let pooled = ops::max_pool_3x3_s2(x, w.info.pool_padding);
-                    ops::add(
-                        &pooled,
-                        values[residual.0].as_ref().expect("shortcut computed"),
-                    )
-                }
-                Op::GlobalAvgPool => {
-                    embedding = ops::global_avg_pool(x);
-                    if keep_features {
-                        features = Some(x.clone());
-                    }
-                    continue;
-                }
-            };
-            values[node.output.0] = Some(y);
-            for v in node.inputs() {
-                if last_use[v.0] == i {
-                    values[v.0] = None;
-                }
-            }
-        }
-        let (logits, probabilities) = head(w, &embedding);
+        let shapes = self.graph.infer_shapes(s.batch, s.height, s.width)?;
+        let pass = || self.run_on_threads(input, &shapes, keep_features, timings);
+        let (embedding, features) = match &self.threads {
+            Some(pool) => pool.install(pass),
+            None => pass(),
+        };
+        let (logits, probabilities) = reference::head(&self.weights, &embedding);
         let outputs = Outputs {
             batch: s.batch,
             embedding_dim: EMBEDDING_DIM,
-            num_classes: w.info.num_classes(),
+            num_classes: self.weights.info.num_classes(),
             embeddings: embedding,
             logits,
             probabilities,
         };
         Ok((outputs, features))
     }
+
+    /// The backbone: returns the embeddings and, if asked, the last feature map.
+    fn run_on_threads(
+        &self,
+        input: &Tensor,
+        shapes: &[Shape],
+        keep_features: bool,
+        mut timings: Option<&mut Vec<LaunchTiming>>,
+    ) -> (Vec<f32>, Option<Tensor>) {
+        let mut buffers = Buffers::new(std::mem::take(&mut *self.lock_spare()));
+        let mut last_use = vec![0usize; shapes.len()];
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            for v in node.inputs() {
+                last_use[v.0] = i;
+            }
+        }
+        let mut values: Vec<Option<Vec<f32>>> = vec![None; shapes.len()];
+        let mut embedding = vec![0.0; input.shape.batch * EMBEDDING_DIM];
+        let mut features = None;
+        for (i, (node, layer)) in self.graph.nodes.iter().zip(&self.layers).enumerate() {
+            let (in_shape, out_shape) = (shapes[node.input.0], shapes[node.output.0]);
+            let x: &[f32] = match node.input.0 {
+                0 => &input.data,
+                v => values[v].as_deref().expect("input computed"),
+            };
+            let mut started = Instant::now();
+            // Records a step that ends now and started where the last one ended.
+            let mut step = |kind: OpKind, macs: usize, floats: usize| {
+                if let Some(timings) = timings.as_deref_mut() {
+                    timings.push(LaunchTiming {
+                        layer: self.graph.value_names[node.output.0].clone(),
+                        kind,
+                        macs: macs as u64,
+                        bytes: 4 * floats as u64,
+                        ms: started.elapsed().as_secs_f64() * 1e3,
+                    });
+                    started = Instant::now();
+                }
+            };
+            let y = match (&node.op, layer) {
+                (Op::Conv(c), Layer::Conv { kernel, bias }) => {
+                    let mut y = buffers.take(out_shape.len());
+                    let geometry = ConvGeometry {
+                        input: in_shape,
+                        kernel: c.kernel,
+                        stride: c.stride,
+                        padding: c.padding,
+                    };
+                    let epilogue = Epilogue {
+                        bias,
+                        residual: None,
+                        relu: c.relu,
+                    };
+                    let rows = out_shape.pixels();
+                    ops::matmul(
+                        Lhs::Patches(x, geometry),
+                        rows,
+                        kernel.len() / c.out_channels,
+                        kernel,
+                        c.out_channels,
+                        epilogue,
+                        &mut y,
+                    );
+                    let kind = if c.kernel == 1 {
+                        OpKind::ShortcutConv
+                    } else {
+                        OpKind::StemConv
+                    };
+                    step(kind, rows * kernel.len(), x.len() + y.len() + kernel.len());
+                    y
+                }
+                (
+                    Op::Separable(sep),
+                    Layer::Separable {
+                        depthwise,
+                        pointwise,
+                        bias,
+                    },
+                ) => {
+                    let mut mid = buffers.take(in_shape.len());
+                    ops::depthwise_conv3x3(x, in_shape, depthwise, sep.relu_in, &mut mid);
+                    step(
+                        OpKind::Depthwise,
+                        9 * x.len(),
+                        2 * x.len() + depthwise.len(),
+                    );
+                    let mut y = buffers.take(out_shape.len());
+                    let residual = sep
+                        .residual
+                        .map(|r| values[r.0].as_deref().expect("shortcut computed"));
+                    let epilogue = Epilogue {
+                        bias,
+                        residual,
+                        relu: sep.relu_out,
+                    };
+                    let rows = in_shape.pixels();
+                    ops::matmul(
+                        Lhs::Matrix(&mid),
+                        rows,
+                        sep.in_channels,
+                        pointwise,
+                        sep.out_channels,
+                        epilogue,
+                        &mut y,
+                    );
+                    buffers.give_back(mid);
+                    step(
+                        OpKind::Pointwise,
+                        rows * pointwise.len(),
+                        x.len() + y.len() + pointwise.len(),
+                    );
+                    y
+                }
+                (Op::MaxPoolAdd { residual }, Layer::Pool) => {
+                    let mut y = buffers.take(out_shape.len());
+                    let residual = values[residual.0].as_deref().expect("shortcut computed");
+                    ops::max_pool_add(
+                        x,
+                        in_shape,
+                        self.weights.info.pool_padding,
+                        residual,
+                        &mut y,
+                    );
+                    step(OpKind::MaxPoolAdd, 0, x.len() + 2 * y.len());
+                    y
+                }
+                (Op::GlobalAvgPool, Layer::Pool) => {
+                    ops::global_avg_pool(x, in_shape, &mut embedding);
+                    if keep_features {
+                        features = Some(Tensor {
+                            shape: in_shape,
+                            data: x.to_vec(),
+                        });
+                    }
+                    step(OpKind::GlobalAvgPool, 0, x.len());
+                    break;
+                }
+                (op, layer) => unreachable!("{op:?} was prepared as {layer:?}"),
+            };
+            values[node.output.0] = Some(y);
+            for v in node.inputs() {
+                if last_use[v.0] == i {
+                    if let Some(dead) = values[v.0].take() {
+                        buffers.give_back(dead);
+                    }
+                }
+            }
+        }
+        buffers.spare.extend(values.into_iter().flatten());
+        self.lock_spare().extend(buffers.spare);
+        (embedding, features)
+    }
+
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+        // A pass that panicked leaves only spare buffers behind, which are still good.
+        self.spare
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
-/// Runs the dense head on `[N, 2048]` embeddings: returns logits and softmax probabilities
-/// (both empty for a backbone without head).
-pub fn head(weights: &Weights, embeddings: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let head = &weights.info.head;
-    let Some(last) = head.last() else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut x = embeddings.to_vec();
-    for layer in head {
-        let kernel = weights.tensor(&format!("{}.kernel", layer.name));
-        let bias = weights.tensor(&format!("{}.bias", layer.name));
-        x = ops::dense(&x, kernel, bias, layer.units);
-        if layer.activation == Activation::Relu {
-            x = ops::relu(&Tensor {
-                shape: crate::tensor::Shape::new(1, 1, x.len(), 1),
-                data: x,
-            })
-            .data;
-        }
+/// The activation buffers of one pass: taken from earlier passes' where one is large enough.
+struct Buffers {
+    spare: Vec<Vec<f32>>,
+}
+
+impl Buffers {
+    fn new(spare: Vec<Vec<f32>>) -> Self {
+        Self { spare }
     }
-    let probabilities = ops::softmax(&x, last.units);
-    (x, probabilities)
+
+    /// A buffer of `len` values (their contents are overwritten by the kernel that takes it):
+    /// the smallest spare one that fits, else a new one.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let fitting = self
+            .spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut buffer = match fitting {
+            Some(i) => self.spare.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        buffer.resize(len, 0.0);
+        buffer
+    }
+
+    fn give_back(&mut self, buffer: Vec<f32>) {
+        self.spare.push(buffer);
+    }
 }

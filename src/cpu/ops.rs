@@ -1,250 +1,362 @@
-//! Plain reference implementations of every op, NHWC, written for clarity.
+//! The fast CPU backend's kernels, on NHWC float32 slices with batchnorm already folded into
+//! the weights and a bias.
 //!
-//! These are the oracle the GPU kernels are tested against. The heavy loops split their
-//! output rows across the available cores, and nothing else is clever about them.
+//! - Convolutions are GEMMs on the `gemm` crate: a pointwise convolution multiplies the
+//!   activations (`[pixels, cin]`) by its kernel (`[cin, cout]`); the stem and shortcut
+//!   convolutions gather their patches block by block (an implicit GEMM, no full im2col).
+//!   Bias, ReLU and the residual add run on each output block while it is still in cache.
+//! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
+//!   direct loops over channels, which the compiler vectorises; [`multiversion`] builds them
+//!   for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
+//!
+//! Everything splits its output across rayon's threads. Each kernel's reference is its
+//! unfused counterpart in [`crate::reference::ops`].
+
+use std::cell::RefCell;
+
+use multiversion::multiversion;
+use rayon::prelude::*;
 
 use crate::graph::Padding;
-use crate::tensor::{Shape, Tensor};
-use crate::weights::BatchNorm;
+use crate::tensor::Shape;
 
-/// Runs `f(row_index, row)` over the `row_len`-sized rows of `out`, spread over the CPU cores.
-fn for_each_row(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / row_len.max(1);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(rows.max(1));
-    let rows_per_thread = rows.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        for (t, chunk) in out.chunks_mut(rows_per_thread * row_len).enumerate() {
-            let f = &f;
-            scope.spawn(move || {
-                for (i, row) in chunk.chunks_mut(row_len).enumerate() {
-                    f(t * rows_per_thread + i, row);
-                }
-            });
-        }
-    });
+/// What runs on a GEMM's output after the multiplication: `relu(acc + bias + residual)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// One value per output channel (the folded batchnorm's shift).
+    pub bias: &'a [f32],
+    /// A tensor of the output's shape added after the bias (an identity shortcut).
+    pub residual: Option<&'a [f32]>,
+    /// Whether a ReLU follows.
+    pub relu: bool,
 }
 
-/// Regular convolution, kernel `HWIO` of shape `[k, k, cin, cout]`, no bias.
-pub fn conv2d(
-    x: &Tensor,
-    kernel: &[f32],
-    k: usize,
-    stride: usize,
-    padding: Padding,
-    cout: usize,
-) -> Tensor {
-    let s = x.shape;
-    let (oh, pad_top) = padding.resolve(s.height, k, stride);
-    let (ow, pad_left) = padding.resolve(s.width, k, stride);
-    let cin = s.channels;
-    assert_eq!(kernel.len(), k * k * cin * cout, "conv2d kernel size");
-    let mut out = Tensor::zeros(Shape::new(s.batch, oh, ow, cout));
-    // One output row (n, oy) of ow * cout values at a time.
-    for_each_row(&mut out.data, ow * cout, |row, dst| {
-        let (n, oy) = (row / oh, row % oh);
-        for ox in 0..ow {
-            let acc = &mut dst[ox * cout..(ox + 1) * cout];
+/// A regular convolution's geometry over an NHWC input: the patches its GEMM multiplies.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvGeometry {
+    /// Input shape.
+    pub input: Shape,
+    /// Square kernel size.
+    pub kernel: usize,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding rule (zeros outside the input).
+    pub padding: Padding,
+}
+
+impl ConvGeometry {
+    /// Output height and width, and the leading (top, left) pads.
+    fn resolve(&self) -> (usize, usize, usize, usize) {
+        let (out_h, pad_top) = self
+            .padding
+            .resolve(self.input.height, self.kernel, self.stride);
+        let (out_w, pad_left) = self
+            .padding
+            .resolve(self.input.width, self.kernel, self.stride);
+        (out_h, out_w, pad_top, pad_left)
+    }
+
+    /// The output shape for `cout` channels.
+    pub fn output(&self, cout: usize) -> Shape {
+        let (out_h, out_w, _, _) = self.resolve();
+        Shape::new(self.input.batch, out_h, out_w, cout)
+    }
+
+    /// Length of one patch: the GEMM's inner dimension.
+    fn patch_len(&self) -> usize {
+        self.kernel * self.kernel * self.input.channels
+    }
+
+    /// Writes the patches of output pixels `rows` (in `(ky, kx, ci)` order, zeros where the
+    /// window leaves the input) to `dst`, one patch per row.
+    fn gather(&self, x: &[f32], rows: std::ops::Range<usize>, dst: &mut [f32]) {
+        let (out_h, out_w, pad_top, pad_left) = self.resolve();
+        let s = self.input;
+        let (k, c) = (self.kernel, s.channels);
+        for (row, patch) in rows.zip(dst.chunks_exact_mut(self.patch_len())) {
+            let (n, oy, ox) = (row / (out_h * out_w), row / out_w % out_h, row % out_w);
             for ky in 0..k {
-                let iy = (oy * stride + ky) as isize - pad_top as isize;
-                if iy < 0 || iy >= s.height as isize {
-                    continue;
-                }
+                let iy = (oy * self.stride + ky).checked_sub(pad_top);
                 for kx in 0..k {
-                    let ix = (ox * stride + kx) as isize - pad_left as isize;
-                    if ix < 0 || ix >= s.width as isize {
-                        continue;
-                    }
-                    let src = x.index(n, iy as usize, ix as usize, 0);
-                    for ci in 0..cin {
-                        let v = x.data[src + ci];
-                        let w = &kernel[((ky * k + kx) * cin + ci) * cout..][..cout];
-                        for (a, &wv) in acc.iter_mut().zip(w) {
-                            *a += v * wv;
+                    let ix = (ox * self.stride + kx).checked_sub(pad_left);
+                    let tap = &mut patch[(ky * k + kx) * c..][..c];
+                    match (iy, ix) {
+                        (Some(iy), Some(ix)) if iy < s.height && ix < s.width => {
+                            tap.copy_from_slice(&x[((n * s.height + iy) * s.width + ix) * c..][..c])
                         }
+                        _ => tap.fill(0.0),
                     }
                 }
             }
-        }
-    });
-    out
-}
-
-/// Depthwise 3x3 convolution, stride 1, 'same' padding; kernel `[3, 3, C, 1]`.
-pub fn depthwise_conv3x3(x: &Tensor, kernel: &[f32]) -> Tensor {
-    let s = x.shape;
-    let c = s.channels;
-    assert_eq!(kernel.len(), 9 * c, "depthwise kernel size");
-    let mut out = Tensor::zeros(s);
-    for_each_row(&mut out.data, s.width * c, |row, dst| {
-        let (n, y) = (row / s.height, row % s.height);
-        for xo in 0..s.width {
-            let acc = &mut dst[xo * c..(xo + 1) * c];
-            for ky in 0..3 {
-                let iy = y as isize + ky as isize - 1;
-                if iy < 0 || iy >= s.height as isize {
-                    continue;
-                }
-                for kx in 0..3 {
-                    let ix = xo as isize + kx as isize - 1;
-                    if ix < 0 || ix >= s.width as isize {
-                        continue;
-                    }
-                    let src = &x.data[x.index(n, iy as usize, ix as usize, 0)..][..c];
-                    let w = &kernel[(ky * 3 + kx) * c..][..c];
-                    for ((a, &v), &wv) in acc.iter_mut().zip(src).zip(w) {
-                        *a += v * wv;
-                    }
-                }
-            }
-        }
-    });
-    out
-}
-
-/// Pointwise (1x1) convolution; kernel `[cin, cout]` (Keras `[1, 1, cin, cout]`), no bias.
-pub fn pointwise_conv(x: &Tensor, kernel: &[f32], cout: usize) -> Tensor {
-    let cin = x.shape.channels;
-    assert_eq!(kernel.len(), cin * cout, "pointwise kernel size");
-    let mut out = Tensor::zeros(x.shape.with_channels(cout));
-    for_each_row(&mut out.data, cout, |pixel, acc| {
-        let src = &x.data[pixel * cin..(pixel + 1) * cin];
-        for (ci, &v) in src.iter().enumerate() {
-            let w = &kernel[ci * cout..(ci + 1) * cout];
-            for (a, &wv) in acc.iter_mut().zip(w) {
-                *a += v * wv;
-            }
-        }
-    });
-    out
-}
-
-/// Inference batchnorm over the channel axis: `gamma * (x - mean) / sqrt(var + eps) + beta`.
-pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>) {
-    let eps = bn.epsilon;
-    let c = x.shape.channels;
-    for pixel in x.data.chunks_mut(c) {
-        for (i, v) in pixel.iter_mut().enumerate() {
-            *v = bn.gamma[i] * (*v - bn.mean[i]) / (bn.variance[i] + eps).sqrt() + bn.beta[i];
         }
     }
 }
 
-/// Folds batchnorm into the preceding bias-free convolution: returns the scaled kernel
-/// (any layout whose innermost axis is the `cout` output channels) and the new bias.
-pub fn fold_batchnorm(kernel: &[f32], cout: usize, bn: &BatchNorm<'_>) -> (Vec<f32>, Vec<f32>) {
-    let eps = bn.epsilon;
-    let scale: Vec<f32> = (0..cout)
-        .map(|c| bn.gamma[c] / (bn.variance[c] + eps).sqrt())
-        .collect();
-    let folded = kernel
-        .iter()
+/// Where the rows of a GEMM's left-hand matrix come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Lhs<'a> {
+    /// A row-major `[rows, k]` matrix: the activations of a pointwise convolution.
+    Matrix(&'a [f32]),
+    /// The patches of a convolution over this input, gathered one block at a time.
+    Patches(&'a [f32], ConvGeometry),
+}
+
+thread_local! {
+    /// Each thread's gathered patches, reused across blocks and calls.
+    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The output pointer shared by the blocks of one GEMM (each writes its own rectangle).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the blocks of one `matmul` write disjoint rectangles of the output, and the slice
+// outlives the parallel loop that uses the pointer.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The value at `offset` (a method, so closures capture the whole `Sync` wrapper).
+    ///
+    /// # Safety
+    /// `offset` must lie inside the output slice.
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
+/// How [`matmul`] splits an `m x n` output over the threads: rows and columns per block.
+///
+/// Each block packs the part of each matrix it reads, so one block per thread, cut across
+/// the longer side: splitting the rows makes every thread pack all of the weights
+/// (`k x n`), splitting the columns makes every thread pack all of the activations
+/// (`m x k`). Small products stay whole.
+fn block_shape(m: usize, n: usize, k: usize) -> (usize, usize) {
+    const MIN_BLOCK_MACS: usize = 1 << 20;
+    let blocks = (m * n * k / MIN_BLOCK_MACS).clamp(1, rayon::current_num_threads());
+    if m >= n {
+        (m.div_ceil(blocks), n)
+    } else {
+        (m, n.div_ceil(blocks).next_multiple_of(16).min(n))
+    }
+}
+
+/// `out[m, n] = epilogue(lhs[m, k] * rhs[k, n])`, all row-major, split over rayon's threads.
+pub fn matmul(
+    lhs: Lhs<'_>,
+    m: usize,
+    k: usize,
+    rhs: &[f32],
+    n: usize,
+    epilogue: Epilogue<'_>,
+    out: &mut [f32],
+) {
+    assert_eq!(rhs.len(), k * n, "matmul right-hand side");
+    assert_eq!(out.len(), m * n, "matmul output");
+    assert_eq!(epilogue.bias.len(), n, "matmul bias");
+    match lhs {
+        Lhs::Matrix(a) => assert_eq!(a.len(), m * k, "matmul left-hand side"),
+        Lhs::Patches(x, geometry) => {
+            assert_eq!(x.len(), geometry.input.len(), "convolution input");
+            assert_eq!(geometry.patch_len(), k, "convolution kernel");
+            assert_eq!(geometry.output(n).len(), m * n, "convolution output");
+        }
+    }
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(residual.len(), m * n, "residual");
+    }
+    let (rows, cols) = block_shape(m, n, k);
+    let col_blocks = n.div_ceil(cols);
+    let blocks = m.div_ceil(rows) * col_blocks;
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    (0..blocks).into_par_iter().for_each(|block| {
+        let (r0, c0) = (block / col_blocks * rows, block % col_blocks * cols);
+        let (r1, c1) = ((r0 + rows).min(m), (c0 + cols).min(n));
+        let multiply = |a: &[f32]| {
+            // SAFETY: `a` holds rows r0..r1 of the left-hand side (k values each), `rhs` is
+            // k x n, and the destination rectangle lies inside `out` (checked above); no other
+            // block writes it.
+            unsafe {
+                gemm::gemm(
+                    r1 - r0,
+                    c1 - c0,
+                    k,
+                    out_ptr.at(r0 * n + c0),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr().add(c0),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        };
+        match lhs {
+            Lhs::Matrix(a) => multiply(&a[r0 * k..r1 * k]),
+            Lhs::Patches(x, geometry) => PATCHES.with_borrow_mut(|patches| {
+                patches.resize((r1 - r0) * k, 0.0);
+                geometry.gather(x, r0..r1, patches);
+                multiply(patches);
+            }),
+        }
+        for row in r0..r1 {
+            // SAFETY: as above, this block alone touches columns c0..c1 of these rows.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(row * n + c0), c1 - c0) };
+            let residual = epilogue.residual.map(|r| &r[row * n + c0..row * n + c1]);
+            finish_row(dst, &epilogue.bias[c0..c1], residual, epilogue.relu);
+        }
+    });
+}
+
+/// The epilogue on one output row: `relu(dst + bias + residual)`.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn finish_row(dst: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool) {
+    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    match residual {
+        Some(residual) => {
+            for ((v, &b), &r) in dst.iter_mut().zip(bias).zip(residual) {
+                *v = (*v + b + r).max(floor);
+            }
+        }
+        None => {
+            for (v, &b) in dst.iter_mut().zip(bias) {
+                *v = (*v + b).max(floor);
+            }
+        }
+    }
+}
+
+/// Depthwise 3x3 convolution, stride 1, 'same' padding, kernel `[3, 3, C]`, with an optional
+/// ReLU applied to the input as it is read.
+pub fn depthwise_conv3x3(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, out: &mut [f32]) {
+    let c = shape.channels;
+    assert_eq!(x.len(), shape.len(), "depthwise input");
+    assert_eq!(out.len(), shape.len(), "depthwise output");
+    assert_eq!(kernel.len(), 9 * c, "depthwise kernel");
+    out.par_chunks_mut(shape.width * c)
         .enumerate()
-        .map(|(i, &w)| w * scale[i % cout])
-        .collect();
-    let bias = (0..cout)
-        .map(|c| bn.beta[c] - bn.mean[c] * scale[c])
-        .collect();
-    (folded, bias)
-}
-
-/// `max(x, 0)` elementwise.
-pub fn relu(x: &Tensor) -> Tensor {
-    Tensor {
-        shape: x.shape,
-        data: x.data.iter().map(|&v| v.max(0.0)).collect(),
-    }
-}
-
-/// Elementwise sum of two tensors of the same shape (the residual add).
-pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
-    assert_eq!(a.shape, b.shape, "add of different shapes");
-    Tensor {
-        shape: a.shape,
-        data: a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(),
-    }
-}
-
-/// Max-pool 3x3, stride 2, with `padding`: TensorFlow's 'same' (Keras) or symmetric 1 (timm);
-/// padded cells never win.
-pub fn max_pool_3x3_s2(x: &Tensor, padding: Padding) -> Tensor {
-    let s = x.shape;
-    let (oh, pad_top) = padding.resolve(s.height, 3, 2);
-    let (ow, pad_left) = padding.resolve(s.width, 3, 2);
-    let mut out = Tensor::zeros(Shape::new(s.batch, oh, ow, s.channels));
-    let c = s.channels;
-    for n in 0..s.batch {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ch in 0..c {
-                    let mut best = f32::NEG_INFINITY;
-                    for ky in 0..3 {
-                        let iy = (oy * 2 + ky) as isize - pad_top as isize;
-                        for kx in 0..3 {
-                            let ix = (ox * 2 + kx) as isize - pad_left as isize;
-                            if iy >= 0
-                                && ix >= 0
-                                && (iy as usize) < s.height
-                                && (ix as usize) < s.width
-                            {
-                                best = best.max(x.data[x.index(n, iy as usize, ix as usize, ch)]);
-                            }
-                        }
-                    }
-                    let o = out.index(n, oy, ox, ch);
-                    out.data[o] = best;
-                }
+        .for_each(|(row, dst)| {
+            let (n, y) = (row / shape.height, row % shape.height);
+            let rows = [
+                y.checked_sub(1),
+                Some(y),
+                Some(y + 1).filter(|&r| r < shape.height),
+            ]
+            .map(|r| r.map(|r| &x[(n * shape.height + r) * shape.width * c..][..shape.width * c]));
+            if relu_in {
+                depthwise_row::<true>(rows, kernel, c, dst);
+            } else {
+                depthwise_row::<false>(rows, kernel, c, dst);
             }
-        }
-    }
-    out
+        });
 }
 
-/// Mean over height and width: `[N, C]` row-major.
-pub fn global_avg_pool(x: &Tensor) -> Vec<f32> {
-    let s = x.shape;
-    let hw = s.height * s.width;
-    let mut out = vec![0.0f32; s.batch * s.channels];
-    for n in 0..s.batch {
-        let sums = &mut out[n * s.channels..(n + 1) * s.channels];
-        for p in 0..hw {
-            let px = &x.data[(n * hw + p) * s.channels..][..s.channels];
-            for (acc, &v) in sums.iter_mut().zip(px) {
-                *acc += v;
-            }
-        }
-        for v in sums.iter_mut() {
-            *v /= hw as f32;
-        }
-    }
-    out
-}
-
-/// Dense layer: `x [rows, inputs] * kernel [inputs, units] + bias`.
-pub fn dense(x: &[f32], kernel: &[f32], bias: &[f32], units: usize) -> Vec<f32> {
-    let inputs = kernel.len() / units;
-    x.chunks(inputs)
-        .flat_map(|row| {
-            let mut acc = bias.to_vec();
-            for (i, &v) in row.iter().enumerate() {
-                for (a, &w) in acc.iter_mut().zip(&kernel[i * units..(i + 1) * units]) {
+/// One output row of the depthwise convolution from its three input rows (`None` above the
+/// top or below the bottom).
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn depthwise_row<const RELU_IN: bool>(
+    rows: [Option<&[f32]>; 3],
+    kernel: &[f32],
+    c: usize,
+    dst: &mut [f32],
+) {
+    let width = dst.len() / c;
+    for (ox, acc) in dst.chunks_exact_mut(c).enumerate() {
+        acc.fill(0.0);
+        for (ky, row) in rows.iter().enumerate() {
+            let Some(row) = row else { continue };
+            for kx in 0..3 {
+                let Some(ix) = (ox + kx).checked_sub(1).filter(|&ix| ix < width) else {
+                    continue;
+                };
+                let src = &row[ix * c..][..c];
+                let w = &kernel[(ky * 3 + kx) * c..][..c];
+                for ((a, &v), &w) in acc.iter_mut().zip(src).zip(w) {
+                    let v = if RELU_IN { v.max(0.0) } else { v };
                     *a += v * w;
                 }
             }
-            acc
-        })
-        .collect()
+        }
+    }
 }
 
-/// Softmax over each row of `cols` values.
-pub fn softmax(x: &[f32], cols: usize) -> Vec<f32> {
-    x.chunks(cols)
-        .flat_map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = row.iter().map(|&v| (v - max).exp()).collect();
-            let sum: f32 = exps.iter().sum();
-            exps.into_iter().map(move |e| e / sum)
-        })
-        .collect()
+/// Max-pool 3x3, stride 2, with `padding` (padded cells never win), plus `residual` (of the
+/// output's shape).
+pub fn max_pool_add(x: &[f32], shape: Shape, padding: Padding, residual: &[f32], out: &mut [f32]) {
+    let (out_h, pad_top) = padding.resolve(shape.height, 3, 2);
+    let (out_w, pad_left) = padding.resolve(shape.width, 3, 2);
+    let c = shape.channels;
+    assert_eq!(x.len(), shape.len(), "max-pool input");
+    assert_eq!(
+        out.len(),
+        shape.batch * out_h * out_w * c,
+        "max-pool output"
+    );
+    assert_eq!(residual.len(), out.len(), "max-pool residual");
+    out.par_chunks_mut(out_w * c)
+        .zip(residual.par_chunks(out_w * c))
+        .enumerate()
+        .for_each(|(row, (dst, residual))| {
+            let (n, oy) = (row / out_h, row % out_h);
+            let rows: Vec<&[f32]> = (0..3)
+                .filter_map(|ky| (oy * 2 + ky).checked_sub(pad_top))
+                .filter(|&iy| iy < shape.height)
+                .map(|iy| &x[(n * shape.height + iy) * shape.width * c..][..shape.width * c])
+                .collect();
+            max_pool_row(&rows, pad_left, c, residual, dst);
+        });
+}
+
+/// One output row of the max-pool from its (one to three) input rows.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn max_pool_row(rows: &[&[f32]], pad_left: usize, c: usize, residual: &[f32], dst: &mut [f32]) {
+    let width = rows[0].len() / c;
+    for (ox, (best, residual)) in dst
+        .chunks_exact_mut(c)
+        .zip(residual.chunks_exact(c))
+        .enumerate()
+    {
+        best.fill(f32::NEG_INFINITY);
+        for row in rows {
+            for kx in 0..3 {
+                let Some(ix) = (ox * 2 + kx).checked_sub(pad_left).filter(|&ix| ix < width) else {
+                    continue;
+                };
+                for (b, &v) in best.iter_mut().zip(&row[ix * c..][..c]) {
+                    *b = b.max(v);
+                }
+            }
+        }
+        for (b, &r) in best.iter_mut().zip(residual) {
+            *b += r;
+        }
+    }
+}
+
+/// Mean over height and width of each image: `[N, C]` row-major.
+pub fn global_avg_pool(x: &[f32], shape: Shape, out: &mut [f32]) {
+    let (hw, c) = (shape.height * shape.width, shape.channels);
+    assert_eq!(x.len(), shape.len(), "pool input");
+    assert_eq!(out.len(), shape.batch * c, "pool output");
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(hw * c))
+        .for_each(|(sums, image)| {
+            sums.fill(0.0);
+            for pixel in image.chunks_exact(c) {
+                for (s, &v) in sums.iter_mut().zip(pixel) {
+                    *s += v;
+                }
+            }
+            for s in sums.iter_mut() {
+                *s /= hw as f32;
+            }
+        });
 }

@@ -14,7 +14,7 @@ pub use context::GpuContext;
 #[cfg(not(target_arch = "wasm32"))]
 pub use harness::GpuOps;
 pub use kernels::{Dispatch, Element, Kernel, Kernels};
-pub use network::{largest_batch, ConvAssignment, GpuModel, LaunchTiming, OpKind};
+pub use network::{largest_batch, ConvAssignment, GpuModel};
 pub use ops::{
     activation_buffer, activation_bytes, activation_element, read_activations, storage, upload,
     upload_activations, Conv, ConvGeometry, ConvKernel, ConvWeights, DepthwiseKernel, FoldedConv,

@@ -16,6 +16,7 @@ use super::ops::{
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM};
 use crate::outputs::Outputs;
+use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::{Activation, Weights};
 
@@ -147,58 +148,6 @@ fn largest_batch_of(
 /// Floats of the largest activation (the input excluded).
 fn largest_activation(shapes: &[Shape]) -> usize {
     shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0)
-}
-
-/// What a kernel launch of the forward pass computes, for profiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    /// The two 3x3 stem convolutions.
-    StemConv,
-    /// The four 1x1 stride-2 shortcut convolutions.
-    ShortcutConv,
-    /// Depthwise half of a separable convolution.
-    Depthwise,
-    /// Pointwise half of a separable convolution.
-    Pointwise,
-    /// Max-pool with the residual add.
-    MaxPoolAdd,
-    /// Global average pool.
-    GlobalAvgPool,
-    /// Dense head layer.
-    Dense,
-    /// Softmax over the logits.
-    Softmax,
-}
-
-impl OpKind {
-    /// A short human-readable name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            OpKind::StemConv => "stem conv",
-            OpKind::ShortcutConv => "shortcut conv",
-            OpKind::Depthwise => "depthwise",
-            OpKind::Pointwise => "pointwise",
-            OpKind::MaxPoolAdd => "max pool + add",
-            OpKind::GlobalAvgPool => "global avg pool",
-            OpKind::Dense => "dense",
-            OpKind::Softmax => "softmax",
-        }
-    }
-}
-
-/// One kernel launch of a forward pass and the time the device spent on it.
-#[derive(Debug, Clone)]
-pub struct LaunchTiming {
-    /// Keras layer the launch belongs to.
-    pub layer: String,
-    /// What it computes.
-    pub kind: OpKind,
-    /// Multiply-accumulates (0 for data movement).
-    pub macs: u64,
-    /// Bytes of activations and weights it reads and writes (at least).
-    pub bytes: u64,
-    /// Device time in milliseconds, from timestamp queries.
-    pub ms: f64,
 }
 
 /// Everything needed to run one input shape: buffers allocated once, launches recorded once.

@@ -1,0 +1,197 @@
+//! Per-op parity: each kernel of the fast CPU backend against the reference on fresh random
+//! inputs over the shapes the GPU kernels are tested on (tests/common), each run on thread
+//! pools of 1, 2 and 3 threads, so that every way of splitting the work over threads is
+//! covered.
+//!
+//! Tolerance: `|fast - reference| <= 1e-4 * (1 + |reference|)` per element, as on the GPU:
+//! only the summation order (and fused multiply-adds) differ.
+
+mod common;
+
+use common::{assert_close, conv_cases, random_tensor, rng, uniform, ConvCase, RandomBn};
+use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Epilogue, Lhs};
+use xception_wgpu::graph::Padding;
+use xception_wgpu::reference::ops;
+use xception_wgpu::{Shape, Tensor};
+
+const TOL: f32 = 1e-4;
+
+/// Runs `f` on thread pools of 1, 2 and 3 threads.
+fn on_each_pool(mut f: impl FnMut(usize) + Send) {
+    for threads in 1..=3 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| f(threads));
+    }
+}
+
+/// The reference convolution: conv, batchnorm, residual add, ReLU, each on its own.
+fn reference_conv(
+    case: &ConvCase,
+    x: &Tensor,
+    kernel: &[f32],
+    bn: &RandomBn,
+    residual: &Tensor,
+) -> Tensor {
+    let mut y = ops::conv2d(
+        x,
+        kernel,
+        case.kernel,
+        case.stride,
+        case.padding,
+        case.out_channels,
+    );
+    ops::batch_norm(&mut y, &bn.view());
+    if case.residual {
+        y = ops::add(&y, residual);
+    }
+    if case.relu {
+        y = ops::relu(&y);
+    }
+    y
+}
+
+/// Every convolution case as an implicit GEMM over gathered patches, and the 1x1 stride-1
+/// ones also as a plain GEMM over the activations (how the pointwise convolutions run).
+#[test]
+fn convolutions_match_the_reference() {
+    let mut rng = rng();
+    let mut pointwise = 0;
+    for case in conv_cases() {
+        let (cin, cout, k) = (case.shape.channels, case.out_channels, case.kernel);
+        let x = random_tensor(&mut rng, case.shape);
+        let kernel = uniform(
+            &mut rng,
+            k * k * cin * cout,
+            1.0 / ((k * k * cin) as f32).sqrt(),
+        );
+        let bn = RandomBn::new(&mut rng, cout);
+        let geometry = ConvGeometry {
+            input: case.shape,
+            kernel: k,
+            stride: case.stride,
+            padding: case.padding,
+        };
+        let out = geometry.output(cout);
+        let residual = random_tensor(&mut rng, out);
+        let want = reference_conv(&case, &x, &kernel, &bn, &residual);
+        assert_eq!(want.shape, out);
+        let (folded, bias) = ops::fold_batchnorm(&kernel, cout, &bn.view());
+        let epilogue = Epilogue {
+            bias: &bias,
+            residual: case.residual.then_some(&residual.data[..]),
+            relu: case.relu,
+        };
+        let mut lhs = vec![Lhs::Patches(&x.data, geometry)];
+        if k == 1 && case.stride == 1 {
+            lhs.push(Lhs::Matrix(&x.data));
+            pointwise += 1;
+        }
+        for lhs in lhs {
+            on_each_pool(|threads| {
+                let mut got = vec![f32::NAN; out.len()];
+                fast::matmul(
+                    lhs,
+                    out.pixels(),
+                    k * k * cin,
+                    &folded,
+                    cout,
+                    epilogue,
+                    &mut got,
+                );
+                let what = format!(
+                    "{}x{}/{} {:?} {} -> {cout} relu={} residual={} {lhs_kind} on {threads} threads",
+                    k, k, case.stride, case.padding, case.shape, case.relu, case.residual,
+                    lhs_kind = match lhs { Lhs::Matrix(_) => "matrix", Lhs::Patches(..) => "patches" },
+                );
+                assert_close(&got, &want.data, TOL, &what);
+            });
+        }
+    }
+    assert!(pointwise >= 5, "pointwise cases ran: {pointwise}");
+}
+
+#[test]
+fn depthwise_conv_matches_the_reference() {
+    let mut rng = rng();
+    for shape in [
+        Shape::new(1, 1, 1, 3),
+        Shape::new(2, 5, 7, 3),
+        Shape::new(1, 2, 3, 13),
+        Shape::new(1, 9, 9, 728),
+        Shape::new(1, 16, 15, 64),
+        Shape::new(3, 5, 5, 1024),
+        Shape::new(2, 19, 17, 12),
+        Shape::new(1, 1, 9, 4),
+        Shape::new(1, 37, 37, 128),
+    ] {
+        for relu_in in [false, true] {
+            let x = random_tensor(&mut rng, shape);
+            let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
+            let input = if relu_in { ops::relu(&x) } else { x.clone() };
+            let want = ops::depthwise_conv3x3(&input, &kernel);
+            on_each_pool(|threads| {
+                let mut got = vec![f32::NAN; shape.len()];
+                fast::depthwise_conv3x3(&x.data, shape, &kernel, relu_in, &mut got);
+                let what = format!("depthwise {shape} relu_in={relu_in} on {threads} threads");
+                assert_close(&got, &want.data, TOL, &what);
+            });
+        }
+    }
+}
+
+/// Both paddings (Keras' 'same', timm's symmetric 1) on odd and even sizes, with the residual.
+#[test]
+fn max_pool_add_matches_the_reference() {
+    let mut rng = rng();
+    for shape in [
+        Shape::new(1, 1, 1, 3),
+        Shape::new(1, 2, 2, 3),
+        Shape::new(2, 9, 9, 5),
+        Shape::new(1, 8, 10, 7),
+        Shape::new(1, 72, 72, 4),
+        Shape::new(1, 147, 147, 2),
+        Shape::new(1, 37, 19, 728),
+    ] {
+        // Shift everything negative so a zero-padded pool would give a wrong (zero) maximum.
+        let mut x = random_tensor(&mut rng, shape);
+        x.data.iter_mut().for_each(|v| *v -= 2.0);
+        for padding in [Padding::Same, Padding::Symmetric(1)] {
+            let pooled = ops::max_pool_3x3_s2(&x, padding);
+            let residual = random_tensor(&mut rng, pooled.shape);
+            let want = ops::add(&pooled, &residual);
+            on_each_pool(|threads| {
+                let mut got = vec![f32::NAN; want.shape.len()];
+                fast::max_pool_add(&x.data, shape, padding, &residual.data, &mut got);
+                // A maximum is exact and the add is one rounding, as in the reference.
+                let what = format!("max pool {padding:?} + residual {shape} on {threads} threads");
+                assert_close(&got, &want.data, 0.0, &what);
+            });
+        }
+    }
+}
+
+#[test]
+fn global_avg_pool_matches_the_reference() {
+    let mut rng = rng();
+    for shape in [
+        Shape::new(1, 1, 1, 2048),
+        Shape::new(2, 5, 7, 13),
+        Shape::new(3, 10, 10, 2048),
+    ] {
+        let x = random_tensor(&mut rng, shape);
+        let want = ops::global_avg_pool(&x);
+        on_each_pool(|threads| {
+            let mut got = vec![f32::NAN; shape.batch * shape.channels];
+            fast::global_avg_pool(&x.data, shape, &mut got);
+            assert_close(
+                &got,
+                &want,
+                TOL,
+                &format!("global average pool {shape} on {threads} threads"),
+            );
+        });
+    }
+}
