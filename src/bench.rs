@@ -86,9 +86,9 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
     Tensor::new(shape, data)
 }
 
-/// Profiles `case` on the model `builder` configures (a GPU one): one warm-up pass, then
-/// `case.runs` timed passes; returns the backend description and each launch with its
-/// median device time.
+/// Profiles `case` on the model `builder` configures (GPU or fast CPU): one warm-up pass, then
+/// `case.runs` timed passes; returns the backend description and each step with its median
+/// time.
 pub fn profile(
     weights: &Path,
     builder: XceptionBuilder,

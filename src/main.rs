@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
         #[command(flatten)]
-        gpu: GpuArgs,
+        compute: ComputeArgs,
     },
     /// Print the layer table (name, op, output shape, parameters, multiply-adds) with totals.
     ///
@@ -145,20 +145,20 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     #[command(flatten)]
-    gpu: GpuArgs,
+    compute: ComputeArgs,
 }
 
 impl ModelArgs {
     /// Loads the model; `auto` falls back to the CPU when no GPU adapter is usable.
     fn load(&self) -> Result<Xception, Error> {
         let weights = weights_path(self.weights.as_deref());
-        load_model(&weights, self.head.as_deref(), self.backend, self.gpu)
+        load_model(&weights, self.head.as_deref(), self.backend, self.compute)
     }
 }
 
-/// How the GPU backend computes: precision and convolution kernels.
+/// How the backend computes: the GPU's precision and convolution kernels, the CPU's threads.
 #[derive(Args, Clone, Copy)]
-pub struct GpuArgs {
+pub struct ComputeArgs {
     /// Precision of the GPU's convolution weights; f16 halves their memory and loads, and the
     /// tiled and cooperative-matrix kernels then multiply in float16 too.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
@@ -167,15 +167,21 @@ pub struct GpuArgs {
     /// fail where the adapter cannot run them.
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernel: KernelArg,
+    /// Threads of the CPU backend [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
-impl GpuArgs {
+impl ComputeArgs {
     /// A model builder on `backend` with these settings and the CLI's pipeline cache.
     fn builder(self, backend: BackendKind) -> XceptionBuilder {
         let mut builder = Xception::builder()
             .backend(backend)
             .precision(self.precision.precision())
             .conv_kernel(self.kernel.choice());
+        if let Some(threads) = self.threads {
+            builder = builder.cpu_threads(threads.into());
+        }
         if let Some(dir) = pipeline_cache_dir() {
             builder = builder.pipeline_cache(dir);
         }
@@ -260,19 +266,19 @@ fn load_model(
     weights: &Path,
     head: Option<&Path>,
     backend: Backend,
-    gpu: GpuArgs,
+    compute: ComputeArgs,
 ) -> Result<Xception, Error> {
     let mut weights = Weights::load(weights)?;
     if let Some(head) = head {
         weights = weights.with_head(head)?;
     }
-    let model = gpu.builder(backend.kind()).build(weights)?;
+    let model = compute.builder(backend.kind()).build(weights)?;
     if let Some(why @ Fallback::NoAdapter(_)) = model.fallback() {
         eprintln!("warning: {why}; running on the CPU");
     }
     let on_cpu = matches!(backend.kind(), BackendKind::Cpu | BackendKind::Reference)
         || model.fallback().is_some();
-    if on_cpu && matches!(gpu.precision, PrecisionArg::F16) {
+    if on_cpu && matches!(compute.precision, PrecisionArg::F16) {
         eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
     }
     Ok(model)
@@ -349,8 +355,8 @@ fn main() -> ExitCode {
         Command::Fit(args) => cli::fit::fit(args),
         Command::Evaluate(args) => cli::fit::evaluate(args),
         Command::Bench(args) => cli::bench::run(args).map(|_| true),
-        Command::Info { weights, gpu } => {
-            cli::info::info(&weights_path(weights.as_deref()), *gpu).map(|_| true)
+        Command::Info { weights, compute } => {
+            cli::info::info(&weights_path(weights.as_deref()), *compute).map(|_| true)
         }
         Command::Summary { size, weights } => {
             cli::info::summary(&weights_path(weights.as_deref()), size.as_deref()).map(|_| true)

@@ -42,6 +42,15 @@ pub enum Fallback {
     SoftwareAdapter(String),
 }
 
+impl Fallback {
+    /// Why [`BackendKind::Auto`] would not run on this adapter (the only rule: software
+    /// adapters lose to the CPU backend), or `None` where it takes the GPU.
+    pub fn for_adapter(adapter: &wgpu::AdapterInfo, description: &str) -> Option<Fallback> {
+        (adapter.device_type == wgpu::DeviceType::Cpu)
+            .then(|| Fallback::SoftwareAdapter(description.to_string()))
+    }
+}
+
 impl std::fmt::Display for Fallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -189,11 +198,12 @@ impl XceptionBuilder {
                 (self.gpu_backend(context, &weights).await?, None)
             }
             BackendKind::Auto => match self.gpu_context().await {
-                Ok(context) if context.adapter.device_type == wgpu::DeviceType::Cpu => {
-                    let why = Fallback::SoftwareAdapter(context.description());
-                    (self.cpu_backend(&weights)?, Some(why))
+                Ok(context) => {
+                    match Fallback::for_adapter(&context.adapter, &context.description()) {
+                        Some(why) => (self.cpu_backend(&weights)?, Some(why)),
+                        None => (self.gpu_backend(context, &weights).await?, None),
+                    }
                 }
-                Ok(context) => (self.gpu_backend(context, &weights).await?, None),
                 Err(Error::NoAdapter(why)) => {
                     (self.cpu_backend(&weights)?, Some(Fallback::NoAdapter(why)))
                 }

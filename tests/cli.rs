@@ -408,7 +408,7 @@ fn summary_totals_match_keras_and_info_names_the_model() {
 }
 
 #[test]
-fn bench_prints_json_lines_and_a_gpu_profile() {
+fn bench_prints_json_lines_and_profiles() {
     let out = xception(
         &[
             "bench",
@@ -475,25 +475,41 @@ fn bench_prints_json_lines_and_a_gpu_profile() {
         assert!(0.0 < submit && submit < min, "{line}");
     }
 
-    let out = xception(&["bench", "--profile", "--size", "80", "--runs", "1"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "block4_sepconv2",
-        "pointwise",
-        "depthwise",
-        "stem conv",
-        "max pool + add",
-        "82 launches",
-    ] {
-        assert!(
-            text.contains(needle),
-            "`{needle}` missing from the profile:\n{text}"
+    // Profiles: the GPU's kernel launches (with the head's), the CPU's kernels.
+    for (backend, steps) in [("gpu", "82 steps"), ("cpu", "79 steps")] {
+        let out = xception(
+            &[
+                "bench",
+                "--profile",
+                "--backend",
+                backend,
+                "--size",
+                "80",
+                "--runs",
+                "1",
+            ],
+            &[],
         );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "block4_sepconv2",
+            "pointwise",
+            "depthwise",
+            "stem conv",
+            "shortcut conv",
+            "max pool + add",
+            steps,
+        ] {
+            assert!(
+                text.contains(needle),
+                "`{needle}` missing from the {backend} profile:\n{text}"
+            );
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use xception_wgpu::bench::BenchCase;
 use xception_wgpu::profile::OpKind;
 use xception_wgpu::{BackendKind, Error};
 
-use crate::{parse_size, weights_path, Backend, GpuArgs, Sizing};
+use crate::{parse_size, weights_path, Backend, ComputeArgs, Sizing};
 
 /// Options of `xception bench`.
 #[derive(Args)]
@@ -32,7 +32,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    gpu: GpuArgs,
+    compute: ComputeArgs,
     /// Time every step (GPU kernel launches with timestamp queries, CPU kernels by wall
     /// time) and print per-layer and per-op-kind tables instead.
     #[arg(long)]
@@ -44,9 +44,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     let weights = weights_path(args.weights.as_deref());
     let cases = bench_cases(&args.sizes, &args.batch, args.runs)?;
     if args.profile {
-        print_profiles(&weights, args.backend.kind(), args.gpu, &cases)
+        print_profiles(&weights, args.backend.kind(), args.compute, &cases)
     } else {
-        bench(&cases, args.backend.kind(), args.gpu, &weights, args.json)
+        bench(
+            &cases,
+            args.backend.kind(),
+            args.compute,
+            &weights,
+            args.json,
+        )
     }
 }
 
@@ -74,12 +80,12 @@ fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<B
 fn bench(
     cases: &[BenchCase],
     backend: BackendKind,
-    gpu: GpuArgs,
+    compute: ComputeArgs,
     weights: &Path,
     json: bool,
 ) -> Result<(), Error> {
-    let results = xception_wgpu::bench::run(weights, gpu.builder(backend), cases)?;
-    let precision = gpu.precision;
+    let results = xception_wgpu::bench::run(weights, compute.builder(backend), cases)?;
+    let precision = compute.precision;
     if !json {
         println!(
             "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
@@ -128,12 +134,12 @@ fn bench(
 fn print_profiles(
     weights: &Path,
     backend: BackendKind,
-    gpu: GpuArgs,
+    compute: ComputeArgs,
     cases: &[BenchCase],
 ) -> Result<(), Error> {
     for &case in cases {
         let (backend, launches) =
-            xception_wgpu::bench::profile(weights, gpu.builder(backend), case)?;
+            xception_wgpu::bench::profile(weights, compute.builder(backend), case)?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let (w, h) = case.size;
         println!(

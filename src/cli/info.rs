@@ -4,14 +4,15 @@ use std::path::Path;
 
 use xception_wgpu::gpu::{activation_element, largest_batch, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
-use xception_wgpu::{Error, Weights};
+use xception_wgpu::{Error, Fallback, Weights};
 
-use crate::{parse_size, GpuArgs, Sizing};
+use crate::{parse_size, ComputeArgs, Sizing};
 
 /// Prints the adapters, the chosen one with the features and limits the runtime relies on,
-/// the kernel each convolution gets with `gpu`'s settings, and what the weights file says
+/// where `--backend auto` runs and why, the CPU backend's threads and vector extension,
+/// the kernel each convolution gets with `compute`'s settings, and what the weights file says
 /// about the model.
-pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
+pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
     println!("adapters found:");
     let adapters = GpuContext::adapters();
     if adapters.is_empty() {
@@ -30,6 +31,10 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
         Ok(context) => {
             let limits = context.device.limits();
             println!("chosen: {}", context.description());
+            match Fallback::for_adapter(&context.adapter, &context.description()) {
+                Some(why) => println!("--backend auto runs on the CPU: {why}"),
+                None => println!("--backend auto runs on this GPU"),
+            }
             let features = context.device.features();
             let used: Vec<&str> = [
                 (
@@ -56,8 +61,8 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
                     used.join(", ")
                 }
             );
-            let precision = gpu.precision.precision();
-            let kernel = gpu.kernel.choice();
+            let precision = compute.precision.precision();
+            let kernel = compute.kernel.choice();
             println!("convolution kernels ({kernel:?} at {precision:?}):");
             let assignments = GpuModel::conv_kernels(&context, kernel, precision)?;
             // Consecutive layers on the same kernels share a line.
@@ -101,8 +106,18 @@ pub fn info(weights: &Path, gpu: GpuArgs) -> Result<(), Error> {
                 largest * element.bytes()
             );
         }
-        Err(e) => println!("chosen: none ({e})"),
+        Err(e) => {
+            println!("chosen: none ({e})");
+            println!("--backend auto runs on the CPU: there is no GPU adapter");
+        }
     }
+    println!(
+        "cpu backend: {} threads, {} kernels",
+        compute
+            .threads
+            .map_or_else(rayon::current_num_threads, usize::from),
+        xception_wgpu::cpu::ops::vector_extension()
+    );
     println!("weights: {}", weights.display());
     if let Some(source) = &info.source {
         println!("  source: {source}");

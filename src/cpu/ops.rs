@@ -20,6 +20,22 @@ use rayon::prelude::*;
 use crate::graph::Padding;
 use crate::tensor::Shape;
 
+/// The widest vector extension the direct kernels below run with on this CPU (their
+/// `multiversion` targets): `AVX-512`, `AVX2+FMA` or `baseline`.
+pub fn vector_extension() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2+FMA";
+        }
+    }
+    "baseline"
+}
+
 /// What runs on a GEMM's output after the multiplication: `relu(acc + bias + residual)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
