@@ -29,7 +29,7 @@ class Model:
     def __init__(
         self,
         weights: Optional[Union[str, os.PathLike[str]]] = None,
-        backend: Literal["auto", "gpu", "cpu"] = "auto",
+        backend: Literal["auto", "gpu", "cpu", "reference"] = "auto",
         precision: Literal["f32", "f16"] = "f32",
         max_batch: Optional[int] = None,
         kernel: Literal["auto", "portable", "subgroup", "tiled", "coopmat"] = "auto",
