@@ -11,6 +11,8 @@ pub enum OpKind {
     Depthwise,
     /// Pointwise half of a separable convolution.
     Pointwise,
+    /// A whole separable convolution in one kernel (the CPU backend's).
+    Separable,
     /// Max-pool with the residual add.
     MaxPoolAdd,
     /// Global average pool.
@@ -29,6 +31,7 @@ impl OpKind {
             OpKind::ShortcutConv => "shortcut conv",
             OpKind::Depthwise => "depthwise",
             OpKind::Pointwise => "pointwise",
+            OpKind::Separable => "separable",
             OpKind::MaxPoolAdd => "max pool + add",
             OpKind::GlobalAvgPool => "global avg pool",
             OpKind::Dense => "dense",

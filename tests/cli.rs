@@ -475,8 +475,12 @@ fn bench_prints_json_lines_and_profiles() {
         assert!(0.0 < submit && submit < min, "{line}");
     }
 
-    // Profiles: the GPU's kernel launches (with the head's), the CPU's kernels.
-    for (backend, steps) in [("gpu", "82 steps"), ("cpu", "79 steps")] {
+    // Profiles: the GPU's kernel launches (with the head's), the CPU's kernels (each separable
+    // convolution in one).
+    for (backend, kinds, steps) in [
+        ("gpu", &["depthwise", "pointwise"][..], "82 steps"),
+        ("cpu", &["separable"][..], "45 steps"),
+    ] {
         let out = xception(
             &[
                 "bench",
@@ -496,15 +500,16 @@ fn bench_prints_json_lines_and_profiles() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        for needle in [
+        for &needle in [
             "block4_sepconv2",
-            "pointwise",
-            "depthwise",
             "stem conv",
             "shortcut conv",
             "max pool + add",
             steps,
-        ] {
+        ]
+        .iter()
+        .chain(kinds)
+        {
             assert!(
                 text.contains(needle),
                 "`{needle}` missing from the {backend} profile:\n{text}"

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{assert_close, conv_cases, random_tensor, rng, uniform, ConvCase, RandomBn};
-use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Epilogue, Lhs};
+use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Epilogue, Lhs};
 use xception_wgpu::graph::Padding;
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
@@ -104,13 +104,84 @@ fn convolutions_match_the_reference() {
                 let what = format!(
                     "{}x{}/{} {:?} {} -> {cout} relu={} residual={} {lhs_kind} on {threads} threads",
                     k, k, case.stride, case.padding, case.shape, case.relu, case.residual,
-                    lhs_kind = match lhs { Lhs::Matrix(_) => "matrix", Lhs::Patches(..) => "patches" },
+                    lhs_kind = match lhs {
+                        Lhs::Matrix(_) => "matrix",
+                        Lhs::Patches(..) => "patches",
+                        Lhs::Depthwise(..) => "depthwise",
+                    },
                 );
                 assert_close(&got, &want.data, TOL, &what);
             });
         }
     }
     assert!(pointwise >= 5, "pointwise cases ran: {pointwise}");
+}
+
+/// Separable convolutions in one pass (the depthwise half computed block by block as the
+/// GEMM's left operand): Xception's channel counts, odd sizes (where the threads' blocks of
+/// pixels start inside an image row), single pixels, single rows, batches, a ReLU on the
+/// input, the identity shortcut and a ReLU after.
+#[test]
+fn separable_convolutions_match_the_reference() {
+    let mut rng = rng();
+    let s = Shape::new;
+    for (shape, cout, relu_in, residual, relu_out) in [
+        (s(1, 1, 1, 3), 5, true, false, false),
+        (s(2, 5, 7, 13), 11, false, true, true),
+        (s(1, 36, 36, 128), 256, true, false, false),
+        (s(1, 37, 37, 128), 256, true, false, true),
+        (s(1, 9, 9, 728), 728, true, true, false),
+        (s(2, 10, 10, 728), 728, true, true, false),
+        (s(1, 5, 5, 1024), 1536, false, false, true),
+        (s(1, 3, 3, 1536), 2048, true, false, true),
+        (s(1, 1, 9, 64), 32, true, true, true),
+    ] {
+        let cin = shape.channels;
+        let x = random_tensor(&mut rng, shape);
+        let depthwise = uniform(&mut rng, 9 * cin, 1.0 / 3.0);
+        let pointwise = uniform(&mut rng, cin * cout, 1.0 / (cin as f32).sqrt());
+        let bn = RandomBn::new(&mut rng, cout);
+        let out = shape.with_channels(cout);
+        let shortcut = random_tensor(&mut rng, out);
+
+        let input = if relu_in { ops::relu(&x) } else { x.clone() };
+        let mut want = ops::pointwise_conv(
+            &ops::depthwise_conv3x3(&input, &depthwise),
+            &pointwise,
+            cout,
+        );
+        ops::batch_norm(&mut want, &bn.view());
+        if residual {
+            want = ops::add(&want, &shortcut);
+        }
+        if relu_out {
+            want = ops::relu(&want);
+        }
+
+        let (folded, bias) = ops::fold_batchnorm(&pointwise, cout, &bn.view());
+        let lhs = Lhs::Depthwise(
+            &x.data,
+            Depthwise {
+                input: shape,
+                kernel: &depthwise,
+                relu_in,
+            },
+        );
+        let epilogue = Epilogue {
+            bias: &bias,
+            residual: residual.then_some(&shortcut.data[..]),
+            relu: relu_out,
+        };
+        on_each_pool(|threads| {
+            let mut got = vec![f32::NAN; out.len()];
+            fast::matmul(lhs, shape.pixels(), cin, &folded, cout, epilogue, &mut got);
+            let what = format!(
+                "separable {shape} -> {cout} relu_in={relu_in} residual={residual} \
+                 relu_out={relu_out} on {threads} threads"
+            );
+            assert_close(&got, &want.data, TOL, &what);
+        });
+    }
 }
 
 #[test]

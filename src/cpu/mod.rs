@@ -2,7 +2,8 @@
 //! GPU.
 //!
 //! At load every batchnorm is folded into its convolution's weights and a bias (as on the
-//! GPU); a forward pass then runs one GEMM per convolution with its bias, ReLU and residual
+//! GPU); a forward pass then runs one GEMM per convolution (a separable one computes its
+//! depthwise half block by block as the GEMM's left operand) with its bias, ReLU and residual
 //! fused, and activations live in buffers reused from pass to pass. The reference backend
 //! ([`crate::reference`]) stays the oracle this one is tested against.
 
@@ -18,7 +19,7 @@ use crate::profile::{LaunchTiming, OpKind};
 use crate::reference::{self, ops::fold_batchnorm};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
-use ops::{ConvGeometry, Epilogue, Lhs};
+use ops::{ConvGeometry, Depthwise, Epilogue, Lhs};
 
 /// A node's weights, prepared for the kernels.
 #[derive(Debug)]
@@ -229,13 +230,6 @@ impl CpuModel {
                         bias,
                     },
                 ) => {
-                    let mut mid = buffers.take(in_shape.len());
-                    ops::depthwise_conv3x3(x, in_shape, depthwise, sep.relu_in, &mut mid);
-                    step(
-                        OpKind::Depthwise,
-                        9 * x.len(),
-                        2 * x.len() + depthwise.len(),
-                    );
                     let mut y = buffers.take(out_shape.len());
                     let residual = sep
                         .residual
@@ -246,8 +240,13 @@ impl CpuModel {
                         relu: sep.relu_out,
                     };
                     let rows = in_shape.pixels();
+                    let depthwise = Depthwise {
+                        input: in_shape,
+                        kernel: depthwise,
+                        relu_in: sep.relu_in,
+                    };
                     ops::matmul(
-                        Lhs::Matrix(&mid),
+                        Lhs::Depthwise(x, depthwise),
                         rows,
                         sep.in_channels,
                         pointwise,
@@ -255,10 +254,9 @@ impl CpuModel {
                         epilogue,
                         &mut y,
                     );
-                    buffers.give_back(mid);
                     step(
-                        OpKind::Pointwise,
-                        rows * pointwise.len(),
+                        OpKind::Separable,
+                        9 * x.len() + rows * pointwise.len(),
                         x.len() + y.len() + pointwise.len(),
                     );
                     y

@@ -1,9 +1,10 @@
 //! The fast CPU backend's kernels, on NHWC float32 slices with batchnorm already folded into
 //! the weights and a bias.
 //!
-//! - Convolutions are GEMMs on the `gemm` crate: a pointwise convolution multiplies the
-//!   activations (`[pixels, cin]`) by its kernel (`[cin, cout]`); the stem and shortcut
-//!   convolutions gather their patches block by block (an implicit GEMM, no full im2col).
+//! - Convolutions are GEMMs on the `gemm` crate: a separable convolution computes its depthwise
+//!   half one block of pixels at a time and multiplies it (`[pixels, cin]`) by the pointwise
+//!   kernel (`[cin, cout]`) at once; the stem and shortcut convolutions gather their patches
+//!   block by block (an implicit GEMM, no full im2col).
 //!   Bias, ReLU and the residual add run on each output block while it is still in cache.
 //! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
 //!   direct loops over channels, which the compiler vectorises; [`multiversion`] builds them
@@ -115,11 +116,15 @@ pub enum Lhs<'a> {
     Matrix(&'a [f32]),
     /// The patches of a convolution over this input, gathered one block at a time.
     Patches(&'a [f32], ConvGeometry),
+    /// The depthwise convolution of this input, computed one block at a time (a separable
+    /// convolution in one pass).
+    Depthwise(&'a [f32], Depthwise<'a>),
 }
 
 thread_local! {
-    /// Each thread's gathered patches, reused across blocks and calls.
-    static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's block of gathered patches or depthwise output, reused across blocks and
+    /// calls.
+    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The output pointer shared by the blocks of one GEMM (each writes its own rectangle).
@@ -176,6 +181,12 @@ pub fn matmul(
             assert_eq!(geometry.patch_len(), k, "convolution kernel");
             assert_eq!(geometry.output(n).len(), m * n, "convolution output");
         }
+        Lhs::Depthwise(x, depthwise) => {
+            assert_eq!(x.len(), depthwise.input.len(), "depthwise input");
+            assert_eq!(depthwise.input.channels, k, "depthwise channels");
+            assert_eq!(depthwise.kernel.len(), 9 * k, "depthwise kernel");
+            assert_eq!(depthwise.input.pixels(), m, "depthwise pixels");
+        }
     }
     if let Some(residual) = epilogue.residual {
         assert_eq!(residual.len(), m * n, "residual");
@@ -217,10 +228,15 @@ pub fn matmul(
         };
         match lhs {
             Lhs::Matrix(a) => multiply(&a[r0 * k..r1 * k]),
-            Lhs::Patches(x, geometry) => PATCHES.with_borrow_mut(|patches| {
-                patches.resize((r1 - r0) * k, 0.0);
-                geometry.gather(x, r0..r1, patches);
-                multiply(patches);
+            Lhs::Patches(x, geometry) => BLOCK.with_borrow_mut(|block| {
+                block.resize((r1 - r0) * k, 0.0);
+                geometry.gather(x, r0..r1, block);
+                multiply(block);
+            }),
+            Lhs::Depthwise(x, depthwise) => BLOCK.with_borrow_mut(|block| {
+                block.resize((r1 - r0) * k, 0.0);
+                depthwise.compute(x, r0..r1, block);
+                multiply(block);
             }),
         }
         for row in r0..r1 {
@@ -250,42 +266,81 @@ fn finish_row(dst: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: boo
     }
 }
 
+/// A depthwise 3x3 convolution, stride 1, 'same' padding, over an NHWC input: what a
+/// separable convolution's pointwise GEMM multiplies, computed one block of pixels at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Depthwise<'a> {
+    /// Input shape (the output's too).
+    pub input: Shape,
+    /// Kernel `[3, 3, C]`.
+    pub kernel: &'a [f32],
+    /// Whether a ReLU is applied to the input as it is read (the input itself stays
+    /// un-rectified, for the shortcut that reads it).
+    pub relu_in: bool,
+}
+
+impl Depthwise<'_> {
+    /// Writes output pixels `pixels` (indices over the whole batch) to `dst`.
+    fn compute(&self, x: &[f32], pixels: std::ops::Range<usize>, dst: &mut [f32]) {
+        let s = self.input;
+        let c = s.channels;
+        let mut pixel = pixels.start;
+        let mut dst = dst;
+        while pixel < pixels.end {
+            // The part of one image row that lies in the range.
+            let (row, x0) = (pixel / s.width, pixel % s.width);
+            let x1 = s.width.min(x0 + pixels.end - pixel);
+            let (n, y) = (row / s.height, row % s.height);
+            let input_row = |r: usize| &x[(n * s.height + r) * s.width * c..][..s.width * c];
+            let rows = [
+                y.checked_sub(1).map(input_row),
+                Some(input_row(y)),
+                (y + 1 < s.height).then(|| input_row(y + 1)),
+            ];
+            let (out, rest) = dst.split_at_mut((x1 - x0) * c);
+            if self.relu_in {
+                depthwise_row::<true>(rows, self.kernel, c, x0, out);
+            } else {
+                depthwise_row::<false>(rows, self.kernel, c, x0, out);
+            }
+            dst = rest;
+            pixel += x1 - x0;
+        }
+    }
+}
+
 /// Depthwise 3x3 convolution, stride 1, 'same' padding, kernel `[3, 3, C]`, with an optional
-/// ReLU applied to the input as it is read.
+/// ReLU applied to the input as it is read. (The network fuses it into the pointwise GEMM
+/// instead: [`Lhs::Depthwise`].)
 pub fn depthwise_conv3x3(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, out: &mut [f32]) {
     let c = shape.channels;
     assert_eq!(x.len(), shape.len(), "depthwise input");
     assert_eq!(out.len(), shape.len(), "depthwise output");
     assert_eq!(kernel.len(), 9 * c, "depthwise kernel");
+    let depthwise = Depthwise {
+        input: shape,
+        kernel,
+        relu_in,
+    };
     out.par_chunks_mut(shape.width * c)
         .enumerate()
         .for_each(|(row, dst)| {
-            let (n, y) = (row / shape.height, row % shape.height);
-            let rows = [
-                y.checked_sub(1),
-                Some(y),
-                Some(y + 1).filter(|&r| r < shape.height),
-            ]
-            .map(|r| r.map(|r| &x[(n * shape.height + r) * shape.width * c..][..shape.width * c]));
-            if relu_in {
-                depthwise_row::<true>(rows, kernel, c, dst);
-            } else {
-                depthwise_row::<false>(rows, kernel, c, dst);
-            }
+            depthwise.compute(x, row * shape.width..(row + 1) * shape.width, dst)
         });
 }
 
-/// One output row of the depthwise convolution from its three input rows (`None` above the
-/// top or below the bottom).
+/// Output pixels `x0..` of one row of the depthwise convolution (as many as `dst` holds) from
+/// its three input rows (`None` above the top or below the bottom).
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn depthwise_row<const RELU_IN: bool>(
     rows: [Option<&[f32]>; 3],
     kernel: &[f32],
     c: usize,
+    x0: usize,
     dst: &mut [f32],
 ) {
-    let width = dst.len() / c;
-    for (ox, acc) in dst.chunks_exact_mut(c).enumerate() {
+    let width = rows[1].map_or(0, |row| row.len() / c);
+    for (ox, acc) in (x0..).zip(dst.chunks_exact_mut(c)) {
         acc.fill(0.0);
         for (ky, row) in rows.iter().enumerate() {
             let Some(row) = row else { continue };
