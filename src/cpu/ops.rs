@@ -1,11 +1,12 @@
 //! The fast CPU backend's kernels, on NHWC float32 slices with batchnorm already folded into
 //! the weights and a bias.
 //!
-//! - Convolutions are GEMMs on the `gemm` crate: a separable convolution computes its depthwise
-//!   half one block of pixels at a time and multiplies it (`[pixels, cin]`) by the pointwise
-//!   kernel (`[cin, cout]`) at once; the stem and shortcut convolutions gather their patches
-//!   block by block (an implicit GEMM, no full im2col).
-//!   Bias, ReLU and the residual add run on each output block while it is still in cache.
+//! - Convolutions are GEMMs on the `gemm` crate (`matrixmultiply` for blocks of few rows): a
+//!   separable convolution computes its depthwise half one block of pixels at a time and
+//!   multiplies it (`[pixels, cin]`) by the pointwise kernel (`[cin, cout]`) at once; the stem
+//!   and shortcut convolutions gather their patches block by block (an implicit GEMM, no full
+//!   im2col). Bias, ReLU and the residual add run on each output block while it is still in
+//!   cache.
 //! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
 //!   direct loops over channels, which the compiler vectorises; [`multiversion`] builds them
 //!   for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
@@ -203,27 +204,15 @@ pub fn matmul(
             // k x n, and the destination rectangle lies inside `out` (checked above); no other
             // block writes it.
             unsafe {
-                gemm::gemm(
+                multiply_block(
                     r1 - r0,
-                    c1 - c0,
                     k,
-                    out_ptr.at(r0 * n + c0),
-                    1,
-                    n as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    k as isize,
+                    c1 - c0,
+                    a,
                     rhs.as_ptr().add(c0),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+                    n,
+                    out_ptr.at(r0 * n + c0),
+                )
             }
         };
         match lhs {
@@ -246,6 +235,69 @@ pub fn matmul(
             finish_row(dst, &epilogue.bias[c0..c1], residual, epilogue.relu);
         }
     });
+}
+
+/// Blocks with fewer rows than this run on `matrixmultiply`, the others on `gemm`: at 25 rows
+/// (the exit flow at 150x150) `matrixmultiply` is about twice as fast, at 81 and more `gemm`
+/// is faster (BENCHMARKS.md).
+const FEW_ROWS: usize = 64;
+
+/// `dst[rows, cols] = a[rows, k] * b[k, cols]`, where `b` and `dst` are windows of row-major
+/// matrices `ld` values wide.
+///
+/// # Safety
+/// `b` must point to `k` rows of `ld` values (the last `cols` of them at least), and `dst` to
+/// `rows` such rows that no one else reads or writes during the call.
+unsafe fn multiply_block(
+    rows: usize,
+    k: usize,
+    cols: usize,
+    a: &[f32],
+    b: *const f32,
+    ld: usize,
+    dst: *mut f32,
+) {
+    debug_assert_eq!(a.len(), rows * k);
+    if rows < FEW_ROWS {
+        matrixmultiply::sgemm(
+            rows,
+            k,
+            cols,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b,
+            ld as isize,
+            1,
+            0.0,
+            dst,
+            ld as isize,
+            1,
+        );
+    } else {
+        gemm::gemm(
+            rows,
+            cols,
+            k,
+            dst,
+            1,
+            ld as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b,
+            1,
+            ld as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// The epilogue on one output row: `relu(dst + bias + residual)`.
@@ -331,6 +383,9 @@ pub fn depthwise_conv3x3(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool,
 
 /// Output pixels `x0..` of one row of the depthwise convolution (as many as `dst` holds) from
 /// its three input rows (`None` above the top or below the bottom).
+///
+/// Each pixel's (up to) nine taps are summed in registers, [`LANES`] channels at a time, and
+/// stored once; per channel the taps are added in the reference's order.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn depthwise_row<const RELU_IN: bool>(
     rows: [Option<&[f32]>; 3],
@@ -340,24 +395,42 @@ fn depthwise_row<const RELU_IN: bool>(
     dst: &mut [f32],
 ) {
     let width = rows[1].map_or(0, |row| row.len() / c);
-    for (ox, acc) in (x0..).zip(dst.chunks_exact_mut(c)) {
-        acc.fill(0.0);
+    let read = |v: f32| if RELU_IN { v.max(0.0) } else { v };
+    for (ox, out) in (x0..).zip(dst.chunks_exact_mut(c)) {
+        // The valid taps: (input pixel, its weights).
+        let mut taps: [(&[f32], &[f32]); 9] = [(&[], &[]); 9];
+        let mut count = 0;
         for (ky, row) in rows.iter().enumerate() {
             let Some(row) = row else { continue };
             for kx in 0..3 {
-                let Some(ix) = (ox + kx).checked_sub(1).filter(|&ix| ix < width) else {
-                    continue;
-                };
-                let src = &row[ix * c..][..c];
-                let w = &kernel[(ky * 3 + kx) * c..][..c];
-                for ((a, &v), &w) in acc.iter_mut().zip(src).zip(w) {
-                    let v = if RELU_IN { v.max(0.0) } else { v };
-                    *a += v * w;
+                if let Some(ix) = (ox + kx).checked_sub(1).filter(|&ix| ix < width) {
+                    taps[count] = (&row[ix * c..][..c], &kernel[(ky * 3 + kx) * c..][..c]);
+                    count += 1;
                 }
             }
         }
+        let taps = &taps[..count];
+        let full = c - c % LANES;
+        for (ch, out) in (0..full).step_by(LANES).zip(out.chunks_exact_mut(LANES)) {
+            let mut acc = [0.0f32; LANES];
+            for (src, w) in taps {
+                let (src, w) = (&src[ch..ch + LANES], &w[ch..ch + LANES]);
+                for lane in 0..LANES {
+                    acc[lane] += read(src[lane]) * w[lane];
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+        for ch in full..c {
+            out[ch] = taps
+                .iter()
+                .fold(0.0, |acc, (src, w)| acc + read(src[ch]) * w[ch]);
+        }
     }
 }
+
+/// Channels the depthwise kernel sums at once: two AVX2 registers, one AVX-512 register.
+const LANES: usize = 16;
 
 /// Max-pool 3x3, stride 2, with `padding` (padded cells never win), plus `residual` (of the
 /// output's shape).
