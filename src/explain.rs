@@ -70,7 +70,7 @@ impl Heatmap {
 
 /// The Grad-CAM heatmap of `classes[i]` for each image `i` of `features` (`[N, h, w, C]`, the
 /// map the global average pool read), given the `[N, C]` embeddings the pool produced.
-pub(crate) fn grad_cam(
+pub fn grad_cam(
     weights: &Weights,
     features: &Tensor,
     embeddings: &[f32],

@@ -397,33 +397,116 @@ fn a_lost_device_gives_an_error_not_a_panic() {
     assert!(err.to_string().contains("lost"), "{err}");
 }
 
-/// Grad-CAM against the keras.io recipe run by TensorFlow (`tests/golden/make_gradcam.py`) on
-/// every golden, for the top class (chosen by the runtime) and for another one, on both
-/// backends.
+/// One Grad-CAM reference of `tests/golden/gradcam/` (`tests/golden/make_gradcam.py`): the
+/// keras.io recipe run by TensorFlow for the top class and for another one, with the feature
+/// map it read.
+struct GradCamGolden {
+    top_class: usize,
+    other_class: usize,
+    heatmap_top: Vec<f32>,
+    heatmap_other: Vec<f32>,
+    features: Tensor,
+}
+
+fn grad_cam_golden(g: &Golden) -> GradCamGolden {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gradcam");
+    let bytes = std::fs::read(dir.join(format!("{}.safetensors", g.name))).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    let class = |key: &str| metadata[key].parse::<usize>().unwrap();
+    let features = file.tensor("features").unwrap();
+    let [h, w, c] = features.shape() else {
+        panic!("{}: features of shape {:?}", g.name, features.shape())
+    };
+    GradCamGolden {
+        top_class: class("top_class"),
+        other_class: class("other_class"),
+        heatmap_top: f32s(file.tensor("heatmap_top").unwrap().data()),
+        heatmap_other: f32s(file.tensor("heatmap_other").unwrap().data()),
+        features: Tensor::new(
+            xception_wgpu::Shape::new(1, *h, *w, *c),
+            f32s(features.data()),
+        )
+        .unwrap(),
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// The Grad-CAM arithmetic (the head's exact gradient, the weighted sum, the normalisation)
+/// on Keras' own feature map and embedding gives Keras' heatmaps, for both classes.
+#[test]
+fn grad_cam_arithmetic_matches_keras_on_its_features() {
+    let weights = weights();
+    for g in goldens() {
+        let want = grad_cam_golden(g);
+        for (which, class, heatmap) in [
+            ("top", want.top_class, &want.heatmap_top),
+            ("other", want.other_class, &want.heatmap_other),
+        ] {
+            let got =
+                xception_wgpu::explain::grad_cam(&weights, &want.features, &g.embedding, &[class])
+                    .unwrap()
+                    .remove(0);
+            let d = max_abs_diff(&got.values, heatmap);
+            eprintln!(
+                "Grad-CAM on Keras' features, {} {which}: max |d| {d:.2e}",
+                g.name
+            );
+            assert!(d <= TOL, "{} {which}: differs by {d:e}", g.name);
+        }
+    }
+}
+
+/// Grad-CAM end to end on every backend: the last feature map element by element within the
+/// tolerance of Keras' (a stricter check of the backbone than the pooled embedding), the
+/// classes, and the top class's heatmap. The other class's heatmap is checked for its class
+/// and its peak: its values are a normalised sum of thousands of terms that nearly cancel, so
+/// on fork 171x203 float32 summation noise in the features (0.9e-5 to 2.1e-5 of values up to
+/// 5.9, depending on the backend's summation order) moves it by 4.6e-5 to 1.6e-4; its
+/// arithmetic is checked on Keras' own features above.
 #[test]
 fn grad_cam_matches_keras() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gradcam");
     for (model, backend) in [(reference(), "reference"), (cpu(), "cpu"), (gpu(), "gpu")] {
         for g in goldens() {
-            let bytes = std::fs::read(dir.join(format!("{}.safetensors", g.name))).unwrap();
-            let file = SafeTensors::deserialize(&bytes).unwrap();
-            let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-            let metadata = header.metadata().clone().unwrap();
-            let class = |key: &str| metadata[key].parse::<usize>().unwrap();
-            for (which, asked, expected) in [
-                ("top", None, class("top_class")),
-                ("other", Some(class("other_class")), class("other_class")),
+            let want = grad_cam_golden(g);
+            let (_, features) = model.forward_features(&g.input).unwrap();
+            assert_eq!(features.shape, want.features.shape, "{backend} {}", g.name);
+            let df = max_abs_diff(&features.data, &want.features.data);
+            assert!(
+                df <= TOL,
+                "{backend} {}: feature map differs by {df:e}",
+                g.name
+            );
+            for (which, asked, class, heatmap) in [
+                ("top", None, want.top_class, &want.heatmap_top),
+                (
+                    "other",
+                    Some(want.other_class),
+                    want.other_class,
+                    &want.heatmap_other,
+                ),
             ] {
-                let heatmap = model.grad_cam(&g.input, asked).unwrap().remove(0);
-                let want = file.tensor(&format!("heatmap_{which}")).unwrap();
-                assert_eq!(heatmap.class, expected, "{backend} {}", g.name);
-                assert_eq!([heatmap.height, heatmap.width], want.shape());
-                let d = max_abs_diff(&heatmap.values, &f32s(want.data()));
+                let got = model.grad_cam(&g.input, asked).unwrap().remove(0);
+                assert_eq!(got.class, class, "{backend} {}", g.name);
+                assert_eq!(got.height * got.width, heatmap.len());
+                let d = max_abs_diff(&got.values, heatmap);
                 eprintln!(
-                    "{backend} Grad-CAM vs Keras, {} {which}: max |d| {d:.2e}",
+                    "{backend} Grad-CAM vs Keras, {} {which}: feature map {df:.2e}, heatmap {d:.2e}",
                     g.name
                 );
-                assert!(d <= TOL, "{backend} {} {which}: differs by {d:e}", g.name);
+                assert_eq!(
+                    argmax(&got.values),
+                    argmax(heatmap),
+                    "{backend} {} {which}: peak",
+                    g.name
+                );
+                if which == "top" {
+                    assert!(d <= TOL, "{backend} {} {which}: differs by {d:e}", g.name);
+                }
             }
         }
     }

@@ -160,7 +160,9 @@ impl CpuModel {
         keep_features: bool,
         mut timings: Option<&mut Vec<LaunchTiming>>,
     ) -> (Vec<f32>, Option<Tensor>) {
-        let mut buffers = Buffers::new(std::mem::take(&mut *self.lock_spare()));
+        let mut buffers = Buffers {
+            spare: std::mem::take(&mut *self.lock_spare()),
+        };
         let mut last_use = vec![0usize; shapes.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             for v in node.inputs() {
@@ -176,8 +178,8 @@ impl CpuModel {
                 0 => &input.data,
                 v => values[v].as_deref().expect("input computed"),
             };
-            let mut started = Instant::now();
-            // Records a step that ends now and started where the last one ended.
+            let started = Instant::now();
+            // Records the node's step, which ends now.
             let mut step = |kind: OpKind, macs: usize, floats: usize| {
                 if let Some(timings) = timings.as_deref_mut() {
                     timings.push(LaunchTiming {
@@ -187,7 +189,6 @@ impl CpuModel {
                         bytes: 4 * floats as u64,
                         ms: started.elapsed().as_secs_f64() * 1e3,
                     });
-                    started = Instant::now();
                 }
             };
             let y = match (&node.op, layer) {
@@ -315,10 +316,6 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new(spare: Vec<Vec<f32>>) -> Self {
-        Self { spare }
-    }
-
     /// A buffer of `len` values (their contents are overwritten by the kernel that takes it):
     /// the smallest spare one that fits, else a new one.
     fn take(&mut self, len: usize) -> Vec<f32> {

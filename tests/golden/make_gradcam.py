@@ -17,6 +17,9 @@ Each file holds, for the top class and for the class after it (``(top + 1) % 6``
 
 * ``heatmap_top``, ``heatmap_other``  float32 (h, w): the normalised heatmaps at
   the feature map's resolution
+* ``features``  float32 (h, w, 2048): the feature map they were computed from
+  (``block14_sepconv2_act``), so a test can check the Grad-CAM arithmetic on
+  Keras' own features and a backend's feature map on its own
 
 Metadata: ``top_class``, ``other_class`` (indices), ``case``.
 
@@ -62,13 +65,16 @@ def main():
     for case in make_golden.CASES:
         golden = load_file(os.path.join(HERE, f"{case}.safetensors"))
         x = make_golden.preprocess(golden["pixels"])[None]
-        _, logits = grad_model([x], training=False)
+        features, logits = grad_model([x], training=False)
         top = int(np.argmax(np.asarray(logits)[0]))
         other = (top + 1) % logits.shape[-1]
         heatmaps = {name: grad_cam(grad_model, x, c) for name, c in (("top", top), ("other", other))}
         path = os.path.join(HERE, "gradcam", f"{case}.safetensors")
         save_file(
-            {f"heatmap_{name}": h for name, h in heatmaps.items()},
+            {
+                **{f"heatmap_{name}": h for name, h in heatmaps.items()},
+                "features": np.asarray(features[0], dtype=np.float32),
+            },
             path,
             metadata={"case": case, "top_class": str(top), "other_class": str(other)},
         )
