@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{assert_close, conv_cases, random_tensor, rng, uniform, ConvCase, RandomBn};
+use common::{
+    assert_close, conv_cases, depthwise_shapes, max_pool_shapes, random_tensor, rng, uniform,
+    ConvCase, RandomBn,
+};
 use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Epilogue, Lhs};
 use xception_wgpu::graph::Padding;
 use xception_wgpu::reference::ops;
@@ -187,17 +190,7 @@ fn separable_convolutions_match_the_reference() {
 #[test]
 fn depthwise_conv_matches_the_reference() {
     let mut rng = rng();
-    for shape in [
-        Shape::new(1, 1, 1, 3),
-        Shape::new(2, 5, 7, 3),
-        Shape::new(1, 2, 3, 13),
-        Shape::new(1, 9, 9, 728),
-        Shape::new(1, 16, 15, 64),
-        Shape::new(3, 5, 5, 1024),
-        Shape::new(2, 19, 17, 12),
-        Shape::new(1, 1, 9, 4),
-        Shape::new(1, 37, 37, 128),
-    ] {
+    for shape in depthwise_shapes() {
         for relu_in in [false, true] {
             let x = random_tensor(&mut rng, shape);
             let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
@@ -217,15 +210,7 @@ fn depthwise_conv_matches_the_reference() {
 #[test]
 fn max_pool_add_matches_the_reference() {
     let mut rng = rng();
-    for shape in [
-        Shape::new(1, 1, 1, 3),
-        Shape::new(1, 2, 2, 3),
-        Shape::new(2, 9, 9, 5),
-        Shape::new(1, 8, 10, 7),
-        Shape::new(1, 72, 72, 4),
-        Shape::new(1, 147, 147, 2),
-        Shape::new(1, 37, 19, 728),
-    ] {
+    for shape in max_pool_shapes() {
         // Shift everything negative so a zero-padded pool would give a wrong (zero) maximum.
         let mut x = random_tensor(&mut rng, shape);
         x.data.iter_mut().for_each(|v| *v -= 2.0);

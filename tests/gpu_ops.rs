@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{assert_close, conv_cases, gpu, random_tensor, rng, uniform, ConvCase, RandomBn};
+use common::{
+    assert_close, conv_cases, depthwise_shapes, gpu, max_pool_shapes, random_tensor, rng, uniform,
+    ConvCase, RandomBn,
+};
 use xception_wgpu::gpu::{
     activation_element, ConvGeometry, ConvKernel, DepthwiseKernel, Element, GpuOps, Kernel,
     Kernels, PipelineCacheFile, Precision,
@@ -273,16 +276,7 @@ fn depthwise_cases_match_cpu(gpu: &GpuOps) {
     let element = gpu.element();
     let mut rng = rng();
     let mut runs = [0; DepthwiseKernel::ALL.len()];
-    for shape in [
-        Shape::new(1, 1, 1, 3),
-        Shape::new(2, 5, 7, 3),
-        Shape::new(1, 2, 3, 13),
-        Shape::new(1, 9, 9, 728),
-        Shape::new(1, 16, 15, 64),
-        Shape::new(3, 5, 5, 1024),
-        Shape::new(2, 19, 17, 12),
-        Shape::new(1, 1, 9, 4),
-    ] {
+    for shape in depthwise_shapes() {
         for (variant, relu_input) in DepthwiseKernel::ALL
             .into_iter()
             .flat_map(|v| [(v, false), (v, true)])
@@ -319,15 +313,7 @@ fn max_pool_matches_cpu() {
 fn max_pool_cases_match_cpu(gpu: &GpuOps) {
     let element = gpu.element();
     let mut rng = rng();
-    for shape in [
-        Shape::new(1, 1, 1, 3),
-        Shape::new(1, 2, 2, 3),
-        Shape::new(2, 9, 9, 5),
-        Shape::new(1, 8, 10, 7),
-        Shape::new(1, 72, 72, 4),
-        Shape::new(1, 147, 147, 2),
-        Shape::new(1, 37, 19, 728),
-    ] {
+    for shape in max_pool_shapes() {
         // Shift everything negative so a zero-padded pool would give a wrong (zero) maximum.
         let mut x = random_tensor(&mut rng, shape);
         x.data.iter_mut().for_each(|v| *v -= 2.0);

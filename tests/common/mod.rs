@@ -180,3 +180,36 @@ impl RandomBn {
         }
     }
 }
+
+/// Depthwise parity shapes: single pixels, odd sizes, sizes that are not multiples of the GPU's
+/// 8x8 tile, 3 and 13 channels, 728 channels (not a multiple of the tiled kernel's 8 quads),
+/// rows split over threads, batches.
+pub fn depthwise_shapes() -> Vec<Shape> {
+    let s = Shape::new;
+    vec![
+        s(1, 1, 1, 3),
+        s(2, 5, 7, 3),
+        s(1, 2, 3, 13),
+        s(1, 9, 9, 728),
+        s(1, 16, 15, 64),
+        s(3, 5, 5, 1024),
+        s(2, 19, 17, 12),
+        s(1, 1, 9, 4),
+        s(1, 37, 37, 128),
+    ]
+}
+
+/// Max-pool parity shapes: 1x1 and 2x2 maps, odd and even sizes (where Keras' 'same' and
+/// timm's symmetric padding differ), the stem's 147x147, 728 channels, a batch.
+pub fn max_pool_shapes() -> Vec<Shape> {
+    let s = Shape::new;
+    vec![
+        s(1, 1, 1, 3),
+        s(1, 2, 2, 3),
+        s(2, 9, 9, 5),
+        s(1, 8, 10, 7),
+        s(1, 72, 72, 4),
+        s(1, 147, 147, 2),
+        s(1, 37, 19, 728),
+    ]
+}
