@@ -32,6 +32,10 @@ pub enum Error {
     /// An input tensor has a shape the network cannot run.
     #[error("invalid input: {0}")]
     Input(String),
+    /// An argument is invalid: an unknown name, a count out of range, an output that cannot
+    /// be written. The command line exits with status 2 on it, as on its own usage errors.
+    #[error("invalid argument: {0}")]
+    Argument(String),
     /// The model has no classification head, so only embeddings are available.
     #[error("this model has no classification head: only `embed` is available")]
     NoHead,

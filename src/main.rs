@@ -316,11 +316,11 @@ fn parse_size(text: &str) -> Result<Sizing, Error> {
         Some((width, height)) if width >= MIN_INPUT_SIZE && height >= MIN_INPUT_SIZE => {
             Ok(Sizing::Fixed { width, height })
         }
-        Some((width, height)) => Err(Error::Input(format!(
+        Some((width, height)) => Err(Error::Argument(format!(
             "--size {width}x{height} is too small: Xception needs at least \
              {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
         ))),
-        None => Err(Error::Input(format!(
+        None => Err(Error::Argument(format!(
             "--size `{text}` is neither N, WxH (e.g. 299x299) nor `native`"
         ))),
     }
@@ -367,7 +367,11 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match e {
+                // Usage errors exit 2, as clap's own do.
+                Error::Argument(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -180,10 +180,11 @@ fn embed_prints_a_2048_value_embedding_per_image_at_native_size() {
 #[test]
 fn bad_arguments_and_bad_weights_fail_cleanly() {
     let out = xception(&["classify", "--size", "big"], &samples()[..1]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size `big`"));
 
-    // Arguments are checked before the model loads or any image runs.
+    // Arguments are checked before the model loads or any image runs, and a bad one is a
+    // usage error (status 2, as clap's own), like an option that does not exist.
     let dir = std::env::temp_dir().join(format!("xception-args-{}", std::process::id()));
     let missing_folder = dir.join("missing").join("e.npy");
     for (args, error) in [
@@ -200,13 +201,30 @@ fn bad_arguments_and_bad_weights_fail_cleanly() {
             vec!["embed", "--output", missing_folder.to_str().unwrap()],
             "is in a folder that does not exist",
         ),
+        (
+            vec!["classify", "--class-of-its-own"],
+            "unexpected argument",
+        ),
+        (
+            vec!["explain", "--class", "teapot"],
+            "is not one of the model's classes",
+        ),
     ] {
         let out = xception(&args, &samples()[..1]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(error), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
     }
+    let out = xception(&["bench", "--size", "native"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bench needs a fixed --size"));
+    // A run that fails on its input is not a usage error.
+    let out = xception(
+        &["classify"],
+        &[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")],
+    );
+    assert_eq!(out.status.code(), Some(1));
     // One size syntax everywhere: N means NxN.
     let out = xception(
         &[

@@ -29,7 +29,7 @@ const BUNDLED_WEIGHTS: &[u8] = include_bytes!("../../weights/xception_kitchenwar
 fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
     match &error {
-        Error::Input(_) => PyValueError::new_err(message),
+        Error::Input(_) | Error::Argument(_) => PyValueError::new_err(message),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(message)
         }

@@ -58,13 +58,13 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
 
 fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<BenchCase>, Error> {
     if let Some(0) = batches.iter().min() {
-        return Err(Error::Input("--batch takes sizes of at least 1".into()));
+        return Err(Error::Argument("--batch takes sizes of at least 1".into()));
     }
     let sizes = sizes
         .iter()
         .map(|text| match parse_size(text)? {
             Sizing::Fixed { width, height } => Ok((width, height)),
-            Sizing::Native => Err(Error::Input("bench needs a fixed --size".into())),
+            Sizing::Native => Err(Error::Argument("bench needs a fixed --size".into())),
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(sizes

@@ -77,11 +77,11 @@ fn class_index(model: &Xception, class: &str) -> Result<usize, Error> {
     }
     match class.parse::<usize>() {
         Ok(index) if index < labels.len() => Ok(index),
-        Ok(index) => Err(Error::Input(format!(
+        Ok(index) => Err(Error::Argument(format!(
             "--class {index} is out of range: the model has {} classes",
             labels.len()
         ))),
-        Err(_) => Err(Error::Input(format!(
+        Err(_) => Err(Error::Argument(format!(
             "--class {class:?} is not one of the model's classes ({})",
             labels.join(", ")
         ))),

@@ -59,7 +59,7 @@ pub struct EvaluateArgs {
 /// `fit`: embeds every image, fits a head and writes it; returns whether every image was used.
 pub fn fit(args: &FitArgs) -> Result<bool, Error> {
     if !(0.0..1.0).contains(&args.val_split) {
-        return Err(Error::Input(format!(
+        return Err(Error::Argument(format!(
             "--val-split {} is not in [0, 1)",
             args.val_split
         )));

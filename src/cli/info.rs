@@ -169,7 +169,7 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
     let loaded = Weights::load(weights)?;
     let (height, width) = match size.map(parse_size).transpose()? {
         Some(Sizing::Fixed { width, height }) => (height, width),
-        Some(Sizing::Native) => return Err(Error::Input("summary needs a fixed --size".into())),
+        Some(Sizing::Native) => return Err(Error::Argument("summary needs a fixed --size".into())),
         None => loaded.info.input_size,
     };
     let graph = Graph::xception();

@@ -29,7 +29,7 @@ pub enum Task<'a> {
 /// Runs every image; returns whether all of them succeeded.
 pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     match task {
-        Task::Classify(0) => return Err(Error::Input("--top must be at least 1".into())),
+        Task::Classify(0) => return Err(Error::Argument("--top must be at least 1".into())),
         Task::Embed(Some(output)) => {
             EmbeddingFile::of(output)?;
             check_writable(output)?;
@@ -196,7 +196,7 @@ impl EmbeddingFile {
         match path.extension().and_then(|e| e.to_str()) {
             Some("npy") => Ok(Self::Npy),
             Some("safetensors") => Ok(Self::Safetensors),
-            _ => Err(Error::Input(format!(
+            _ => Err(Error::Argument(format!(
                 "{}: --output must end in .npy or .safetensors",
                 path.display()
             ))),
@@ -253,7 +253,7 @@ pub fn check_writable(path: &Path) -> Result<(), Error> {
         }
     };
     match problem {
-        Some(problem) => Err(Error::Input(format!(
+        Some(problem) => Err(Error::Argument(format!(
             "--output {}: {problem}",
             path.display()
         ))),

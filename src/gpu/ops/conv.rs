@@ -59,7 +59,7 @@ fn from_name<T: Copy>(what: &str, names: &[(&str, T)], name: &str) -> Result<T> 
         .map(|&(_, value)| value)
         .ok_or_else(|| {
             let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-            Error::Input(format!(
+            Error::Argument(format!(
                 "unknown {what} {name:?}; one of: {}",
                 known.join(", ")
             ))
