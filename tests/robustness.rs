@@ -301,3 +301,46 @@ fn a_batch_with_bad_images_reports_them_and_runs_the_rest() {
         .collect();
     assert_eq!(labels, ["spoon", "knife"]);
 }
+
+/// `--size native` refuses a photo whose activations would take gigabytes, naming it and the
+/// way out, and runs the others.
+#[test]
+fn a_photo_too_large_to_run_natively_is_refused_and_the_others_run() {
+    let folder = dir().join("native");
+    std::fs::create_dir_all(&folder).unwrap();
+    // 3000x3000: its largest activation (1497x1497x128 float32) is 1.07 GiB.
+    let large = RgbImage::from_pixel(3000, 3000, Rgb([120, 130, 140]));
+    std::fs::write(folder.join("a_large.png"), png_bytes(&large)).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/samples/spoon.jpg"),
+        folder.join("b_spoon.jpg"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args([
+            "classify",
+            "--backend",
+            "cpu",
+            "--top",
+            "1",
+            "--size",
+            "native",
+            "--json",
+        ])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "one image failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a_large.png") && stderr.contains("3000x3000") && stderr.contains("--size"),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "a line per image");
+    assert!(lines[0]["error"].as_str().unwrap().contains("GiB"));
+    assert_eq!(lines[1]["top"][0]["label"], "spoon");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::json;
-use xception_wgpu::graph::EMBEDDING_DIM;
+use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
 use xception_wgpu::{preprocess, Error, Outputs, Tensor, Xception};
 
 use super::inputs;
@@ -17,6 +17,9 @@ use crate::{parse_size, Common, Sizing};
 const BATCH: usize = 8;
 /// A progress bar is shown for more images than this, when standard error is a terminal.
 const PROGRESS_ABOVE: usize = 4;
+/// `--size native` refuses an image whose largest activation would pass this (a 4000x3000
+/// photo's is 1.4 GiB; 299x299's is 10.6 MiB): the run would hold several such buffers.
+const MAX_NATIVE_ACTIVATION_BYTES: usize = 1 << 30;
 
 /// What to do with each image.
 pub enum Task<'a> {
@@ -50,7 +53,12 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     // Images wait here until a batch is full; results are printed in input order.
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        pending.push((path, preprocess::load_image(path, target)));
+        let tensor = preprocess::load_image(path, target);
+        let tensor = match target {
+            None => tensor.and_then(|t| fits_natively(path, t)),
+            Some(_) => tensor,
+        };
+        pending.push((path, tensor));
         // Native sizes differ from image to image, so those run one at a time.
         let ready = pending.iter().filter(|(_, t)| t.is_ok()).count();
         if ready < BATCH && target.is_some() && i + 1 < paths.len() {
@@ -99,6 +107,28 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
         write_embeddings(output, &embeddings)?;
     }
     Ok(all_ok)
+}
+
+/// `tensor` (an image at its own size), unless its activations would take more memory than
+/// [`MAX_NATIVE_ACTIVATION_BYTES`] allows: then an error that says how to run it.
+fn fits_natively(path: &Path, tensor: Tensor) -> Result<Tensor, Error> {
+    let s = tensor.shape;
+    let shapes = Graph::xception().infer_shapes(1, s.height, s.width)?;
+    let largest = 4 * shapes.iter().map(|shape| shape.len()).max().unwrap_or(0);
+    if largest <= MAX_NATIVE_ACTIVATION_BYTES {
+        return Ok(tensor);
+    }
+    Err(Error::Image {
+        path: path.to_path_buf(),
+        problem: format!(
+            "at its own size, {}x{}, its largest activation alone would take {:.1} GiB \
+             (at most {} GiB here); pass --size (e.g. --size 299) to run it smaller",
+            s.width,
+            s.height,
+            largest as f64 / f64::from(1 << 30),
+            MAX_NATIVE_ACTIVATION_BYTES >> 30
+        ),
+    })
 }
 
 /// The model `common` asks for, and the `(width, height)` images are resized to (`None`: each
