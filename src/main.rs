@@ -39,6 +39,9 @@ enum Command {
         /// How many classes to print per image.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Images per forward pass (at a fixed size; native sizes run one at a time).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        batch: u16,
     },
     /// Print the 2048-d global-average-pooled embedding of each image.
     ///
@@ -54,6 +57,9 @@ enum Command {
         /// image paths in the metadata).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Images per forward pass (at a fixed size; native sizes run one at a time).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        batch: u16,
     },
     /// Show where the network found its evidence: a Grad-CAM heatmap per image over the
     /// photo.
@@ -122,14 +128,40 @@ pub struct Common {
     /// Image files (PNG or JPEG, any colour type), folders, or `-` for paths on standard input.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Print one JSON object per image and line.
-    #[arg(long)]
+    /// Print one JSON object per image and line (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// How results are printed: `text`, `json` (one object per image and line) or `csv` (a
+    /// header, then rows, quoted where needed) [default: text].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Input size: WxH, or `native` to run each image at its own size [default: the model's].
     #[arg(long)]
     size: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+impl Common {
+    /// The output format: `--json` or `--format`.
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format.unwrap_or(Format::Text)
+        }
+    }
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One line per image (the default).
+    Text,
+    /// One JSON object per image and line.
+    Json,
+    /// A header, then rows, quoted where needed.
+    Csv,
 }
 
 /// The model a command runs: weights, head, backend and GPU settings.
@@ -341,12 +373,18 @@ fn weights_path(given: Option<&Path>) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Classify { common, top } => {
-            cli::run::images(common, cli::run::Task::Classify(*top))
+        Command::Classify { common, top, batch } => {
+            cli::run::images(common, cli::run::Task::Classify(*top), (*batch).into())
         }
-        Command::Embed { common, output } => {
-            cli::run::images(common, cli::run::Task::Embed(output.as_deref()))
-        }
+        Command::Embed {
+            common,
+            output,
+            batch,
+        } => cli::run::images(
+            common,
+            cli::run::Task::Embed(output.as_deref()),
+            (*batch).into(),
+        ),
         Command::Explain {
             common,
             class,

@@ -604,3 +604,69 @@ fn explain_writes_overlays_and_prints_heatmaps() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--format csv` quotes paths that hold commas and quotes, gives a failed image a row with
+/// its error, and reads back as the same results as `--json`; `--batch` changes how many
+/// images share a pass, not the results.
+#[test]
+fn csv_output_is_quoted_and_batches_do_not_change_results() {
+    let dir = std::env::temp_dir().join(format!("xception-csv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let awkward = dir.join("a, \"quoted\" cup.jpg");
+    std::fs::copy(&samples()[0], &awkward).unwrap();
+    let bad = dir.join("b_bad.png");
+    std::fs::write(&bad, b"not an image").unwrap();
+    let images = [awkward.clone(), bad.clone(), samples()[1].clone()];
+
+    let out = xception(&["classify", "--format", "csv", "--top", "2"], &images);
+    assert_eq!(out.status.code(), Some(1), "one image failed");
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["image", "rank", "label", "probability", "error"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        rows.len(),
+        2 + 1 + 2,
+        "two classes per image, one row for the failure"
+    );
+    assert_eq!(&rows[0][0], awkward.to_str().unwrap());
+    assert_eq!((&rows[0][1], &rows[0][2]), ("1", "cup"));
+    assert_eq!(&rows[2][0], bad.to_str().unwrap());
+    assert!(
+        rows[2][4].contains("not a recognised image format"),
+        "{:?}",
+        rows[2]
+    );
+    assert_eq!(&rows[3][2], "fork");
+
+    // The same probabilities as the JSON lines, whatever the batch size.
+    let json = |batch: &str| {
+        stdout_lines(&xception(
+            &["classify", "--json", "--top", "1", "--batch", batch],
+            &images,
+        ))
+    };
+    let (one, eight) = (json("1"), json("8"));
+    assert_eq!(one.len(), eight.len());
+    for (a, b) in one.iter().zip(&eight) {
+        assert_eq!(a["image"], b["image"]);
+        assert_eq!(a["error"], b["error"]);
+        assert_eq!(a["top"][0]["label"], b["top"][0]["label"]);
+        let (pa, pb) = (&a["top"][0]["probability"], &b["top"][0]["probability"]);
+        assert!(pa.is_null() == pb.is_null());
+        if let (Some(pa), Some(pb)) = (pa.as_f64(), pb.as_f64()) {
+            assert!((pa - pb).abs() < 1e-6, "{a} {b}");
+        }
+    }
+    let p = one[0]["top"][0]["probability"].as_f64().unwrap();
+    assert!((p - rows[0][3].parse::<f64>().unwrap()).abs() < 1e-6);
+
+    let out = xception(&["embed", "--format", "csv"], &images[..1]);
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(reader.headers().unwrap().len(), 1 + 2048 + 1);
+    let row = reader.records().next().unwrap().unwrap();
+    assert_eq!(&row[0], awkward.to_str().unwrap());
+    assert!(row[1].parse::<f32>().is_ok() && row[2049].is_empty());
+}

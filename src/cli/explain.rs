@@ -9,10 +9,19 @@ use xception_wgpu::{preprocess, Error, Xception};
 
 use super::inputs;
 use super::run::{load, report_failure};
-use crate::Common;
+use crate::{Common, Format};
 
 /// Explains every image; returns whether all of them succeeded.
 pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<bool, Error> {
+    let json = match common.format() {
+        Format::Text => false,
+        Format::Json => true,
+        Format::Csv => {
+            return Err(Error::Argument(
+                "explain prints text or JSON (its heatmaps are grids), not CSV".into(),
+            ))
+        }
+    };
     let (model, target) = load(common)?;
     if model.info().num_classes() == 0 {
         return Err(Error::NoHead);
@@ -29,9 +38,9 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
     })?;
     for (path, overlay) in paths.iter().zip(&overlays) {
         match explain(&model, path, target, class, overlay) {
-            Ok(line) => println!("{}", if common.json { line.0 } else { line.1 }),
+            Ok(line) => println!("{}", if json { line.0 } else { line.1 }),
             Err(e) => {
-                report_failure(path, &e, common.json);
+                report_failure(path, &e, json);
                 all_ok = false;
             }
         }

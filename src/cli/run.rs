@@ -11,10 +11,8 @@ use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
 use xception_wgpu::{preprocess, Error, Outputs, Tensor, Xception};
 
 use super::inputs;
-use crate::{parse_size, Common, Sizing};
+use crate::{parse_size, Common, Format, Sizing};
 
-/// Images run together in one forward pass.
-const BATCH: usize = 8;
 /// A progress bar is shown for more images than this, when standard error is a terminal.
 const PROGRESS_ABOVE: usize = 4;
 /// `--size native` refuses an image whose largest activation would pass this (a 4000x3000
@@ -29,8 +27,8 @@ pub enum Task<'a> {
     Embed(Option<&'a Path>),
 }
 
-/// Runs every image; returns whether all of them succeeded.
-pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
+/// Runs every image, `batch` per forward pass; returns whether all of them succeeded.
+pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Error> {
     match task {
         Task::Classify(0) => return Err(Error::Argument("--top must be at least 1".into())),
         Task::Embed(Some(output)) => {
@@ -48,6 +46,7 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
     if paths.is_empty() {
         return Err(Error::Input("no images to run".into()));
     }
+    let mut printer = Printer::new(common.format(), &task);
     let progress = progress_bar(paths.len());
     let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
     // Images wait here until a batch is full; results are printed in input order.
@@ -61,7 +60,7 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
         pending.push((path, tensor));
         // Native sizes differ from image to image, so those run one at a time.
         let ready = pending.iter().filter(|(_, t)| t.is_ok()).count();
-        if ready < BATCH && target.is_some() && i + 1 < paths.len() {
+        if ready < batch && target.is_some() && i + 1 < paths.len() {
             continue;
         }
         let tensors: Vec<Tensor> = pending
@@ -80,15 +79,16 @@ pub fn images(common: &Common, task: Task<'_>) -> Result<bool, Error> {
             };
             match result {
                 Err(e) => {
-                    progress.suspend(|| report_failure(path, e, common.json));
+                    progress.suspend(|| printer.failure(path, e));
                     all_ok = false;
                 }
                 Ok(outputs) => {
                     match &task {
-                        Task::Classify(k) => progress
-                            .suspend(|| print_classes(&model, outputs, row, path, *k, common.json)),
+                        Task::Classify(k) => {
+                            progress.suspend(|| printer.classes(&model, outputs, row, path, *k))
+                        }
                         Task::Embed(output) => {
-                            progress.suspend(|| print_embedding(outputs, row, path, common.json));
+                            progress.suspend(|| printer.embedding(outputs, row, path));
                             if output.is_some() {
                                 embeddings
                                     .push((path.to_path_buf(), outputs.embedding(row).to_vec()));
@@ -160,14 +160,19 @@ pub fn progress_bar(images: usize) -> ProgressBar {
     progress
 }
 
-/// Reports an image that failed: on standard error, and with `--json` as a line
-/// `{"image": PATH, "error": MESSAGE}` too, so that a JSON reader sees every input.
-pub fn report_failure(path: &Path, error: &Error, json: bool) {
-    let message = match error {
+/// What failed for `path`, starting with the path.
+fn failure_message(path: &Path, error: &Error) -> String {
+    match error {
         // These already start with the path.
         Error::Image { .. } | Error::Io { .. } => error.to_string(),
         _ => format!("{}: {error}", path.display()),
-    };
+    }
+}
+
+/// Reports an image that failed: on standard error, and with `--json` as a line
+/// `{"image": PATH, "error": MESSAGE}` too, so that a JSON reader sees every input.
+pub fn report_failure(path: &Path, error: &Error, json: bool) {
+    let message = failure_message(path, error);
     eprintln!("error: {message}");
     if json {
         println!(
@@ -177,41 +182,110 @@ pub fn report_failure(path: &Path, error: &Error, json: bool) {
     }
 }
 
-fn print_classes(model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize, json: bool) {
-    let predictions = match model.top_k(outputs, i, k) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return;
-        }
-    };
-    if json {
-        let top: Vec<_> = predictions
-            .iter()
-            .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
-            .collect();
-        let line =
-            json!({"image": path.display().to_string(), "top": top, "logits": outputs.logits(i)});
-        println!("{line}");
-    } else {
-        let ranked: Vec<String> = predictions
-            .iter()
-            .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
-            .collect();
-        println!("{}: {}", path.display(), ranked.join(", "));
-    }
+/// Prints each image's result, or its error, on standard output in the chosen format; errors
+/// also go to standard error.
+struct Printer {
+    format: Format,
+    csv: csv::Writer<std::io::Stdout>,
+    /// Fields of a CSV row.
+    columns: usize,
 }
 
-fn print_embedding(outputs: &Outputs, i: usize, path: &Path, json: bool) {
-    let embedding = outputs.embedding(i);
-    if json {
-        println!(
-            "{}",
-            json!({"image": path.display().to_string(), "embedding": embedding})
-        );
-    } else {
-        let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
-        println!("{}: {}", path.display(), values.join(" "));
+impl Printer {
+    /// A printer for `task`'s results in `format`; CSV starts with its header:
+    /// `image,rank,label,probability,error` (a row per class) or `image,e0,...,e2047,error`.
+    fn new(format: Format, task: &Task<'_>) -> Self {
+        let header: Vec<String> = match task {
+            Task::Classify(_) => ["image", "rank", "label", "probability", "error"]
+                .map(String::from)
+                .to_vec(),
+            Task::Embed(_) => std::iter::once("image".to_string())
+                .chain((0..EMBEDDING_DIM).map(|i| format!("e{i}")))
+                .chain(std::iter::once("error".to_string()))
+                .collect(),
+        };
+        let mut printer = Self {
+            format,
+            csv: csv::Writer::from_writer(std::io::stdout()),
+            columns: header.len(),
+        };
+        if format == Format::Csv {
+            printer.row(header);
+        }
+        printer
+    }
+
+    /// Writes one CSV row, flushed at once so that it keeps its place among the messages on
+    /// standard error (a failed write to standard output would fail every row alike, and the
+    /// exit status then comes from the broken pipe).
+    fn row(&mut self, fields: impl IntoIterator<Item = String>) {
+        let _ = self.csv.write_record(fields);
+        let _ = self.csv.flush();
+    }
+
+    fn failure(&mut self, path: &Path, error: &Error) {
+        report_failure(path, error, self.format == Format::Json);
+        if self.format == Format::Csv {
+            let fields = std::iter::once(path.display().to_string())
+                .chain(std::iter::repeat_n(String::new(), self.columns - 2))
+                .chain(std::iter::once(failure_message(path, error)));
+            self.row(fields);
+        }
+    }
+
+    fn classes(&mut self, model: &Xception, outputs: &Outputs, i: usize, path: &Path, k: usize) {
+        let predictions = match model.top_k(outputs, i, k) {
+            Ok(p) => p,
+            Err(e) => return self.failure(path, &e),
+        };
+        let image = path.display().to_string();
+        match self.format {
+            Format::Json => {
+                let top: Vec<_> = predictions
+                    .iter()
+                    .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"image": image, "top": top, "logits": outputs.logits(i)})
+                );
+            }
+            Format::Text => {
+                let ranked: Vec<String> = predictions
+                    .iter()
+                    .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
+                    .collect();
+                println!("{image}: {}", ranked.join(", "));
+            }
+            Format::Csv => {
+                for (rank, p) in predictions.iter().enumerate() {
+                    self.row([
+                        image.clone(),
+                        (rank + 1).to_string(),
+                        p.label.clone(),
+                        p.probability.to_string(),
+                        String::new(),
+                    ]);
+                }
+            }
+        }
+    }
+
+    fn embedding(&mut self, outputs: &Outputs, i: usize, path: &Path) {
+        let embedding = outputs.embedding(i);
+        let image = path.display().to_string();
+        match self.format {
+            Format::Json => println!("{}", json!({"image": image, "embedding": embedding})),
+            Format::Text => {
+                let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
+                println!("{image}: {}", values.join(" "));
+            }
+            Format::Csv => self.row(
+                std::iter::once(image)
+                    .chain(embedding.iter().map(f32::to_string))
+                    .chain(std::iter::once(String::new())),
+            ),
+        }
     }
 }
 
