@@ -6,7 +6,7 @@
 //! - [`gpu`] holds the WGSL kernels, the device context and the dispatcher.
 //! - [`cpu`] is the fast CPU backend (GEMMs, fused epilogues, threads) for machines without a
 //!   usable GPU.
-//! - [`reference`] is the plain, readable backend every other one is tested against.
+//! - [`reference`](mod@reference) is the plain, readable backend every other one is tested against.
 //! - [`preprocess`] turns image files into network input.
 //! - [`explain`] computes Grad-CAM heatmaps of what the network looked at.
 //!

@@ -64,7 +64,7 @@ enum Command {
     /// Show where the network found its evidence: a Grad-CAM heatmap per image over the
     /// photo.
     ///
-    /// Writes DIR/<name>.gradcam.png per image (the photo with the heatmap of the last
+    /// Writes `DIR/<name>.gradcam.png` per image (the photo with the heatmap of the last
     /// convolutional feature map blended over it) and prints the class explained; `--json`
     /// prints the raw heatmap at the feature map's resolution.
     ///

@@ -8,7 +8,7 @@
 //!   im2col). Bias, ReLU and the residual add run on each output block while it is still in
 //!   cache.
 //! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
-//!   direct loops over channels, which the compiler vectorises; [`multiversion`] builds them
+//!   direct loops over channels, which the compiler vectorises; [`multiversion`](mod@multiversion) builds them
 //!   for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
 //!
 //! Everything splits its output across rayon's threads. Each kernel's reference is its
