@@ -161,7 +161,8 @@ impl CpuModel {
         mut timings: Option<&mut Vec<LaunchTiming>>,
     ) -> (Vec<f32>, Option<Tensor>) {
         let mut buffers = Buffers {
-            spare: std::mem::take(&mut *self.lock_spare()),
+            earlier: std::mem::take(&mut *self.lock_spare()),
+            spare: Vec::new(),
         };
         let mut last_use = vec![0usize; shapes.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
@@ -310,25 +311,35 @@ impl CpuModel {
     }
 }
 
-/// The activation buffers of one pass: taken from earlier passes' where one is large enough.
+/// The activation buffers of one pass: the smallest free one that fits, from this pass or an
+/// earlier one, else a new one. Only buffers this pass used are kept for the next, so a run
+/// of large inputs does not keep its memory through a run of small ones.
 struct Buffers {
+    /// Buffers of earlier passes that this one has not taken.
+    earlier: Vec<Vec<f32>>,
+    /// Buffers this pass has given back.
     spare: Vec<Vec<f32>>,
 }
 
 impl Buffers {
-    /// A buffer of `len` values (their contents are overwritten by the kernel that takes it):
-    /// the smallest spare one that fits, else a new one.
+    /// A buffer of `len` values (their contents are overwritten by the kernel that takes it).
     fn take(&mut self, len: usize) -> Vec<f32> {
-        let fitting = self
-            .spare
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        let mut buffer = match fitting {
-            Some(i) => self.spare.swap_remove(i),
-            None => Vec::with_capacity(len),
+        let smallest_fitting = |buffers: &Vec<Vec<f32>>| {
+            buffers
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, b)| (i, b.capacity()))
+        };
+        let mut buffer = match (
+            smallest_fitting(&self.spare),
+            smallest_fitting(&self.earlier),
+        ) {
+            (Some((i, mine)), Some((_, theirs))) if mine <= theirs => self.spare.swap_remove(i),
+            (_, Some((i, _))) => self.earlier.swap_remove(i),
+            (Some((i, _)), None) => self.spare.swap_remove(i),
+            (None, None) => Vec::with_capacity(len),
         };
         buffer.resize(len, 0.0);
         buffer
