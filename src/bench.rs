@@ -7,14 +7,14 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::model::XceptionBuilder;
 use crate::profile::LaunchTiming;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{Shape, Size, Tensor};
 use crate::weights::Weights;
 
 /// What to time.
 #[derive(Debug, Clone, Copy)]
 pub struct BenchCase {
-    /// Input width and height.
-    pub size: (usize, usize),
+    /// Input size.
+    pub size: Size,
     /// Images per forward pass.
     pub batch: usize,
     /// Warm runs to time after the first.
@@ -78,7 +78,7 @@ fn ms_since(t: Instant) -> f64 {
 }
 
 fn synthetic_input(case: BenchCase) -> Result<Tensor> {
-    let (width, height) = case.size;
+    let Size { width, height } = case.size;
     let shape = Shape::new(case.batch, height, width, 3);
     let data = (0..shape.len())
         .map(|j| ((j % 255) as f32) / 127.5 - 1.0)
@@ -132,7 +132,7 @@ pub fn run(
     let graph = Graph::xception();
     let mut results = Vec::new();
     for (i, &case) in cases.iter().enumerate() {
-        let (width, height) = case.size;
+        let Size { width, height } = case.size;
         let input = synthetic_input(case)?;
         let t = Instant::now();
         model.forward(&input)?;

@@ -59,5 +59,5 @@ pub use gpu::{ConvKernel, KernelChoice, Precision};
 pub use image;
 pub use model::{BackendKind, Fallback, Prediction, Xception, XceptionBuilder};
 pub use outputs::Outputs;
-pub use tensor::{Shape, Tensor};
+pub use tensor::{Shape, Size, Tensor};
 pub use weights::{ModelInfo, Weights};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
-    BackendKind, Error, Fallback, KernelChoice, Precision, Weights, Xception, XceptionBuilder,
+    BackendKind, Error, Fallback, KernelChoice, Precision, Size, Weights, Xception, XceptionBuilder,
 };
 
 /// Weights used when `--weights` is not given: the kitchenware model in the repository.
@@ -330,7 +330,7 @@ pub fn pipeline_cache_dir() -> Option<PathBuf> {
 #[derive(Clone, Copy)]
 pub enum Sizing {
     /// Resized to `width` x `height`.
-    Fixed { width: usize, height: usize },
+    Fixed(Size),
     /// Each image at its own size.
     Native,
 }
@@ -346,7 +346,7 @@ fn parse_size(text: &str) -> Result<Sizing, Error> {
     };
     match parsed {
         Some((width, height)) if width >= MIN_INPUT_SIZE && height >= MIN_INPUT_SIZE => {
-            Ok(Sizing::Fixed { width, height })
+            Ok(Sizing::Fixed(Size::new(width, height)))
         }
         Some((width, height)) => Err(Error::Argument(format!(
             "--size {width}x{height} is too small: Xception needs at least \

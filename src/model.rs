@@ -298,8 +298,7 @@ impl Xception {
     /// Preprocesses a decoded image for this model: RGB, resized to the model's input size,
     /// `x / 127.5 - 1`.
     pub fn prepare(&self, image: &DynamicImage) -> Result<Tensor> {
-        let (height, width) = self.weights.info.input_size;
-        preprocess::from_image(image, Some((width, height)))
+        preprocess::from_image(image, Some(self.weights.info.input_size))
     }
 
     /// The `k` most probable classes of each image, best first, without blocking.

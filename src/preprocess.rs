@@ -7,7 +7,7 @@ use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbIm
 
 use crate::error::{Error, Result};
 use crate::graph::MIN_INPUT_SIZE;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{Shape, Size, Tensor};
 
 /// Largest width or height accepted, checked before decoding so a huge image cannot exhaust memory.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
@@ -82,11 +82,11 @@ pub fn normalize(pixels: &[u8], height: usize, width: usize) -> Result<Tensor> {
     Tensor::new(Shape::new(1, height, width, 3), data)
 }
 
-/// Resizes a decoded image to `size` (`(width, height)`, or keeps its own size with `None`)
-/// and preprocesses it into a batch-1 NHWC tensor.
-pub fn from_image(image: &DynamicImage, size: Option<(usize, usize)>) -> Result<Tensor> {
+/// Resizes a decoded image to `size` (or keeps its own size with `None`) and preprocesses it
+/// into a batch-1 NHWC tensor.
+pub fn from_image(image: &DynamicImage, size: Option<Size>) -> Result<Tensor> {
     let mut rgb = image.to_rgb8();
-    if let Some((width, height)) = size {
+    if let Some(Size { width, height }) = size {
         if (rgb.width() as usize, rgb.height() as usize) != (width, height) {
             rgb = image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle);
         }
@@ -100,9 +100,9 @@ pub fn from_image(image: &DynamicImage, size: Option<(usize, usize)>) -> Result<
     normalize(rgb.as_raw(), height, width)
 }
 
-/// Decodes `path`, resizes it to `size` (`(width, height)`, or keeps its own size with
-/// `None`) and preprocesses it into a batch-1 NHWC tensor.
-pub fn load_image(path: impl AsRef<Path>, size: Option<(usize, usize)>) -> Result<Tensor> {
+/// Decodes `path`, resizes it to `size` (or keeps its own size with `None`) and preprocesses
+/// it into a batch-1 NHWC tensor.
+pub fn load_image(path: impl AsRef<Path>, size: Option<Size>) -> Result<Tensor> {
     let path = path.as_ref();
     let image = DynamicImage::ImageRgb8(decode(path)?);
     from_image(&image, size).map_err(|e| match e {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, Padding, BN_EPSILON, EMBEDDING_DIM};
+use crate::tensor::Size;
 
 /// The `format` metadata value this loader understands.
 pub const FORMAT: &str = "xception-keras/1";
@@ -48,8 +49,8 @@ pub struct DenseLayer {
 /// What the weights file says about the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
-    /// Input height and width the model was trained at.
-    pub input_size: (usize, usize),
+    /// Input size the model was trained at (the metadata's `input_size` is `[height, width]`).
+    pub input_size: Size,
     /// Class labels, one per output of the head (empty without a head).
     pub labels: Vec<String>,
     /// Dense layers after the global average pool, in order (empty for a bare backbone).
@@ -408,7 +409,7 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
     let size = json_field(metadata, "input_size")?;
     let input_size = match size.as_array().map(|a| a.as_slice()) {
         Some([h, w]) => match (h.as_u64(), w.as_u64()) {
-            (Some(h), Some(w)) if h > 0 && w > 0 => (h as usize, w as usize),
+            (Some(h), Some(w)) if h > 0 && w > 0 => Size::new(w as usize, h as usize),
             _ => {
                 return Err(format!(
                     "metadata `input_size` {size} is not [height, width]"

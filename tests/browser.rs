@@ -24,8 +24,7 @@ fn run(command: &mut Command) -> Output {
 
 /// The native CPU reference's logits for `path`.
 fn reference_logits(model: &Xception, path: &str) -> Vec<f32> {
-    let (height, width) = model.info().input_size;
-    let input = preprocess::load_image(path, Some((width, height))).unwrap();
+    let input = preprocess::load_image(path, Some(model.info().input_size)).unwrap();
     model.forward(&input).unwrap().logits(0).to_vec()
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use xception_wgpu::image::DynamicImage;
-use xception_wgpu::{preprocess, Weights};
+use xception_wgpu::{preprocess, Size, Weights};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -42,7 +42,7 @@ fn image_path_survives_the_fuzz_corpus() {
         let bytes = std::fs::read(&path).unwrap();
         if let Ok(rgb) = preprocess::decode_bytes(&bytes, &path) {
             decoded += 1;
-            let t = preprocess::from_image(&DynamicImage::ImageRgb8(rgb), Some((75, 75)))
+            let t = preprocess::from_image(&DynamicImage::ImageRgb8(rgb), Some(Size::new(75, 75)))
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(
                 t.data.iter().all(|v| (-1.0..=1.0).contains(v)),

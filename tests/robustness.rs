@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use xception_wgpu::image::{self, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
-use xception_wgpu::{preprocess, Error};
+use xception_wgpu::{preprocess, Error, Size};
 
 fn dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xception-robust-{}", std::process::id()));
@@ -48,7 +48,7 @@ fn write(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// Asserts `load_image` fails with an image error naming `path` and containing `reason`.
-fn assert_rejected(path: &Path, size: Option<(usize, usize)>, reason: &str) {
+fn assert_rejected(path: &Path, size: Option<Size>, reason: &str) {
     match preprocess::load_image(path, size) {
         Err(e @ Error::Image { .. }) => {
             let text = e.to_string();
@@ -59,7 +59,7 @@ fn assert_rejected(path: &Path, size: Option<(usize, usize)>, reason: &str) {
     }
 }
 
-const MODEL_SIZE: Option<(usize, usize)> = Some((150, 150));
+const MODEL_SIZE: Option<Size> = Some(Size::new(150, 150));
 
 #[test]
 fn empty_and_truncated_files_are_rejected_by_name() {

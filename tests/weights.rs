@@ -97,7 +97,7 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 #[test]
 fn bundled_weights_describe_the_kitchenware_model() {
     let w = Weights::load(PATH).unwrap();
-    assert_eq!(w.info.input_size, (150, 150));
+    assert_eq!(w.info.input_size, xception_wgpu::Size::new(150, 150));
     assert_eq!(
         w.info.labels,
         ["cup", "fork", "glass", "knife", "plate", "spoon"]
@@ -275,11 +275,21 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
             r#"[{"name": "predictions", "units": 1000, "activation": "softmax"}]"#.into(),
         );
         m.insert("labels".into(), serde_json::to_string(&labels).unwrap());
-        m.insert("input_size".into(), "[299, 299]".into());
+        // `[height, width]`, as the converter writes it.
+        m.insert("input_size".into(), "[203, 171]".into());
     })
     .unwrap();
-    assert_eq!(weights.info.input_size, (299, 299));
+    assert_eq!(
+        weights.info.input_size,
+        xception_wgpu::Size {
+            width: 171,
+            height: 203
+        }
+    );
     let model = Xception::new(weights, BackendKind::Cpu).unwrap();
+    let photo = xception_wgpu::image::open("samples/cup.jpg").unwrap();
+    let prepared = model.prepare(&photo).unwrap();
+    assert_eq!((prepared.shape.width, prepared.shape.height), (171, 203));
     let input = Tensor::zeros(xception_wgpu::Shape::new(1, 80, 80, 3));
     let out = model.forward(&input).unwrap();
     assert_eq!(out.num_classes, 1000);
@@ -291,7 +301,11 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
     // Grad-CAM explains the logit before the softmax: through one linear layer its gradient
     // at the embedding is the class's kernel column.
     let class = 5;
-    let input = xception_wgpu::preprocess::load_image("samples/cup.jpg", Some((80, 80))).unwrap();
+    let input = xception_wgpu::preprocess::load_image(
+        "samples/cup.jpg",
+        Some(xception_wgpu::Size::new(80, 80)),
+    )
+    .unwrap();
     let (_, features) = model.forward_features(&input).unwrap();
     let evidence: Vec<f32> = features
         .data

@@ -205,7 +205,8 @@ impl Model {
     /// `(height, width)` images are resized to.
     #[getter]
     fn input_size(&self) -> (usize, usize) {
-        self.inner.info().input_size
+        let size = self.inner.info().input_size;
+        (size.height, size.width)
     }
 
     /// The backend and adapter the model runs on, e.g. `gpu (llvmpipe ..., Vulkan)`.

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 use xception_wgpu::bench::BenchCase;
 use xception_wgpu::profile::OpKind;
-use xception_wgpu::{BackendKind, Error};
+use xception_wgpu::{BackendKind, Error, Size};
 
 use crate::{parse_size, weights_path, Backend, ComputeArgs, Sizing};
 
@@ -63,7 +63,7 @@ fn bench_cases(sizes: &[String], batches: &[usize], runs: usize) -> Result<Vec<B
     let sizes = sizes
         .iter()
         .map(|text| match parse_size(text)? {
-            Sizing::Fixed { width, height } => Ok((width, height)),
+            Sizing::Fixed(size) => Ok(size),
             Sizing::Native => Err(Error::Argument("bench needs a fixed --size".into())),
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -105,7 +105,10 @@ fn bench(
         );
     }
     for r in &results {
-        let (w, h) = r.case.size;
+        let Size {
+            width: w,
+            height: h,
+        } = r.case.size;
         if json {
             let line = json!({
                 "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
@@ -141,7 +144,10 @@ fn print_profiles(
         let (backend, launches) =
             xception_wgpu::bench::profile(weights, compute.builder(backend), case)?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
-        let (w, h) = case.size;
+        let Size {
+            width: w,
+            height: h,
+        } = case.size;
         println!(
             "{backend}, {w}x{h}, batch {}: {total:.1} ms in {} steps (median of {} runs)",
             case.batch,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xception_wgpu::{preprocess, Error, Tensor, Xception};
+use xception_wgpu::{preprocess, Error, Size, Tensor, Xception};
 
 use super::inputs::is_image;
 use super::run::{progress_bar, report_failure};
@@ -111,7 +111,7 @@ pub fn scan(dir: &Path, min_classes: usize) -> Result<Dataset, Error> {
 
 /// Runs `model` on every image of `data`, resized to `target`, with a progress bar on a
 /// terminal; images that cannot be read or run are reported and left out.
-pub fn run(model: &Xception, data: &Dataset, target: (usize, usize)) -> Vec<Ran> {
+pub fn run(model: &Xception, data: &Dataset, target: Size) -> Vec<Ran> {
     let progress = progress_bar(data.images.len());
     let report = |path: &Path, e: &Error| progress.suspend(|| report_failure(path, e, false));
     let mut ran = Vec::new();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use xception_wgpu::image::DynamicImage;
-use xception_wgpu::{preprocess, Error, Xception};
+use xception_wgpu::{preprocess, Error, Size, Xception};
 
 use super::inputs;
 use super::run::{load, report_failure};
@@ -52,7 +52,7 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
 fn explain(
     model: &Xception,
     path: &Path,
-    target: Option<(usize, usize)>,
+    target: Option<Size>,
     class: Option<usize>,
     overlay: &Path,
 ) -> Result<(String, String), Error> {

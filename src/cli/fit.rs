@@ -67,8 +67,7 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
     check_writable(&args.output)?;
     let data = dataset::scan(&args.dir, 2)?;
     let model = args.model.load()?;
-    let (height, width) = model.info().input_size;
-    let ran = dataset::run(&model, &data, (width, height));
+    let ran = dataset::run(&model, &data, model.info().input_size);
     let all_used = ran.len() == data.images.len();
     for (class, label) in data.labels.iter().enumerate() {
         if !ran.iter().any(|r| data.images[r.image].1 == class) {
@@ -151,8 +150,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<bool, Error> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let (height, width) = model.info().input_size;
-    let ran = dataset::run(&model, &data, (width, height));
+    let ran = dataset::run(&model, &data, model.info().input_size);
     let pairs: Vec<(usize, usize)> = ran
         .iter()
         .map(|r| {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use xception_wgpu::gpu::{activation_element, largest_batch, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
-use xception_wgpu::{Error, Fallback, Weights};
+use xception_wgpu::{Error, Fallback, Size, Weights};
 
 use crate::{parse_size, ComputeArgs, Sizing};
 
@@ -95,7 +95,10 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
                 "  max_compute_workgroups_per_dimension {}",
                 limits.max_compute_workgroups_per_dimension
             );
-            let (h, w) = info.input_size;
+            let Size {
+                width: w,
+                height: h,
+            } = info.input_size;
             let shapes = graph.infer_shapes(1, h, w)?;
             let element = activation_element(precision, &context.device);
             let largest = shapes.iter().skip(1).map(|s| s.len()).max().unwrap_or(1);
@@ -122,10 +125,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
     if let Some(source) = &info.source {
         println!("  source: {source}");
     }
-    println!(
-        "  input size: {}x{} (WxH)",
-        info.input_size.1, info.input_size.0
-    );
+    println!("  input size: {} (WxH)", info.input_size);
     println!("  batchnorm epsilon: {}", info.bn_epsilon);
     let head: Vec<String> = info
         .head
@@ -167,8 +167,8 @@ fn thousands(n: u64) -> String {
 /// Prints every layer with its op, output shape, parameters and multiply-adds, and the totals.
 pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
     let loaded = Weights::load(weights)?;
-    let (height, width) = match size.map(parse_size).transpose()? {
-        Some(Sizing::Fixed { width, height }) => (height, width),
+    let Size { width, height } = match size.map(parse_size).transpose()? {
+        Some(Sizing::Fixed(size)) => size,
         Some(Sizing::Native) => return Err(Error::Argument("summary needs a fixed --size".into())),
         None => loaded.info.input_size,
     };

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::json;
 use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
-use xception_wgpu::{preprocess, Error, Outputs, Tensor, Xception};
+use xception_wgpu::{preprocess, Error, Outputs, Size, Tensor, Xception};
 
 use super::inputs;
 use crate::{parse_size, Common, Format, Sizing};
@@ -131,14 +131,13 @@ fn fits_natively(path: &Path, tensor: Tensor) -> Result<Tensor, Error> {
     })
 }
 
-/// The model `common` asks for, and the `(width, height)` images are resized to (`None`: each
-/// at its own size).
-pub fn load(common: &Common) -> Result<(Xception, Option<(usize, usize)>), Error> {
+/// The model `common` asks for, and the size images are resized to (`None`: each at its own
+/// size).
+pub fn load(common: &Common) -> Result<(Xception, Option<Size>), Error> {
     let requested = common.size.as_deref().map(parse_size).transpose()?;
     let model = common.model.load()?;
-    let (height, width) = model.info().input_size;
-    let target = match requested.unwrap_or(Sizing::Fixed { width, height }) {
-        Sizing::Fixed { width, height } => Some((width, height)),
+    let target = match requested.unwrap_or(Sizing::Fixed(model.info().input_size)) {
+        Sizing::Fixed(size) => Some(size),
         Sizing::Native => None,
     };
     Ok((model, target))

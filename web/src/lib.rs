@@ -115,7 +115,7 @@ impl Model {
     /// `[height, width]` that images are resized to.
     #[wasm_bindgen(getter, js_name = inputSize)]
     pub fn input_size(&self) -> Vec<u32> {
-        let (height, width) = self.inner.info().input_size;
+        let xception_wgpu::Size { width, height } = self.inner.info().input_size;
         vec![height as u32, width as u32]
     }
 
