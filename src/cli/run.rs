@@ -226,7 +226,7 @@ impl Printer {
         report_failure(path, error, self.format == Format::Json);
         if self.format == Format::Csv {
             let fields = std::iter::once(path.display().to_string())
-                .chain(std::iter::repeat(String::new()).take(self.columns - 2))
+                .chain(std::iter::repeat_n(String::new(), self.columns - 2))
                 .chain(std::iter::once(failure_message(path, error)));
             self.row(fields);
         }

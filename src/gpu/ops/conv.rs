@@ -151,7 +151,7 @@ impl ConvKernel {
     pub fn runs(self, geometry: ConvGeometry, in_channels: usize, out_channels: usize) -> bool {
         match self {
             ConvKernel::Portable => geometry.kernel == 1,
-            ConvKernel::Subgroup => in_channels % 4 == 0 && out_channels % 4 == 0,
+            ConvKernel::Subgroup => in_channels.is_multiple_of(4) && out_channels.is_multiple_of(4),
             ConvKernel::Direct
             | ConvKernel::Tiled
             | ConvKernel::TiledF16

@@ -40,7 +40,7 @@ impl DepthwiseKernel {
 
     /// Whether it can run `channels` channels (the vec4 variants need multiples of 4).
     pub const fn runs(self, channels: usize) -> bool {
-        matches!(self, DepthwiseKernel::Plain) || channels % 4 == 0
+        matches!(self, DepthwiseKernel::Plain) || channels.is_multiple_of(4)
     }
 }
 
