@@ -352,6 +352,12 @@ impl Graph {
         b.graph
     }
 
+    /// Floats of the largest activation among `shapes` (from [`Graph::infer_shapes`]; the
+    /// input excluded): what sizes a backend's activation buffers.
+    pub fn largest_activation(shapes: &[Shape]) -> usize {
+        shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0)
+    }
+
     /// The value holding the embedding (the last node's output).
     pub fn embedding(&self) -> ValueId {
         self.nodes.last().expect("graph has nodes").output

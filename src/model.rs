@@ -43,11 +43,11 @@ pub enum Fallback {
 }
 
 impl Fallback {
-    /// Why [`BackendKind::Auto`] would not run on this adapter (the only rule: software
-    /// adapters lose to the CPU backend), or `None` where it takes the GPU.
-    pub fn for_adapter(adapter: &wgpu::AdapterInfo, description: &str) -> Option<Fallback> {
-        (adapter.device_type == wgpu::DeviceType::Cpu)
-            .then(|| Fallback::SoftwareAdapter(description.to_string()))
+    /// Why [`BackendKind::Auto`] would not run on this device's adapter (the only rule:
+    /// software adapters lose to the CPU backend), or `None` where it takes the GPU.
+    pub fn for_adapter(context: &GpuContext) -> Option<Fallback> {
+        (context.adapter.device_type == wgpu::DeviceType::Cpu)
+            .then(|| Fallback::SoftwareAdapter(context.description()))
     }
 }
 
@@ -198,12 +198,10 @@ impl XceptionBuilder {
                 (self.gpu_backend(context, &weights).await?, None)
             }
             BackendKind::Auto => match self.gpu_context().await {
-                Ok(context) => {
-                    match Fallback::for_adapter(&context.adapter, &context.description()) {
-                        Some(why) => (self.cpu_backend(&weights)?, Some(why)),
-                        None => (self.gpu_backend(context, &weights).await?, None),
-                    }
-                }
+                Ok(context) => match Fallback::for_adapter(&context) {
+                    Some(why) => (self.cpu_backend(&weights)?, Some(why)),
+                    None => (self.gpu_backend(context, &weights).await?, None),
+                },
                 Err(Error::NoAdapter(why)) => {
                     (self.cpu_backend(&weights)?, Some(Fallback::NoAdapter(why)))
                 }

@@ -31,7 +31,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
         Ok(context) => {
             let limits = context.device.limits();
             println!("chosen: {}", context.description());
-            match Fallback::for_adapter(&context.adapter, &context.description()) {
+            match Fallback::for_adapter(&context) {
                 Some(why) => println!("--backend auto runs on the CPU: {why}"),
                 None => println!("--backend auto runs on this GPU"),
             }
@@ -101,7 +101,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             } = info.input_size;
             let shapes = graph.infer_shapes(1, h, w)?;
             let element = activation_element(precision, &context.device);
-            let largest = shapes.iter().skip(1).map(|s| s.len()).max().unwrap_or(1);
+            let largest = Graph::largest_activation(&shapes);
             println!(
                 "  largest batch per pass at {w}x{h}: {} (largest activation {} bytes per \
                  image, {element:?} activations)",

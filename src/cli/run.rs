@@ -114,7 +114,7 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
 fn fits_natively(path: &Path, tensor: Tensor) -> Result<Tensor, Error> {
     let s = tensor.shape;
     let shapes = Graph::xception().infer_shapes(1, s.height, s.width)?;
-    let largest = 4 * shapes.iter().map(|shape| shape.len()).max().unwrap_or(0);
+    let largest = 4 * Graph::largest_activation(&shapes);
     if largest <= MAX_NATIVE_ACTIVATION_BYTES {
         return Ok(tensor);
     }

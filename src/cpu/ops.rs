@@ -151,7 +151,8 @@ impl OutPtr {
 /// Each block packs the part of each matrix it reads, so one block per thread, cut across
 /// the longer side: splitting the rows makes every thread pack all of the weights
 /// (`k x n`), splitting the columns makes every thread pack all of the activations
-/// (`m x k`). Small products stay whole.
+/// (`m x k`) and gather or compute it (the patches; the depthwise half, 9 multiply-adds per
+/// value against the block's one per output column). Small products stay whole.
 fn block_shape(m: usize, n: usize, k: usize) -> (usize, usize) {
     const MIN_BLOCK_MACS: usize = 1 << 20;
     let blocks = (m * n * k / MIN_BLOCK_MACS).clamp(1, rayon::current_num_threads());
@@ -450,12 +451,17 @@ pub fn max_pool_add(x: &[f32], shape: Shape, padding: Padding, residual: &[f32],
         .enumerate()
         .for_each(|(row, (dst, residual))| {
             let (n, oy) = (row / out_h, row % out_h);
-            let rows: Vec<&[f32]> = (0..3)
-                .filter_map(|ky| (oy * 2 + ky).checked_sub(pad_top))
-                .filter(|&iy| iy < shape.height)
-                .map(|iy| &x[(n * shape.height + iy) * shape.width * c..][..shape.width * c])
-                .collect();
-            max_pool_row(&rows, pad_left, c, residual, dst);
+            // The window's one to three input rows (padded rows never win).
+            let mut rows: [&[f32]; 3] = [&[]; 3];
+            let mut count = 0;
+            for iy in (0..3).filter_map(|ky| (oy * 2 + ky).checked_sub(pad_top)) {
+                if iy < shape.height {
+                    rows[count] =
+                        &x[(n * shape.height + iy) * shape.width * c..][..shape.width * c];
+                    count += 1;
+                }
+            }
+            max_pool_row(&rows[..count], pad_left, c, residual, dst);
         });
 }
 

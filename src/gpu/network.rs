@@ -128,7 +128,7 @@ fn largest_batch_of(
     height: usize,
     width: usize,
 ) -> Result<usize> {
-    let per_image = (largest_activation(shapes_of_one) * element.bytes()) as u64;
+    let per_image = (Graph::largest_activation(shapes_of_one) * element.bytes()) as u64;
     let limits = context.device.limits();
     let limit = limits
         .max_storage_buffer_binding_size
@@ -143,11 +143,6 @@ fn largest_batch_of(
         )));
     }
     Ok(batch)
-}
-
-/// Floats of the largest activation (the input excluded).
-fn largest_activation(shapes: &[Shape]) -> usize {
-    shapes.iter().skip(1).map(Shape::len).max().unwrap_or(0)
 }
 
 /// Everything needed to run one input shape: buffers allocated once, launches recorded once.
@@ -451,7 +446,7 @@ impl GpuModel {
         // Activation buffers, all the size of the largest activation, reused once the value
         // they hold is dead. (Best-fit buffers of each value's own size fragment and took more
         // memory in total: 10.79 vs 10.12 MiB at 150x150; see BENCHMARKS.md.)
-        let largest = largest_activation(&shapes);
+        let largest = Graph::largest_activation(&shapes);
         let mut last_use = vec![0; shapes.len()];
         for (i, node) in self.graph.nodes.iter().enumerate() {
             for v in node.inputs() {
