@@ -11,6 +11,11 @@ Supported inputs
   (``layers/functional/layers/conv2d_1/vars/0`` is ``block1_conv2``), so the
   real Keras layer names are recovered by walking ``config.json`` in order.
   Optimizer state in the archive is ignored.
+* A Keras 3 weights-only ``.weights.h5`` file (``model.save_weights``, or
+  ``ModelCheckpoint(save_weights_only=True)``; the same layout as the archive's
+  ``model.weights.h5``) with the model's config: ``--config`` names a ``.keras``
+  archive or a JSON config (``model.to_json()``), or ``NAME.keras`` or
+  ``config.json`` lies beside ``NAME.weights.h5``.
 * A Keras 2 weights-only ``.h5`` file such as the stock
   ``xception_weights_tf_dim_ordering_tf_kernels.h5`` (1000-class ImageNet head
   in a layer called ``predictions``) or
@@ -328,7 +333,8 @@ def _layer_names(model_cfg):
             yield from _layer_names(cfg)
 
 
-def load_keras3(path):
+def _read_keras_archive(path):
+    """(config, metadata, model.weights.h5 bytes) of a ``.keras`` archive."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
@@ -343,23 +349,90 @@ def load_keras3(path):
             h5_bytes = zf.read("model.weights.h5")
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise ConvertError(f"{path}: the archive is damaged ({e})")
-    if config.get("class_name") not in ("Functional", "Sequential", "Model"):
-        raise ConvertError(f"{path}: top-level object is {config.get('class_name')}, expected a Keras model")
-    model_cfg = config["config"]
-    layer_names = set(_layer_names(model_cfg))
-    if not XCEPTION_LAYERS <= layer_names:
-        raise ConvertError(
-            f"{path}: not an Xception model (it has no {', '.join(sorted(XCEPTION_LAYERS - layer_names))} "
-            "layer); this converter reads Keras Applications' Xception and timm's legacy_xception"
-        )
+    return config, meta, h5_bytes
 
-    layers, bn_eps = [], []
+
+def _read_model_config(path):
+    """(config, metadata) from a ``.keras`` archive or a JSON model config.
+
+    The JSON may be what ``model.to_json()`` returns (or an archive's
+    ``config.json``), or the bare ``model.get_config()`` dictionary.
+    """
+    if zipfile.is_zipfile(path):
+        config, meta, _ = _read_keras_archive(path)
+        return config, meta
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except OSError as e:
+        raise ConvertError(f"{path}: cannot read the model config ({e.strerror})")
+    except ValueError as e:
+        raise ConvertError(f"{path}: not a .keras archive or a JSON model config ({e})")
+    if isinstance(config, dict) and "layers" in config and "class_name" not in config:
+        config = {"class_name": "Functional", "config": config}
+    return config, {}
+
+
+def is_keras3_weights_only(path):
+    """Whether ``path`` is what Keras 3's ``save_weights`` writes: variables, no architecture."""
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            return "layer_names" not in root.attrs and "layers" in f
+    except OSError:
+        return False
+
+
+def find_model_config(weights_path):
+    """The model config beside a Keras 3 weights-only file: ``NAME.keras`` for
+    ``NAME.weights.h5`` (or ``NAME.h5``), else ``config.json`` in its folder."""
+    folder, base = os.path.split(os.path.abspath(weights_path))
+    stem = re.sub(r"(\.weights)?\.h5$", "", base)
+    for candidate in (os.path.join(folder, stem + ".keras"), os.path.join(folder, "config.json")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_keras3(path):
+    """A Keras 3 ``.keras`` archive."""
+    config, meta, h5_bytes = _read_keras_archive(path)
     try:
         weights_file = h5py.File(io.BytesIO(h5_bytes), "r")
     except OSError as e:
         raise ConvertError(f"{path}: model.weights.h5 inside the archive is damaged or truncated ({e})")
-    with weights_file as f:
-        _walk_keras3(model_cfg, f, "", layers, bn_eps)
+    version = meta.get("keras_version")
+    source = os.path.basename(path) + (f" (Keras {version} .keras archive)" if version else " (Keras .keras archive)")
+    return _load_keras3_model(path, config, weights_file, source)
+
+
+def load_keras3_weights(path, config_path):
+    """A Keras 3 weights-only file (``save_weights``) with the model config in ``config_path``."""
+    config, _ = _read_model_config(config_path)
+    try:
+        weights_file = h5py.File(path, "r")
+    except OSError as e:
+        raise ConvertError(f"{path}: cannot open as HDF5 ({e})")
+    source = f"{os.path.basename(path)} (Keras 3 weights, config from {os.path.basename(config_path)})"
+    return _load_keras3_model(config_path, config, weights_file, source)
+
+
+def _load_keras3_model(config_path, config, weights_file, source):
+    """Read an Xception from a Keras 3 model config and its open weights file (closed here)."""
+    with weights_file:
+        if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Sequential", "Model"):
+            found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+            raise ConvertError(f"{config_path}: top-level object is {found}, expected a Keras model")
+        model_cfg = config["config"]
+        layer_names = set(_layer_names(model_cfg))
+        if not XCEPTION_LAYERS <= layer_names:
+            raise ConvertError(
+                f"{config_path}: not an Xception model (it has no "
+                f"{', '.join(sorted(XCEPTION_LAYERS - layer_names))} layer); this converter reads "
+                "Keras Applications' Xception and timm's legacy_xception"
+            )
+        layers, bn_eps = [], []
+        _walk_keras3(model_cfg, weights_file, "", layers, bn_eps)
 
     # epsilon check: one epsilon for all 40 BNs (keras.applications uses 1e-3)
     if len(bn_eps) != 40:
@@ -389,8 +462,6 @@ def load_keras3(path):
                 input_size = _input_size_from_config(layer["config"])
                 if input_size:
                     break
-    version = meta.get("keras_version")
-    source = os.path.basename(path) + (f" (Keras {version} .keras archive)" if version else " (Keras .keras archive)")
     return plain, head, input_size, source, eps
 
 
@@ -410,13 +481,6 @@ def load_keras2_h5(path, head_activations=None):
         raise ConvertError(f"{path}: cannot open as HDF5 ({e})")
     with f:
         root = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in root.attrs and "layers" in f:
-            raise ConvertError(
-                f"{path}: a Keras 3 weights-only file (model.save_weights, or ModelCheckpoint with "
-                "save_weights_only=True), which holds no architecture. In Keras, build the same "
-                "model, call model.load_weights(this file) and model.save('model.keras'), then "
-                "convert model.keras"
-            )
         if "layer_names" not in root.attrs:
             raise ConvertError(
                 f"{path}: no 'layer_names' attribute; not a Keras 2 weights file "
@@ -782,15 +846,26 @@ def convert(
     input_size=None,
     head_activations=None,
     bn_epsilon=None,
+    config_path=None,
 ):
     """Convert ``input_path`` and write ``output_path``.
 
     Returns (written_tensors, metadata, source_tensors); source tensors keep the
     checkpoint's own dtype (float32) and the canonical names. ``bn_epsilon``
-    overrides the batch-norm epsilon taken from the source.
+    overrides the batch-norm epsilon taken from the source. ``config_path`` (a
+    ``.keras`` archive or a JSON model config) gives the architecture of a Keras 3
+    weights-only file; without it one is looked for beside the file
+    (``find_model_config``).
     """
     if not os.path.exists(input_path):
         raise ConvertError(f"input file not found: {input_path}")
+    if config_path is not None and not os.path.exists(config_path):
+        raise ConvertError(f"--config: file not found: {config_path}")
+    keras3_weights = h5py.is_hdf5(input_path) and is_keras3_weights_only(input_path)
+    if config_path is not None and not keras3_weights:
+        raise ConvertError(
+            f"--config applies only to a Keras 3 weights-only file (.weights.h5); {input_path} is not one"
+        )
     # timm pools with MaxPool2d(3, 2, padding=1); Keras pads 'same' (the runtime's default).
     pool_padding = None
     if _is_safetensors(input_path) or _is_torch_file(input_path):
@@ -800,6 +875,20 @@ def convert(
         if head_activations is not None:
             raise ConvertError("--head-activations does not apply to .keras archives (they store activations)")
         layers, head, cfg_size, source, eps = load_keras3(input_path)
+    elif keras3_weights:
+        config_path = config_path or find_model_config(input_path)
+        if config_path is None:
+            raise ConvertError(
+                f"{input_path}: a Keras 3 weights-only file (model.save_weights, or ModelCheckpoint "
+                "with save_weights_only=True), which holds no architecture. Give the model's config "
+                "with --config MODEL.keras or --config config.json (what model.to_json() returns), or "
+                "put NAME.keras or config.json beside the file. Or, in Keras, build the same model, "
+                "call model.load_weights(this file) and model.save('model.keras'), then convert "
+                "model.keras"
+            )
+        if head_activations is not None:
+            raise ConvertError("--head-activations does not apply to Keras 3 files (their config stores activations)")
+        layers, head, cfg_size, source, eps = load_keras3_weights(input_path, config_path)
     elif h5py.is_hdf5(input_path):
         layers, head, cfg_size, source, eps = load_keras2_h5(input_path, head_activations)
     else:
@@ -912,13 +1001,14 @@ def _summary(tensors, metadata, output_path, reference):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="Convert an Xception checkpoint (Keras .keras archive, Keras 2 weights .h5, or timm "
+        description="Convert an Xception checkpoint (Keras .keras archive or Keras 3 .weights.h5 with its "
+        "config, Keras 2 weights .h5, or timm "
         "legacy_xception model.safetensors / .pth / .bin state dict) to safetensors.",
         epilog="Tensor names: <keras_layer>.<variable>; Keras layouts are kept. See weights/README.md.",
     )
     p.add_argument(
         "input",
-        help="Keras 3 .keras archive, Keras 2 weights .h5 file, or timm legacy_xception state dict "
+        help="Keras 3 .keras archive or .weights.h5 file, Keras 2 weights .h5 file, or timm legacy_xception state dict "
         "(model.safetensors, or .pth/.bin, which needs torch)",
     )
     p.add_argument("-o", "--output", help="output .safetensors path (default: input name with .safetensors)")
@@ -947,6 +1037,12 @@ def main(argv=None):
         help="batch-norm epsilon written to the metadata (default: from the source; "
         "0.001 for Keras files, 1e-05 for timm/PyTorch)",
     )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="for a Keras 3 weights-only file (.weights.h5): the model's .keras archive or JSON config "
+        "(default: NAME.keras or config.json beside it)",
+    )
     args = p.parse_args(argv)
 
     acts = None
@@ -960,7 +1056,7 @@ def main(argv=None):
         p.error("output path equals input path")
     try:
         tensors, metadata, source = convert(
-            args.input, output, args.dtype, args.labels, args.input_size, acts, args.bn_epsilon
+            args.input, output, args.dtype, args.labels, args.input_size, acts, args.bn_epsilon, args.config
         )
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -719,11 +719,145 @@ def test_rescaling_is_accepted_only_as_the_runtimes_preprocessing():
         walk([0.1, 0.2, 0.3], 0.0)
 
 
-def test_keras3_weights_only_file_explains_how_to_convert(tmp_path, capsys):
+def test_keras3_weights_only_file_without_a_config_explains_how_to_convert(tmp_path, capsys):
     path = tmp_path / "checkpoint.weights.h5"
     with h5py.File(path, "w") as f:  # the layout Keras 3's save_weights writes
         f.create_group("layers").create_group("dense").create_group("vars")
         f.create_group("optimizer")
     assert convert.main([str(path), "-o", str(tmp_path / "c.safetensors")]) == 1
     err = capsys.readouterr().err
-    assert "a Keras 3 weights-only file" in err and "model.save('model.keras')" in err, err
+    assert "a Keras 3 weights-only file" in err and "--config MODEL.keras" in err, err
+    assert "model.save('model.keras')" in err, err
+
+
+# --------------------------------------------------------------------------
+# Keras 3: .keras archives and weights-only .weights.h5 files
+# --------------------------------------------------------------------------
+
+
+def _keras3_class(vars_):
+    names = [v for v, _ in vars_]
+    if "depthwise_kernel" in names:
+        return "SeparableConv2D"
+    if "gamma" in names:
+        return "BatchNormalization"
+    return "Conv2D"
+
+
+def write_keras3(folder, seed=0):
+    """A fine-tuned Keras 3 model as Keras 3.3 saves it: the Xception backbone nested in a
+    Functional with GAP -> Dense(100, relu) -> Dropout -> Dense(6).
+
+    Writes ``folder/config.json`` (``model.to_json()``), ``folder/ckpt.weights.h5``
+    (``model.save_weights``: variables under class-counter names such as
+    ``layers/functional/layers/conv2d_1/vars/0``) and ``folder/ckpt.keras`` (the archive of
+    both); returns {canonical_name: array}.
+    """
+    rng = np.random.default_rng(seed)
+    expected = {}
+    backbone = [{"class_name": "InputLayer", "config": {"name": "input_layer", "batch_shape": [None, 150, 150, 3]}}]
+    head = [("dense", 100, "relu"), ("dense_1", 6, "linear")]
+    with h5py.File(folder / "ckpt.weights.h5", "w") as f:
+        inner = f.create_group("layers").create_group("functional").create_group("layers")
+        counters = {}
+        for layer, vars_ in _layers_from_spec():
+            cls = _keras3_class(vars_)
+            cfg = {"name": layer, "use_bias": False}
+            if cls == "BatchNormalization":
+                cfg = {"name": layer, "epsilon": 0.001}
+            backbone.append({"class_name": cls, "config": cfg})
+            key = convert._snake(cls)
+            k = counters.get(key, 0)
+            counters[key] = k + 1
+            stored = inner.create_group(key if k == 0 else f"{key}_{k}").create_group("vars")
+            for i, (v, shape) in enumerate(vars_):
+                arr = rng.standard_normal(shape).astype(np.float32)
+                if v == "moving_variance":
+                    arr = np.abs(arr) + 0.5
+                stored.create_dataset(str(i), data=arr)
+                expected[f"{layer}.{v}"] = arr
+        fan_in = 2048
+        for name, units, _ in head:
+            stored = f["layers"].create_group(name).create_group("vars")
+            for i, (v, shape) in enumerate([("kernel", (fan_in, units)), ("bias", (units,))]):
+                arr = rng.standard_normal(shape).astype(np.float32)
+                stored.create_dataset(str(i), data=arr)
+                expected[f"{name}.{v}"] = arr
+            fan_in = units
+        f.create_group("optimizer")
+        f.create_group("vars")
+    layers = [
+        {"class_name": "InputLayer", "config": {"name": "input_layer_1", "batch_shape": [None, 150, 150, 3]}},
+        {"class_name": "Functional", "config": {"name": "xception", "layers": backbone}},
+        {"class_name": "GlobalAveragePooling2D", "config": {"name": "global_average_pooling2d"}},
+    ]
+    for name, units, activation in head:
+        layers.append({"class_name": "Dense", "config": {"name": name, "units": units, "activation": activation}})
+        if name == "dense":
+            layers.append({"class_name": "Dropout", "config": {"name": "dropout", "rate": 0.2}})
+    config = {"module": "keras.src.models.functional", "class_name": "Functional",
+              "config": {"name": "functional_1", "layers": layers}}
+    (folder / "config.json").write_text(json.dumps(config))
+    with zipfile.ZipFile(folder / "ckpt.keras", "w") as zf:
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.3.3"}))
+        zf.writestr("config.json", json.dumps(config))
+        zf.write(folder / "ckpt.weights.h5", "model.weights.h5")
+    return expected
+
+
+def _assert_converted(out, expected):
+    got = load_file(out)
+    assert set(got) == set(expected)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    meta = _metadata(out)
+    assert meta["input_size"] == "[150, 150]" and meta["bn_epsilon"] == "0.001"
+    assert json.loads(meta["head"]) == [
+        {"name": "dense", "units": 100, "activation": "relu"},
+        {"name": "dense_1", "units": 6, "activation": "linear"},
+    ]
+    assert json.loads(meta["labels"]) == ["cup", "fork", "glass", "knife", "plate", "spoon"]
+    return meta
+
+
+def test_keras3_archive_roundtrip(tmp_path):
+    expected = write_keras3(tmp_path)
+    out = tmp_path / "archive.safetensors"
+    assert convert.main([str(tmp_path / "ckpt.keras"), "-o", str(out), "--dtype", "float32"]) == 0
+    assert _assert_converted(out, expected)["source"] == "ckpt.keras (Keras 3.3.3 .keras archive)"
+
+
+def test_keras3_weights_file_takes_its_config_from_beside_it_or_from_config(tmp_path, capsys):
+    expected = write_keras3(tmp_path)
+    weights = str(tmp_path / "ckpt.weights.h5")
+    out = str(tmp_path / "w.safetensors")
+
+    # NAME.keras beside NAME.weights.h5 comes first, then config.json
+    assert convert.main([weights, "-o", out, "--dtype", "float32"]) == 0
+    assert _assert_converted(out, expected)["source"] == "ckpt.weights.h5 (Keras 3 weights, config from ckpt.keras)"
+    (tmp_path / "ckpt.keras").rename(tmp_path / "elsewhere.keras")
+    assert convert.main([weights, "-o", out, "--dtype", "float32"]) == 0
+    assert _assert_converted(out, expected)["source"] == "ckpt.weights.h5 (Keras 3 weights, config from config.json)"
+
+    # --config: a .keras archive, or model.get_config() as JSON
+    (tmp_path / "config.json").rename(tmp_path / "to_json.json")
+    assert convert.main([weights, "-o", out, "--dtype", "float32", "--config", str(tmp_path / "elsewhere.keras")]) == 0
+    _assert_converted(out, expected)
+    bare = json.loads((tmp_path / "to_json.json").read_text())["config"]
+    (tmp_path / "get_config.json").write_text(json.dumps(bare))
+    assert convert.main([weights, "-o", out, "--dtype", "float32", "--config", str(tmp_path / "get_config.json")]) == 0
+    _assert_converted(out, expected)
+    capsys.readouterr()
+
+    # a config that is not JSON, one of another model, and --config on a file that needs none
+    (tmp_path / "bad.json").write_text("{not json")
+    assert convert.main([weights, "-o", out, "--config", str(tmp_path / "bad.json")]) == 1
+    assert "bad.json: not a .keras archive or a JSON model config" in capsys.readouterr().err
+    resnet = {"class_name": "Functional", "config": {"layers": [{"class_name": "Conv2D", "config": {"name": "conv1_conv"}}]}}
+    (tmp_path / "resnet.json").write_text(json.dumps(resnet))
+    assert convert.main([weights, "-o", out, "--config", str(tmp_path / "resnet.json")]) == 1
+    assert "resnet.json: not an Xception model" in capsys.readouterr().err
+    keras2 = tmp_path / "keras2.h5"
+    write_keras2_h5(keras2, with_top=False)
+    assert convert.main([str(keras2), "-o", out, "--config", str(tmp_path / "get_config.json")]) == 1
+    assert "--config applies only to a Keras 3 weights-only file" in capsys.readouterr().err
