@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use xception_wgpu::gpu::KernelCache;
 use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
     BackendKind, Error, Fallback, KernelChoice, Precision, Size, Weights, Xception, XceptionBuilder,
@@ -217,7 +218,11 @@ impl ComputeArgs {
         if let Some(dir) = pipeline_cache_dir() {
             builder = builder.pipeline_cache(dir);
         }
-        builder
+        builder.on_compile(|cache| {
+            if cache == KernelCache::Cold {
+                eprintln!("compiling GPU kernels (first run only)…");
+            }
+        })
     }
 }
 

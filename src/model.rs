@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 use crate::explain::{self, Heatmap};
 use image::DynamicImage;
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::KernelCache;
 use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, Precision};
 use crate::outputs::Outputs;
 use crate::preprocess;
@@ -131,6 +133,19 @@ pub struct XceptionBuilder {
     pipeline_cache: Option<PathBuf>,
     #[cfg(not(target_arch = "wasm32"))]
     head: Option<PathBuf>,
+    #[cfg(not(target_arch = "wasm32"))]
+    on_compile: Option<CompileObserver>,
+}
+
+/// What [`XceptionBuilder::on_compile`] was given.
+#[cfg(not(target_arch = "wasm32"))]
+struct CompileObserver(Box<dyn FnOnce(KernelCache) + Send>);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl std::fmt::Debug for CompileObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileObserver")
+    }
 }
 
 impl XceptionBuilder {
@@ -233,12 +248,21 @@ impl XceptionBuilder {
     }
 
     /// The GPU backend on `context`.
-    async fn gpu_backend(&self, context: GpuContext, weights: &Arc<Weights>) -> Result<Backend> {
+    async fn gpu_backend(
+        &mut self,
+        context: GpuContext,
+        weights: &Arc<Weights>,
+    ) -> Result<Backend> {
         #[allow(unused_mut)]
         let mut context = context;
         #[cfg(not(target_arch = "wasm32"))]
-        if let Some(dir) = &self.pipeline_cache {
-            context = context.with_pipeline_cache(dir);
+        {
+            if let Some(dir) = &self.pipeline_cache {
+                context = context.with_pipeline_cache(dir);
+            }
+            if let Some(CompileObserver(observer)) = self.on_compile.take() {
+                observer(context.kernel_cache());
+            }
         }
         let mut gpu =
             GpuModel::new_async(context, weights.clone(), self.precision, self.conv_kernel).await?;
@@ -256,6 +280,14 @@ impl XceptionBuilder {
     /// wgpu support it (Vulkan), so a second start compiles less. Off by default.
     pub fn pipeline_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.pipeline_cache = Some(dir.into());
+        self
+    }
+
+    /// Calls `observer` once, just before a GPU model compiles its kernels (while it loads),
+    /// with whether they come out of the pipeline cache: where they do not, loading takes
+    /// seconds, which a command-line tool may want to explain. Not called on the CPU backends.
+    pub fn on_compile(mut self, observer: impl FnOnce(KernelCache) + Send + 'static) -> Self {
+        self.on_compile = Some(CompileObserver(Box::new(observer)));
         self
     }
 

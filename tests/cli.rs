@@ -287,6 +287,31 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A GPU run with an empty pipeline cache says on stderr that it compiles the kernels (which
+/// takes seconds on a first run); the next run, which finds them cached, and CPU runs do not.
+#[test]
+fn a_first_gpu_run_says_it_compiles_its_kernels_and_the_next_does_not() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("first-run-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let run = |backend: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+            .args(["classify", "--top", "1", "--backend", backend])
+            .arg(&samples()[0])
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": cup ("));
+        stderr
+    };
+    const NOTICE: &str = "compiling GPU kernels (first run only)";
+    assert!(!run("cpu").contains(NOTICE));
+    assert!(run("gpu").contains(NOTICE));
+    let second = run("gpu");
+    assert!(!second.contains(NOTICE), "{second}");
+}
+
 #[test]
 fn folders_and_stdin_lists_expand_to_their_images() {
     let samples_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");

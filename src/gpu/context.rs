@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 #[cfg(not(target_arch = "wasm32"))]
-use super::PipelineCacheFile;
+use super::{KernelCache, PipelineCacheFile};
 use crate::error::{Error, Result};
 
 /// A wgpu device and queue, with what is known about the adapter behind them.
@@ -176,6 +176,14 @@ impl GpuContext {
     pub fn with_pipeline_cache(mut self, dir: &Path) -> Self {
         self.pipeline_cache = PipelineCacheFile::open(&self.device, dir).map(Arc::new);
         self
+    }
+
+    /// Whether the kernels will come out of a cache an earlier run kept.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn kernel_cache(&self) -> KernelCache {
+        self.pipeline_cache
+            .as_deref()
+            .map_or(KernelCache::Off, PipelineCacheFile::state)
     }
 
     /// The wgpu pipeline cache to create pipelines through, if one is kept.

@@ -21,4 +21,4 @@ pub use ops::{
     GemmWeights, KernelChoice, Precision, WeightPrep,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use pipeline_cache::PipelineCacheFile;
+pub use pipeline_cache::{KernelCache, PipelineCacheFile};

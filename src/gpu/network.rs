@@ -14,7 +14,7 @@ use super::ops::{
     Precision, WeightPrep,
 };
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM};
+use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM, MIN_INPUT_SIZE};
 use crate::outputs::Outputs;
 use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::{Shape, Tensor};
@@ -294,7 +294,7 @@ impl GpuModel {
             })
             .await?;
         context.wait()?;
-        Ok(Self {
+        let model = Self {
             pool_padding: weights.info.pool_padding,
             num_classes: weights.info.num_classes(),
             context,
@@ -305,7 +305,22 @@ impl GpuModel {
             head,
             batch_limit: None,
             plans: Mutex::new(HashMap::new()),
-        })
+        };
+        model.compile_kernels().await?;
+        Ok(model)
+    }
+
+    /// Creates every pipeline the network launches now, rather than in the first forward pass,
+    /// by building (and dropping) a plan for one image of the smallest size; the pipeline
+    /// cache, if one is kept, then holds them all.
+    async fn compile_kernels(&self) -> Result<()> {
+        self.context
+            .checked("compiling the GPU kernels", || {
+                self.build_plan(1, MIN_INPUT_SIZE, MIN_INPUT_SIZE)
+            })
+            .await??;
+        self.context.save_pipeline_cache();
+        Ok(())
     }
 
     /// The kernel variant each convolution of the network would get on `context`'s adapter for

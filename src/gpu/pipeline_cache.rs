@@ -9,6 +9,21 @@ use std::path::{Path, PathBuf};
 pub struct PipelineCacheFile {
     cache: wgpu::PipelineCache,
     path: PathBuf,
+    state: KernelCache,
+}
+
+/// Whether a GPU model's kernels come out of a pipeline cache an earlier run kept, which
+/// decides whether loading compiles them (seconds on a first run) or mostly not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCache {
+    /// An earlier run's cache was found.
+    Warm,
+    /// A cache is kept but holds nothing yet: the kernels compile now and are kept for the
+    /// next run (a first run).
+    Cold,
+    /// No cache is kept (none was asked for, or wgpu has none for this backend): the kernels
+    /// compile at every start, unless the driver keeps its own cache.
+    Off,
 }
 
 impl PipelineCacheFile {
@@ -21,7 +36,12 @@ impl PipelineCacheFile {
         }
         let key = wgpu::util::pipeline_cache_key(&device.adapter_info())?;
         let path = dir.join(key);
-        let data = std::fs::read(&path).ok();
+        let data = std::fs::read(&path).ok().filter(|data| !data.is_empty());
+        let state = if data.is_some() {
+            KernelCache::Warm
+        } else {
+            KernelCache::Cold
+        };
         // SAFETY: the file is only ever written by `save` from `PipelineCache::get_data` for an
         // adapter with the same cache key, and `fallback` makes wgpu discard data that fails
         // its header check (another wgpu version, driver or device) instead of using it.
@@ -32,7 +52,12 @@ impl PipelineCacheFile {
                 fallback: true,
             })
         };
-        Some(Self { cache, path })
+        Some(Self { cache, path, state })
+    }
+
+    /// Whether an earlier run's data was found when the cache was opened.
+    pub fn state(&self) -> KernelCache {
+        self.state
     }
 
     /// The cache to create pipelines with.
