@@ -17,7 +17,7 @@ use crate::preprocess;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::profile::LaunchTiming;
 use crate::reference::ReferenceModel;
-use crate::tensor::Tensor;
+use crate::tensor::{Size, Tensor};
 use crate::weights::{ModelInfo, Weights};
 
 /// Which implementation runs the network.
@@ -31,6 +31,8 @@ pub enum BackendKind {
     Reference,
     /// A hardware GPU where one is usable, else the fast CPU backend, which beats software
     /// adapters such as llvmpipe/lavapipe or SwiftShader ([`Xception::fallback`] says why).
+    /// On a device the host hands in, that device, whatever its kind. Either way, inputs too
+    /// large for the GPU's buffers run on the CPU backend ([`Xception::fallback_for`]).
     Auto,
 }
 
@@ -42,6 +44,9 @@ pub enum Fallback {
     /// The adapter is a software rasteriser running on the CPU (llvmpipe/lavapipe,
     /// SwiftShader), slower than the CPU backend; its description.
     SoftwareAdapter(String),
+    /// Only for one input size, on a model that runs on a GPU: an image of that size does not
+    /// fit the GPU's buffers (what was too large, and the limit), so it runs on the CPU.
+    InputTooLarge(String),
 }
 
 impl Fallback {
@@ -62,6 +67,7 @@ impl std::fmt::Display for Fallback {
                 "the GPU adapter, {adapter}, is a software one, slower than the CPU backend \
                  (ask for the gpu backend to use it anyway)"
             ),
+            Fallback::InputTooLarge(why) => write!(f, "{why}"),
         }
     }
 }
@@ -98,6 +104,35 @@ pub struct Xception {
     backend: Backend,
     /// Why [`BackendKind::Auto`] runs on the CPU, if it does.
     fallback: Option<Fallback>,
+    /// For [`BackendKind::Auto`] on a GPU: the CPU backend for inputs too large for the GPU.
+    spare_cpu: Option<SpareCpu>,
+}
+
+/// A CPU backend made on first need, for inputs the GPU of an [`BackendKind::Auto`] model
+/// cannot hold.
+#[derive(Debug)]
+struct SpareCpu {
+    threads: Option<usize>,
+    model: std::sync::OnceLock<CpuModel>,
+}
+
+impl SpareCpu {
+    fn get(&self, weights: &Arc<Weights>) -> Result<&CpuModel> {
+        if let Some(model) = self.model.get() {
+            return Ok(model);
+        }
+        let model = cpu_model(weights, self.threads)?;
+        Ok(self.model.get_or_init(|| model))
+    }
+}
+
+/// The fast CPU backend over `weights`, on a thread pool of its own if `threads` says so.
+fn cpu_model(weights: &Arc<Weights>, threads: Option<usize>) -> Result<CpuModel> {
+    let cpu = CpuModel::new(weights.clone());
+    match threads {
+        Some(threads) => cpu.with_threads(threads),
+        None => Ok(cpu),
+    }
 }
 
 #[derive(Debug)]
@@ -155,7 +190,9 @@ impl XceptionBuilder {
         self
     }
 
-    /// Runs on a device and queue the host application owns; implies the GPU backend.
+    /// Runs on a device and queue the host application owns; implies the GPU backend (call
+    /// [`XceptionBuilder::backend`] with [`BackendKind::Auto`] after this to run inputs too
+    /// large for the device on the CPU instead).
     pub fn device(mut self, device: wgpu::Device, queue: wgpu::Queue) -> Self {
         self.device = Some((device, queue));
         self.backend = Some(BackendKind::Gpu);
@@ -202,6 +239,7 @@ impl XceptionBuilder {
     /// `Arc`) without blocking.
     pub async fn build_async(mut self, weights: impl Into<Arc<Weights>>) -> Result<Xception> {
         let weights = weights.into();
+        let host_device = self.device.is_some();
         let (backend, fallback) = match self.backend.unwrap_or(BackendKind::Gpu) {
             BackendKind::Reference => (
                 Backend::Reference(ReferenceModel::new(weights.clone())),
@@ -213,7 +251,7 @@ impl XceptionBuilder {
                 (self.gpu_backend(context, &weights).await?, None)
             }
             BackendKind::Auto => match self.gpu_context().await {
-                Ok(context) => match Fallback::for_adapter(&context) {
+                Ok(context) => match Fallback::for_adapter(&context).filter(|_| !host_device) {
                     Some(why) => (self.cpu_backend(&weights)?, Some(why)),
                     None => (self.gpu_backend(context, &weights).await?, None),
                 },
@@ -223,20 +261,23 @@ impl XceptionBuilder {
                 Err(other) => return Err(other),
             },
         };
+        let spare_cpu = (self.backend == Some(BackendKind::Auto)
+            && matches!(backend, Backend::Gpu(_)))
+        .then(|| SpareCpu {
+            threads: self.cpu_threads,
+            model: std::sync::OnceLock::new(),
+        });
         Ok(Xception {
             weights,
             backend,
             fallback,
+            spare_cpu,
         })
     }
 
     /// The fast CPU backend, on its own thread pool if one was asked for.
     fn cpu_backend(&self, weights: &Arc<Weights>) -> Result<Backend> {
-        let cpu = CpuModel::new(weights.clone());
-        Ok(Backend::Cpu(match self.cpu_threads {
-            Some(threads) => cpu.with_threads(threads)?,
-            None => cpu,
-        }))
+        cpu_model(weights, self.cpu_threads).map(Backend::Cpu)
     }
 
     /// The GPU device: the host's if one was given, else one opened here.
@@ -368,6 +409,22 @@ impl Xception {
         self.fallback.as_ref()
     }
 
+    /// Why images of `size` run on the CPU rather than where the model was asked to run:
+    /// [`Xception::fallback`], or, on a [`BackendKind::Auto`] model running on a GPU,
+    /// [`Fallback::InputTooLarge`] where one image of that size does not fit the GPU's
+    /// buffers; `None` when they run on the model's backend (or fail there).
+    pub fn fallback_for(&self, size: Size) -> Option<Fallback> {
+        if let Some(fallback) = &self.fallback {
+            return Some(fallback.clone());
+        }
+        match (&self.backend, &self.spare_cpu) {
+            (Backend::Gpu(gpu), Some(_)) => gpu
+                .too_large(size.height, size.width)
+                .map(Fallback::InputTooLarge),
+            _ => None,
+        }
+    }
+
     /// What the weights file says about the model (input size, labels, head).
     pub fn info(&self) -> &ModelInfo {
         &self.weights.info
@@ -421,7 +478,10 @@ impl Xception {
         match &self.backend {
             Backend::Reference(reference) => reference.forward(input),
             Backend::Cpu(cpu) => cpu.forward(input),
-            Backend::Gpu(gpu) => gpu.forward_async(input).await,
+            Backend::Gpu(gpu) => match self.cpu_instead(gpu, input)? {
+                Some(cpu) => cpu.forward(input),
+                None => gpu.forward_async(input).await,
+            },
         }
     }
 
@@ -432,7 +492,25 @@ impl Xception {
         match &self.backend {
             Backend::Reference(reference) => reference.forward_features(input),
             Backend::Cpu(cpu) => cpu.forward_features(input),
-            Backend::Gpu(gpu) => gpu.forward_features_async(input).await,
+            Backend::Gpu(gpu) => match self.cpu_instead(gpu, input)? {
+                Some(cpu) => cpu.forward_features(input),
+                None => gpu.forward_features_async(input).await,
+            },
+        }
+    }
+
+    /// The CPU backend that runs `input` instead of `gpu`, on a [`BackendKind::Auto`] model
+    /// whose GPU cannot hold one image of its size.
+    fn cpu_instead(&self, gpu: &GpuModel, input: &Tensor) -> Result<Option<&CpuModel>> {
+        match &self.spare_cpu {
+            Some(spare)
+                if gpu
+                    .too_large(input.shape.height, input.shape.width)
+                    .is_some() =>
+            {
+                spare.get(&self.weights).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 

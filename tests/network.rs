@@ -14,7 +14,7 @@ use common::max_abs_diff;
 use safetensors::SafeTensors;
 use xception_wgpu::gpu::{ConvKernel, DepthwiseKernel, GpuModel, GpuOps, KernelChoice, Precision};
 use xception_wgpu::graph::Padding;
-use xception_wgpu::{preprocess, BackendKind, Fallback, Tensor, Weights, Xception};
+use xception_wgpu::{preprocess, BackendKind, Fallback, Size, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
 
@@ -533,6 +533,108 @@ fn auto_takes_a_hardware_gpu_and_prefers_the_cpu_to_a_software_one() {
         assert_eq!(model.fallback(), None);
         assert!(model.backend_description().starts_with("gpu ("));
     }
+}
+
+/// A device on the test adapter whose storage buffers hold at most `bytes` (as on a GPU with
+/// small limits), with the adapter's features.
+fn device_with_buffer_limit(bytes: u64) -> (wgpu::Device, wgpu::Queue) {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("the test adapter");
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: bytes,
+        max_buffer_size: bytes,
+        ..adapter.limits()
+    };
+    let features = adapter.features()
+        & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY);
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: features,
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("a device with smaller limits")
+}
+
+/// On a GPU whose buffers cannot hold an input, `auto` runs that input on the CPU backend and
+/// says so ([`Xception::fallback_for`]), while inputs that fit stay on the GPU; `gpu` fails on
+/// it, naming the limit. A device too small for the weights themselves fails to load, cleanly.
+#[test]
+fn auto_runs_inputs_too_large_for_the_gpu_on_the_cpu() {
+    // The largest weight (block14_sepconv2's pointwise kernel) takes 12 MiB in float32, the
+    // largest activation at 299x299 (147x147x128) 10.6 MiB, at 400x400 (197x197x128) 18.9 MiB.
+    const LIMIT: u64 = 16 << 20;
+    let (device, queue) = device_with_buffer_limit(LIMIT);
+    let auto = Xception::builder()
+        .device(device, queue)
+        .backend(BackendKind::Auto)
+        .build(weights())
+        .unwrap();
+    assert!(auto.backend_description().starts_with("gpu ("));
+    let fits = goldens()
+        .iter()
+        .find(|g| g.input.shape.height == 299)
+        .unwrap();
+    let large = Size {
+        width: 400,
+        height: 400,
+    };
+    let cup = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/cup.jpg");
+    let too_large = preprocess::load_image(cup, Some(large)).unwrap();
+    assert_eq!(auto.fallback(), None);
+    assert_eq!(
+        auto.fallback_for(Size {
+            width: 299,
+            height: 299
+        }),
+        None
+    );
+    match auto.fallback_for(large) {
+        Some(Fallback::InputTooLarge(why)) => assert!(
+            why.contains("400x400") && why.contains(&LIMIT.to_string()),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // The input that fits runs on the GPU: close to, but not bit for bit, the CPU backend.
+    let out = auto.forward(&fits.input).unwrap();
+    let on_cpu = cpu().forward(&fits.input).unwrap();
+    let de = max_abs_diff(out.embedding(0), on_cpu.embedding(0));
+    assert!(de > 0.0 && de <= TOL, "{}: {de:e}", fits.name);
+    let dl = max_abs_diff(out.logits(0), &fits.logits);
+    assert!(dl <= TOL, "{} vs Keras: {dl:e}", fits.name);
+    // The one too large runs on the CPU backend: the same arithmetic, bit for bit.
+    let out = auto.forward(&too_large).unwrap();
+    let on_cpu = cpu().forward(&too_large).unwrap();
+    assert_eq!(out.embeddings, on_cpu.embeddings);
+    assert_eq!(out.logits, on_cpu.logits);
+    assert_eq!(auto.top_k(&out, 0, 1).unwrap()[0].label, "cup");
+
+    let (device, queue) = device_with_buffer_limit(LIMIT);
+    let gpu = Xception::builder()
+        .device(device, queue)
+        .build(weights())
+        .unwrap();
+    assert_eq!(gpu.fallback_for(large), None);
+    let err = gpu.forward(&too_large).unwrap_err().to_string();
+    assert!(err.contains("storage buffer limit"), "{err}");
+
+    let (device, queue) = device_with_buffer_limit(8 << 20);
+    let err = Xception::builder()
+        .device(device, queue)
+        .backend(BackendKind::Auto)
+        .build(weights())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("block14_sepconv2.pointwise_kernel needs 12582912"),
+        "{err}"
+    );
 }
 
 /// timm's max-pool padding (`pool_padding: symmetric` in the weights' metadata) against

@@ -8,7 +8,7 @@ use xception_wgpu::image::DynamicImage;
 use xception_wgpu::{preprocess, Error, Size, Xception};
 
 use super::inputs;
-use super::run::{load, report_failure};
+use super::run::{load, report_failure, CpuFallbackNotices};
 use crate::{Common, Format};
 
 /// Explains every image; returns whether all of them succeeded.
@@ -36,8 +36,9 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
         path: output.to_path_buf(),
         source,
     })?;
+    let mut notices = CpuFallbackNotices::default();
     for (path, overlay) in paths.iter().zip(&overlays) {
-        match explain(&model, path, target, class, overlay) {
+        match explain(&model, path, target, class, overlay, &mut notices) {
             Ok(line) => println!("{}", if json { line.0 } else { line.1 }),
             Err(e) => {
                 report_failure(path, &e, json);
@@ -55,9 +56,13 @@ fn explain(
     target: Option<Size>,
     class: Option<usize>,
     overlay: &Path,
+    notices: &mut CpuFallbackNotices,
 ) -> Result<(String, String), Error> {
     let photo = preprocess::decode(path)?;
     let input = preprocess::from_image(&DynamicImage::ImageRgb8(photo.clone()), target)?;
+    if let Some(warning) = notices.check(model, path, &input) {
+        eprintln!("{warning}");
+    }
     let heatmap = model.grad_cam(&input, class)?.remove(0);
     heatmap
         .overlay(&photo)

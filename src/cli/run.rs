@@ -1,6 +1,6 @@
 //! `classify` and `embed`: images in, one result per image out, failures reported and skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::json;
 use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
-use xception_wgpu::{preprocess, Error, Outputs, Size, Tensor, Xception};
+use xception_wgpu::{preprocess, Error, Fallback, Outputs, Size, Tensor, Xception};
 
 use super::inputs;
 use crate::{parse_size, Common, Format, Sizing};
@@ -48,6 +48,7 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     }
     let mut printer = Printer::new(common.format(), &task);
     let progress = progress_bar(paths.len());
+    let mut notices = CpuFallbackNotices::default();
     let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
     // Images wait here until a batch is full; results are printed in input order.
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
@@ -57,6 +58,13 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
             None => tensor.and_then(|t| fits_natively(path, t)),
             Some(_) => tensor,
         };
+        if let Some(warning) = tensor
+            .as_ref()
+            .ok()
+            .and_then(|input| notices.check(&model, path, input))
+        {
+            progress.suspend(|| eprintln!("{warning}"));
+        }
         pending.push((path, tensor));
         // Native sizes differ from image to image, so those run one at a time.
         let ready = pending.iter().filter(|(_, t)| t.is_ok()).count();
@@ -141,6 +149,29 @@ pub fn load(common: &Common) -> Result<(Xception, Option<Size>), Error> {
         Sizing::Native => None,
     };
     Ok((model, target))
+}
+
+/// Warns, once per input size, where images run on the CPU because the GPU of an `auto` model
+/// cannot hold them.
+#[derive(Default)]
+pub struct CpuFallbackNotices(HashSet<Size>);
+
+impl CpuFallbackNotices {
+    /// The warning to print if `input`, the tensor of `path`, runs on the CPU and no image of
+    /// its size has been named yet.
+    pub fn check(&mut self, model: &Xception, path: &Path, input: &Tensor) -> Option<String> {
+        let size = Size {
+            width: input.shape.width,
+            height: input.shape.height,
+        };
+        match model.fallback_for(size) {
+            Some(Fallback::InputTooLarge(why)) if self.0.insert(size) => Some(format!(
+                "warning: {}: {why}; images of this size run on the CPU",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A progress bar over `images` on standard error, where that is a terminal and there are

@@ -18,7 +18,7 @@ use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM, MIN_INPUT_SIZE};
 use crate::outputs::Outputs;
 use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::{Shape, Tensor};
-use crate::weights::{Activation, Weights};
+use crate::weights::{expected_tensors, Activation, Weights};
 
 /// Input shapes whose plans are kept; running more distinct shapes rebuilds them.
 const MAX_CACHED_PLANS: usize = 4;
@@ -128,21 +128,59 @@ fn largest_batch_of(
     height: usize,
     width: usize,
 ) -> Result<usize> {
+    batch_capacity(context, element, shapes_of_one, height, width).map_err(Error::Input)
+}
+
+/// [`largest_batch`] for the shapes of one image, or why not even one image fits.
+fn batch_capacity(
+    context: &GpuContext,
+    element: Element,
+    shapes_of_one: &[Shape],
+    height: usize,
+    width: usize,
+) -> std::result::Result<usize, String> {
     let per_image = (Graph::largest_activation(shapes_of_one) * element.bytes()) as u64;
     let limits = context.device.limits();
     let limit = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
-    let grid_batch = limits.max_compute_workgroups_per_dimension as usize / height;
-    let batch = ((limit / per_image) as usize).min(grid_batch);
-    if batch == 0 {
-        return Err(Error::Input(format!(
+    let grid = limits.max_compute_workgroups_per_dimension as usize;
+    if per_image > limit {
+        return Err(format!(
             "a {width}x{height} image needs {per_image} bytes for one activation, more than \
              {}'s storage buffer limit of {limit} bytes (max_storage_buffer_binding_size)",
             context.description()
-        )));
+        ));
     }
-    Ok(batch)
+    if height > grid {
+        return Err(format!(
+            "a {width}x{height} image is taller than {}'s dispatch limit of {grid} rows \
+             (max_compute_workgroups_per_dimension)",
+            context.description()
+        ));
+    }
+    Ok(((limit / per_image) as usize).min(grid / height))
+}
+
+/// Fails, naming the tensor and the limit, where the device's buffers cannot hold the largest
+/// weight tensor (in float32, as it is uploaded) - a host's device created with small limits.
+fn check_weights_fit(context: &GpuContext, graph: &Graph, weights: &Weights) -> Result<()> {
+    let limits = context.device.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let largest = expected_tensors(graph, &weights.info)
+        .into_iter()
+        .map(|(name, shape)| (shape.iter().product::<usize>() as u64 * 4, name))
+        .max();
+    match largest {
+        Some((bytes, name)) if bytes > limit => Err(Error::Gpu(format!(
+            "{}'s storage buffers hold at most {limit} bytes; the weight tensor {name} needs \
+             {bytes} (max_storage_buffer_binding_size)",
+            context.description()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Everything needed to run one input shape: buffers allocated once, launches recorded once.
@@ -204,6 +242,7 @@ impl GpuModel {
         choice: KernelChoice,
     ) -> Result<Self> {
         let graph = Graph::xception();
+        check_weights_fit(&context, &graph, &weights)?;
         let device = &context.device;
         let cache = context.wgpu_pipeline_cache();
         let element = activation_element(precision, device);
@@ -367,6 +406,21 @@ impl GpuModel {
         let element = self.kernels.element();
         let batch = largest_batch_of(&self.context, element, shapes_of_one, height, width)?;
         Ok(self.batch_limit.map_or(batch, |limit| batch.min(limit)))
+    }
+
+    /// Why this device cannot run even one image of `height` x `width` (an activation passes
+    /// its buffer limits, or the image its dispatch grid), or `None` where it can; sizes the
+    /// network itself refuses are `None` too, and fail when run.
+    pub fn too_large(&self, height: usize, width: usize) -> Option<String> {
+        let shapes = self.graph.infer_shapes(1, height, width).ok()?;
+        batch_capacity(
+            &self.context,
+            self.kernels.element(),
+            &shapes,
+            height,
+            width,
+        )
+        .err()
     }
 
     /// Runs the network on an NHWC batch, splitting it into batches the device can hold.
