@@ -131,6 +131,14 @@ fn largest_batch_of(
     batch_capacity(context, element, shapes_of_one, height, width).map_err(Error::Input)
 }
 
+/// The most bytes one storage buffer can hold and be bound on `context`'s device.
+fn buffer_limit(context: &GpuContext) -> u64 {
+    let limits = context.device.limits();
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
+
 /// [`largest_batch`] for the shapes of one image, or why not even one image fits.
 fn batch_capacity(
     context: &GpuContext,
@@ -140,11 +148,8 @@ fn batch_capacity(
     width: usize,
 ) -> std::result::Result<usize, String> {
     let per_image = (Graph::largest_activation(shapes_of_one) * element.bytes()) as u64;
-    let limits = context.device.limits();
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    let grid = limits.max_compute_workgroups_per_dimension as usize;
+    let limit = buffer_limit(context);
+    let grid = context.device.limits().max_compute_workgroups_per_dimension as usize;
     if per_image > limit {
         return Err(format!(
             "a {width}x{height} image needs {per_image} bytes for one activation, more than \
@@ -165,10 +170,7 @@ fn batch_capacity(
 /// Fails, naming the tensor and the limit, where the device's buffers cannot hold the largest
 /// weight tensor (in float32, as it is uploaded) - a host's device created with small limits.
 fn check_weights_fit(context: &GpuContext, graph: &Graph, weights: &Weights) -> Result<()> {
-    let limits = context.device.limits();
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
+    let limit = buffer_limit(context);
     let largest = expected_tensors(graph, &weights.info)
         .into_iter()
         .map(|(name, shape)| (shape.iter().product::<usize>() as u64 * 4, name))
