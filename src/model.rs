@@ -478,9 +478,9 @@ impl Xception {
         match &self.backend {
             Backend::Reference(reference) => reference.forward(input),
             Backend::Cpu(cpu) => cpu.forward(input),
-            Backend::Gpu(gpu) => match self.cpu_instead(gpu, input)? {
-                Some(cpu) => cpu.forward(input),
-                None => gpu.forward_async(input).await,
+            Backend::Gpu(gpu) => match gpu.forward_async(input).await {
+                Err(error) => self.cpu_instead(gpu, input, error)?.forward(input),
+                done => done,
             },
         }
     }
@@ -492,25 +492,27 @@ impl Xception {
         match &self.backend {
             Backend::Reference(reference) => reference.forward_features(input),
             Backend::Cpu(cpu) => cpu.forward_features(input),
-            Backend::Gpu(gpu) => match self.cpu_instead(gpu, input)? {
-                Some(cpu) => cpu.forward_features(input),
-                None => gpu.forward_features_async(input).await,
+            Backend::Gpu(gpu) => match gpu.forward_features_async(input).await {
+                Err(error) => self.cpu_instead(gpu, input, error)?.forward_features(input),
+                done => done,
             },
         }
     }
 
-    /// The CPU backend that runs `input` instead of `gpu`, on a [`BackendKind::Auto`] model
-    /// whose GPU cannot hold one image of its size.
-    fn cpu_instead(&self, gpu: &GpuModel, input: &Tensor) -> Result<Option<&CpuModel>> {
+    /// After `gpu` failed on `input` with `error`: the CPU backend to run it instead, on a
+    /// [`BackendKind::Auto`] model whose GPU cannot hold one image of its size (the GPU
+    /// refuses such an input before any work); else `error`. Inputs that fit cost nothing
+    /// here.
+    fn cpu_instead(&self, gpu: &GpuModel, input: &Tensor, error: Error) -> Result<&CpuModel> {
         match &self.spare_cpu {
             Some(spare)
                 if gpu
                     .too_large(input.shape.height, input.shape.width)
                     .is_some() =>
             {
-                spare.get(&self.weights).map(Some)
+                spare.get(&self.weights)
             }
-            _ => Ok(None),
+            _ => Err(error),
         }
     }
 
