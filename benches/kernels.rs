@@ -100,8 +100,9 @@ fn pointwise_vs_matmul(c: &mut Criterion) {
                 )
                 .expect("weights fit the device");
                 prep.record(&kernels, &mut encoder);
+                let out_shape = shape.with_channels(n);
                 let launches = (0..LAUNCHES)
-                    .map(|_| conv.launch(&kernels, &a, shape, false, None, &out).0)
+                    .map(|_| conv.launch(&kernels, &a, shape, out_shape, false, None, &out))
                     .collect();
                 (variant.name(), launches)
             })

@@ -22,7 +22,7 @@ pub const BN_EPSILON: f32 = 1e-3;
 pub struct ValueId(pub usize);
 
 /// Spatial padding of a convolution, in TensorFlow's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Padding {
     /// No padding.
     Valid,
@@ -126,6 +126,22 @@ impl Node {
             _ => {}
         }
         inputs
+    }
+}
+
+/// Multiply-accumulates of one node, split as the GPU launches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeMacs {
+    /// The depthwise half of a separable convolution (0 for other nodes).
+    pub depthwise: u64,
+    /// A convolution, or the pointwise half of a separable one.
+    pub dense: u64,
+}
+
+impl NodeMacs {
+    /// Both parts.
+    pub const fn total(self) -> u64 {
+        self.depthwise + self.dense
     }
 }
 
@@ -398,7 +414,19 @@ impl Graph {
     /// Multiply-accumulates of one forward pass of the backbone per image.
     pub fn macs(&self, height: usize, width: usize) -> Result<u64> {
         let shapes = self.infer_shapes(1, height, width)?;
-        Ok(self.nodes.iter().map(|n| n.macs(&shapes)).sum())
+        Ok(self.nodes.iter().map(|n| n.macs(&shapes).total()).sum())
+    }
+
+    /// For every value, the index of the last node that reads it (0 for values nothing
+    /// reads): after that node runs, the value's buffer can be reused.
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last_use = vec![0; self.value_names.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for v in node.inputs() {
+                last_use[v.0] = i;
+            }
+        }
+        last_use
     }
 
     /// Parameters of the backbone, batchnorm statistics included (20,861,480 for Xception).
@@ -417,16 +445,20 @@ impl Node {
         }) as u64
     }
 
-    /// Multiply-accumulates of the node per image, given every value's shape at batch 1.
-    pub fn macs(&self, shapes: &[Shape]) -> u64 {
+    /// Multiply-accumulates of the node over the whole batch of `shapes` (from
+    /// [`Graph::infer_shapes`]).
+    pub fn macs(&self, shapes: &[Shape]) -> NodeMacs {
         let out = shapes[self.output.0];
-        let pixels = (out.height * out.width) as u64;
-        pixels
-            * (match &self.op {
-                Op::Conv(c) => c.kernel * c.kernel * c.in_channels * c.out_channels,
-                Op::Separable(s) => 9 * s.in_channels + s.in_channels * s.out_channels,
-                Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => 0,
-            }) as u64
+        let pixels = out.pixels() as u64;
+        let (depthwise, dense) = match &self.op {
+            Op::Conv(c) => (0, c.kernel * c.kernel * c.in_channels * c.out_channels),
+            Op::Separable(s) => (9 * s.in_channels, s.in_channels * s.out_channels),
+            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => (0, 0),
+        };
+        NodeMacs {
+            depthwise: pixels * depthwise as u64,
+            dense: pixels * dense as u64,
+        }
     }
 
     /// A short description of the op, e.g. `SeparableConv 3x3 + BN + ReLU-in`.

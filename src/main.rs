@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use xception_wgpu::gpu::tune::TuneEvent;
 use xception_wgpu::gpu::KernelCache;
 use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
@@ -99,6 +100,15 @@ enum Command {
     ///
     /// Example: xception bench --size 150 --size 299 --runs 10
     Bench(cli::bench::BenchArgs),
+    /// Test every GPU kernel variant of this adapter, float32 and float16, against the
+    /// reference on random cases, then the whole network on the bundled photos; exit 1 on any
+    /// mismatch.
+    ///
+    /// `--json` prints one report (adapter, driver, features, limits, results and timings) to
+    /// attach to a bug report.
+    ///
+    /// Example: xception check --json > check.json
+    Check(cli::check::CheckArgs),
     /// Show the GPU adapters found, the one chosen, its features and limits, and the weights'
     /// metadata.
     ///
@@ -196,8 +206,9 @@ pub struct ComputeArgs {
     /// tiled and cooperative-matrix kernels then multiply in float16 too.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
-    /// The GPU's convolution kernels: `auto` picks the best this adapter offers; the others
-    /// fail where the adapter cannot run them.
+    /// The GPU's convolution kernels: `auto` picks by a rule for this kind of adapter, `tuned`
+    /// by measuring each convolution on it (once, then kept in the cache); the others fail
+    /// where the adapter cannot run them.
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernel: KernelArg,
     /// Threads of the CPU backend [default: one per core].
@@ -218,11 +229,34 @@ impl ComputeArgs {
         if let Some(dir) = pipeline_cache_dir() {
             builder = builder.pipeline_cache(dir);
         }
-        builder.on_compile(|cache| {
-            if cache == KernelCache::Cold {
-                eprintln!("compiling GPU kernels (first run only)…");
-            }
-        })
+        builder
+            .on_compile(|cache| {
+                if cache == KernelCache::Cold {
+                    eprintln!("compiling GPU kernels (first run only)…");
+                }
+            })
+            .on_tune(|event| report_tuning(&event, false))
+    }
+}
+
+/// Tells the user what tuning does on standard error: that it is timing (on a first run), each
+/// measurement where `measurements`, and every warning.
+pub fn report_tuning(event: &TuneEvent, measurements: bool) {
+    match event {
+        TuneEvent::Timing { shapes } => eprintln!(
+            "tuning GPU kernels: timing every kernel on {shapes} convolution shapes (first run \
+             only)…"
+        ),
+        TuneEvent::Measured(timing) if measurements => {
+            let times: Vec<String> = timing
+                .times
+                .iter()
+                .map(|(kernel, ms)| format!("{kernel} {ms:.3}"))
+                .collect();
+            eprintln!("  {}: {} ms", timing.shape, times.join(", "));
+        }
+        TuneEvent::Measured(_) | TuneEvent::Stored { .. } => {}
+        TuneEvent::Warning(why) => eprintln!("warning: {why}"),
     }
 }
 
@@ -248,6 +282,9 @@ pub enum KernelArg {
     Tiled,
     /// Cooperative-matrix (tensor-core) implicit GEMM, float16 only.
     Coopmat,
+    /// Per convolution shape, the variant measured fastest on this adapter (timed on the first
+    /// run, then read from the cache).
+    Tuned,
 }
 
 impl KernelArg {
@@ -258,6 +295,7 @@ impl KernelArg {
             KernelArg::Subgroup => KernelChoice::Subgroup,
             KernelArg::Tiled => KernelChoice::Tiled,
             KernelArg::Coopmat => KernelChoice::CoopMatrix,
+            KernelArg::Tuned => KernelChoice::Tuned,
         }
     }
 }
@@ -398,6 +436,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => cli::fit::fit(args),
         Command::Evaluate(args) => cli::fit::evaluate(args),
         Command::Bench(args) => cli::bench::run(args).map(|_| true),
+        Command::Check(args) => cli::check::run(args),
         Command::Info { weights, compute } => {
             cli::info::info(&weights_path(weights.as_deref()), *compute).map(|_| true)
         }

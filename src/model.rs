@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 use crate::explain::{self, Heatmap};
 use image::DynamicImage;
 
+use crate::gpu::tune::{TuneEvent, TuneInput};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::KernelCache;
-use crate::gpu::{ConvAssignment, GpuContext, GpuModel, KernelChoice, Precision};
+use crate::gpu::{ConvAssignment, GpuContext, GpuModel, GpuOptions, KernelChoice, Precision};
 use crate::outputs::Outputs;
 use crate::preprocess;
 #[cfg(not(target_arch = "wasm32"))]
@@ -164,12 +165,23 @@ pub struct XceptionBuilder {
     cpu_threads: Option<usize>,
     precision: Precision,
     conv_kernel: KernelChoice,
+    tune_input: Option<TuneInput>,
+    on_tune: Option<TuneObserver>,
     #[cfg(not(target_arch = "wasm32"))]
     pipeline_cache: Option<PathBuf>,
     #[cfg(not(target_arch = "wasm32"))]
     head: Option<PathBuf>,
     #[cfg(not(target_arch = "wasm32"))]
     on_compile: Option<CompileObserver>,
+}
+
+/// What [`XceptionBuilder::on_tune`] was given.
+struct TuneObserver(Box<dyn FnMut(TuneEvent) + Send>);
+
+impl std::fmt::Debug for TuneObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TuneObserver")
+    }
 }
 
 /// What [`XceptionBuilder::on_compile`] was given.
@@ -212,6 +224,23 @@ impl XceptionBuilder {
     /// for.
     pub fn conv_kernel(mut self, choice: KernelChoice) -> Self {
         self.conv_kernel = choice;
+        self
+    }
+
+    /// The input [`KernelChoice::Tuned`] measures each convolution at: `batch` images of
+    /// `size` [default: the weights' input size, one image]. Other sizes run on the same
+    /// choices.
+    pub fn tune_for(mut self, size: Size, batch: usize) -> Self {
+        self.tune_input = Some(TuneInput::of(size, batch.max(1)));
+        self
+    }
+
+    /// Calls `observer` with what [`KernelChoice::Tuned`] does while the model loads: the
+    /// shapes it is about to time (seconds, on a first run), each measurement, choices read
+    /// from the kernel cache, and warnings (a corrupt or stale cache, a variant failing its
+    /// parity check), which never stop the load.
+    pub fn on_tune(mut self, observer: impl FnMut(TuneEvent) + Send + 'static) -> Self {
+        self.on_tune = Some(TuneObserver(Box::new(observer)));
         self
     }
 
@@ -305,8 +334,18 @@ impl XceptionBuilder {
                 observer(context.kernel_cache());
             }
         }
-        let mut gpu =
-            GpuModel::new_async(context, weights.clone(), self.precision, self.conv_kernel).await?;
+        let options = GpuOptions {
+            precision: self.precision,
+            kernel: self.conv_kernel,
+            tune_input: self.tune_input,
+        };
+        let mut observer = self.on_tune.take();
+        let mut tell = |event| {
+            if let Some(TuneObserver(observer)) = observer.as_mut() {
+                observer(event);
+            }
+        };
+        let mut gpu = GpuModel::load_async(context, weights.clone(), options, &mut tell).await?;
         if let Some(limit) = self.max_batch {
             gpu = gpu.with_batch_limit(limit);
         }

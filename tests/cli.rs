@@ -695,3 +695,130 @@ fn csv_output_is_quoted_and_batches_do_not_change_results() {
     assert_eq!(&row[0], awkward.to_str().unwrap());
     assert!(row[1].parse::<f32>().is_ok() && row[2049].is_empty());
 }
+
+/// `check` proves the kernels on the test adapter (lavapipe in CI) and on llvmpipe's OpenGL
+/// ES (`WGPU_BACKEND=gl`): every variant and the whole network pass, and `--json` reports the
+/// adapter, its driver, features and limits with every result.
+#[test]
+fn check_passes_on_vulkan_and_gl_and_reports_json() {
+    for backend in ["vulkan", "gl"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+            .args(["check", "--json"])
+            .env("WGPU_BACKEND", backend)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{backend}: not JSON ({e}); stderr: {stderr}"));
+        assert!(out.status.success(), "{backend}: {report:#}\n{stderr}");
+        assert_eq!(report["passed"], true);
+        let adapter = &report["adapter"];
+        assert_eq!(
+            adapter["backend"].as_str().unwrap().to_lowercase(),
+            backend,
+            "{adapter}"
+        );
+        assert!(adapter["driver"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(adapter["limits"]["max_storage_buffer_binding_size"].as_u64() > Some(0));
+        assert_eq!(report["crate"]["version"], env!("CARGO_PKG_VERSION"));
+        let results = report["results"].as_array().unwrap();
+        let kernels: Vec<&str> = results
+            .iter()
+            .map(|r| r["kernel"].as_str().unwrap())
+            .collect();
+        for kernel in [
+            "conv2d",
+            "pointwise_conv",
+            "conv_gemm_tiled",
+            "depthwise_conv_tiled",
+        ] {
+            assert!(kernels.contains(&kernel), "{backend}: {kernels:?}");
+        }
+        let networks: Vec<_> = results.iter().filter(|r| r["op"] == "network").collect();
+        assert_eq!(networks.len(), 2, "float32 and float16: {results:?}");
+        for result in results {
+            assert_eq!(result["passed"], true, "{result}");
+            assert!(result["cases"].as_u64() > Some(0), "{result}");
+            assert!(result["worst_error"].as_f64() <= result["bound"].as_f64());
+        }
+    }
+}
+
+/// A kernel whose weights `check` is told to move fails, and the verdict names it: exit 1.
+#[test]
+fn check_fails_naming_a_planted_fault() {
+    let out = xception(
+        &[
+            "check",
+            "--precision",
+            "f32",
+            "--plant-fault",
+            "conv_gemm_tiled",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let verdict = stdout.lines().last().unwrap();
+    assert!(
+        verdict.starts_with("verdict: 1 of ") && verdict.contains("FAILED: conv_gemm_tiled at F32"),
+        "{verdict}"
+    );
+}
+
+/// `--kernel tuned` times every kernel on each convolution shape once and keeps the choices in
+/// the cache directory: a second process reads them and times nothing. A corrupt or stale
+/// store is ignored with one warning and measured again.
+#[test]
+fn tuned_kernels_are_timed_once_and_a_bad_store_is_ignored_with_one_warning() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tuned-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let store = cache.join("xception-wgpu/tuned-kernels.json");
+    let info = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+            .args(["info", "--kernel", "tuned"])
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let tuned = stdout.lines().filter(|l| l.contains(" tuned ")).count();
+        assert!(tuned > 0, "every convolution says it is tuned: {stdout}");
+        assert!(!stdout.contains(" rule "), "{stdout}");
+        stderr
+    };
+    const TIMING: &str = "tuning GPU kernels: timing every kernel";
+    let first = info();
+    assert!(first.contains(TIMING), "{first}");
+    let entries = |path: &PathBuf| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["entries"].as_array().unwrap().clone()
+    };
+    let stored = entries(&store);
+    assert!(stored.len() >= 20, "{stored:?}");
+    let second = info();
+    assert!(!second.contains(TIMING), "{second}");
+    assert!(!second.contains("warning"), "{second}");
+
+    std::fs::write(&store, "{\"entries\": [truncated").unwrap();
+    let corrupt = info();
+    assert_eq!(corrupt.matches("warning:").count(), 1, "{corrupt}");
+    assert!(corrupt.contains("is not valid JSON"), "{corrupt}");
+    assert!(corrupt.contains(TIMING), "{corrupt}");
+    assert_eq!(entries(&store).len(), stored.len());
+
+    let text = std::fs::read_to_string(&store).unwrap();
+    let version = format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    std::fs::write(&store, text.replace(&version, "\"version\": \"0.0.0-old\"")).unwrap();
+    let stale = info();
+    assert_eq!(stale.matches("warning:").count(), 1, "{stale}");
+    assert!(stale.contains("another xception-wgpu version"), "{stale}");
+    assert!(stale.contains(TIMING), "{stale}");
+    assert_eq!(
+        entries(&store).len(),
+        stored.len(),
+        "stale entries are replaced"
+    );
+}

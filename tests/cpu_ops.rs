@@ -41,9 +41,9 @@ fn reference_conv(
     let mut y = ops::conv2d(
         x,
         kernel,
-        case.kernel,
-        case.stride,
-        case.padding,
+        case.geometry.kernel,
+        case.geometry.stride,
+        case.geometry.padding,
         case.out_channels,
     );
     ops::batch_norm(&mut y, &bn.view());
@@ -63,7 +63,7 @@ fn convolutions_match_the_reference() {
     let mut rng = rng();
     let mut pointwise = 0;
     for case in conv_cases() {
-        let (cin, cout, k) = (case.shape.channels, case.out_channels, case.kernel);
+        let (cin, cout, k) = (case.shape.channels, case.out_channels, case.geometry.kernel);
         let x = random_tensor(&mut rng, case.shape);
         let kernel = uniform(
             &mut rng,
@@ -74,8 +74,8 @@ fn convolutions_match_the_reference() {
         let geometry = ConvGeometry {
             input: case.shape,
             kernel: k,
-            stride: case.stride,
-            padding: case.padding,
+            stride: case.geometry.stride,
+            padding: case.geometry.padding,
         };
         let out = geometry.output(cout);
         let residual = random_tensor(&mut rng, out);
@@ -88,7 +88,7 @@ fn convolutions_match_the_reference() {
             relu: case.relu,
         };
         let mut lhs = vec![Lhs::Patches(&x.data, geometry)];
-        if k == 1 && case.stride == 1 {
+        if k == 1 && case.geometry.stride == 1 {
             lhs.push(Lhs::Matrix(&x.data));
             pointwise += 1;
         }
@@ -106,7 +106,7 @@ fn convolutions_match_the_reference() {
                 );
                 let what = format!(
                     "{}x{}/{} {:?} {} -> {cout} relu={} residual={} {lhs_kind} on {threads} threads",
-                    k, k, case.stride, case.padding, case.shape, case.relu, case.residual,
+                    k, k, case.geometry.stride, case.geometry.padding, case.shape, case.relu, case.residual,
                     lhs_kind = match lhs {
                         Lhs::Matrix(_) => "matrix",
                         Lhs::Patches(..) => "patches",

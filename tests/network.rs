@@ -156,10 +156,15 @@ fn gpu_with(choice: KernelChoice, precision: Precision) -> xception_wgpu::Result
 }
 
 /// The kernel choices this adapter can run at `precision` (see `the_adapter_offers_the_
-/// expected_conv_kernels` in `gpu_ops.rs`, which pins what each adapter kind must offer).
+/// expected_conv_kernels` in `gpu_ops.rs`, which pins what each adapter kind must offer),
+/// tuning included.
 fn choices(precision: Precision) -> Vec<KernelChoice> {
     let variants = GpuOps::new(common::gpu()).conv_kernels(precision);
-    let mut choices = vec![KernelChoice::Portable, KernelChoice::Tiled];
+    let mut choices = vec![
+        KernelChoice::Portable,
+        KernelChoice::Tiled,
+        KernelChoice::Tuned,
+    ];
     if variants.contains(&ConvKernel::Subgroup) {
         choices.push(KernelChoice::Subgroup);
     }

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use xception_wgpu::gpu::{activation_element, largest_batch, GpuContext, GpuModel};
+use xception_wgpu::gpu::tune::TuneInput;
+use xception_wgpu::gpu::{activation_element, largest_batch, ConvAssignment, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
 use xception_wgpu::{Error, Fallback, Size, Weights};
 
-use crate::{parse_size, ComputeArgs, Sizing};
+use crate::{parse_size, pipeline_cache_dir, report_tuning, ComputeArgs, Sizing};
 
 /// Prints the adapters, the chosen one with the features and limits the runtime relies on,
 /// where `--backend auto` runs and why, the CPU backend's threads and vector extension,
@@ -35,24 +36,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
                 Some(why) => println!("--backend auto runs on the CPU: {why}"),
                 None => println!("--backend auto runs on this GPU"),
             }
-            let features = context.device.features();
-            let used: Vec<&str> = [
-                (
-                    wgpu::Features::TIMESTAMP_QUERY,
-                    "TIMESTAMP_QUERY (for bench --profile)",
-                ),
-                (wgpu::Features::SUBGROUP, "SUBGROUP"),
-                (wgpu::Features::SHADER_F16, "SHADER_F16"),
-                (
-                    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
-                    "EXPERIMENTAL_COOPERATIVE_MATRIX",
-                ),
-                (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
-            ]
-            .into_iter()
-            .filter(|(feature, _)| features.contains(*feature))
-            .map(|(_, name)| name)
-            .collect();
+            let used = features_used(&context);
             println!(
                 "features used: {}",
                 if used.is_empty() {
@@ -63,28 +47,19 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             );
             let precision = compute.precision.precision();
             let kernel = compute.kernel.choice();
-            println!("convolution kernels ({kernel:?} at {precision:?}):");
-            let assignments = GpuModel::conv_kernels(&context, kernel, precision)?;
-            // Consecutive layers on the same kernels share a line.
-            let mut i = 0;
-            while i < assignments.len() {
-                let kernels = assignments[i].kernels();
-                let run = assignments[i..]
-                    .iter()
-                    .take_while(|a| a.kernels() == kernels)
-                    .count();
-                let layers = if run == 1 {
-                    assignments[i].layer.clone()
-                } else {
-                    format!(
-                        "{} .. {} ({run} layers)",
-                        assignments[i].layer,
-                        assignments[i + run - 1].layer
-                    )
-                };
-                println!("  {kernels:<42} {layers}");
-                i += run;
-            }
+            println!("convolution kernels ({kernel:?} at {precision:?}, and why):");
+            let input = TuneInput::of(info.input_size, 1);
+            let assignments = pollster::block_on(GpuModel::conv_kernels(
+                &match pipeline_cache_dir() {
+                    Some(dir) => context.clone().with_pipeline_cache(&dir),
+                    None => context.clone(),
+                },
+                kernel,
+                precision,
+                input,
+                &mut |event| report_tuning(&event, true),
+            ))?;
+            print_assignments(&assignments);
             println!("limits used:");
             println!(
                 "  max_storage_buffer_binding_size {}",
@@ -107,6 +82,10 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
                  image, {element:?} activations)",
                 largest_batch(&context, element, h, w)?,
                 largest * element.bytes()
+            );
+            println!(
+                "to test every kernel on this adapter against the reference: xception check \
+                 (--json for a report to attach to a bug report)"
             );
         }
         Err(e) => {
@@ -152,6 +131,53 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The optional features the runtime uses that `context`'s device has.
+pub fn features_used(context: &GpuContext) -> Vec<&'static str> {
+    let features = context.device.features();
+    [
+        (
+            wgpu::Features::TIMESTAMP_QUERY,
+            "TIMESTAMP_QUERY (for bench --profile and tuning)",
+        ),
+        (wgpu::Features::SUBGROUP, "SUBGROUP"),
+        (wgpu::Features::SHADER_F16, "SHADER_F16"),
+        (
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            "EXPERIMENTAL_COOPERATIVE_MATRIX",
+        ),
+        (wgpu::Features::PIPELINE_CACHE, "PIPELINE_CACHE"),
+    ]
+    .into_iter()
+    .filter(|(feature, _)| features.contains(*feature))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// Prints the kernels of every convolution and why it got them; consecutive layers on the
+/// same kernels for the same reason share a line.
+pub fn print_assignments(assignments: &[ConvAssignment]) {
+    let mut i = 0;
+    while i < assignments.len() {
+        let key = |a: &ConvAssignment| (a.kernels(), a.reason);
+        let run = assignments[i..]
+            .iter()
+            .take_while(|a| key(a) == key(&assignments[i]))
+            .count();
+        let layers = if run == 1 {
+            assignments[i].layer.clone()
+        } else {
+            format!(
+                "{} .. {} ({run} layers)",
+                assignments[i].layer,
+                assignments[i + run - 1].layer
+            )
+        };
+        let a = &assignments[i];
+        println!("  {:<42} {:<7} {layers}", a.kernels(), a.reason.name());
+        i += run;
+    }
+}
+
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -192,7 +218,7 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
             node.describe(),
             format!("{}x{}x{}", s.height, s.width, s.channels),
             thousands(node.params()),
-            thousands(node.macs(&shapes))
+            thousands(node.macs(&shapes).total())
         );
     }
     let mut head_params = 0;

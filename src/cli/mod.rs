@@ -1,6 +1,7 @@
 //! The subcommands of the `xception` binary.
 
 pub mod bench;
+pub mod check;
 pub mod dataset;
 pub mod explain;
 pub mod fit;

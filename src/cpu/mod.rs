@@ -164,12 +164,7 @@ impl CpuModel {
             earlier: std::mem::take(&mut *self.lock_spare()),
             spare: Vec::new(),
         };
-        let mut last_use = vec![0usize; shapes.len()];
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            for v in node.inputs() {
-                last_use[v.0] = i;
-            }
-        }
+        let last_use = self.graph.last_uses();
         let mut values: Vec<Option<Vec<f32>>> = vec![None; shapes.len()];
         let mut embedding = vec![0.0; input.shape.batch * EMBEDDING_DIM];
         let mut features = None;
@@ -181,12 +176,13 @@ impl CpuModel {
             };
             let started = Instant::now();
             // Records the node's step, which ends now.
-            let mut step = |kind: OpKind, macs: usize, floats: usize| {
+            let macs = node.macs(shapes).total();
+            let mut step = |kind: OpKind, floats: usize| {
                 if let Some(timings) = timings.as_deref_mut() {
                     timings.push(LaunchTiming {
                         layer: self.graph.value_names[node.output.0].clone(),
                         kind,
-                        macs: macs as u64,
+                        macs,
                         bytes: 4 * floats as u64,
                         ms: started.elapsed().as_secs_f64() * 1e3,
                     });
@@ -221,7 +217,7 @@ impl CpuModel {
                     } else {
                         OpKind::StemConv
                     };
-                    step(kind, rows * kernel.len(), x.len() + y.len() + kernel.len());
+                    step(kind, x.len() + y.len() + kernel.len());
                     y
                 }
                 (
@@ -256,11 +252,7 @@ impl CpuModel {
                         epilogue,
                         &mut y,
                     );
-                    step(
-                        OpKind::Separable,
-                        9 * x.len() + rows * pointwise.len(),
-                        x.len() + y.len() + pointwise.len(),
-                    );
+                    step(OpKind::Separable, x.len() + y.len() + pointwise.len());
                     y
                 }
                 (Op::MaxPoolAdd { residual }, Layer::Pool) => {
@@ -273,7 +265,7 @@ impl CpuModel {
                         residual,
                         &mut y,
                     );
-                    step(OpKind::MaxPoolAdd, 0, x.len() + 2 * y.len());
+                    step(OpKind::MaxPoolAdd, x.len() + 2 * y.len());
                     y
                 }
                 (Op::GlobalAvgPool, Layer::Pool) => {
@@ -284,7 +276,7 @@ impl CpuModel {
                             data: x.to_vec(),
                         });
                     }
-                    step(OpKind::GlobalAvgPool, 0, x.len());
+                    step(OpKind::GlobalAvgPool, x.len());
                     break;
                 }
                 (op, layer) => unreachable!("{op:?} was prepared as {layer:?}"),

@@ -1,7 +1,7 @@
 //! The wgpu device the runtime works on: created here, or handed in by a host application.
 
 #[cfg(not(target_arch = "wasm32"))]
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -22,6 +22,9 @@ pub struct GpuContext {
     /// Where pipelines are cached between runs, if anywhere.
     #[cfg(not(target_arch = "wasm32"))]
     pipeline_cache: Option<Arc<PipelineCacheFile>>,
+    /// The directory of the pipeline cache, where tuned kernel choices are kept too.
+    #[cfg(not(target_arch = "wasm32"))]
+    cache_dir: Option<PathBuf>,
     /// Whether the adapter multiplies 16x16x16 float16 cooperative matrices into float32 with
     /// subgroups of exactly 32 invocations (what `conv_gemm_coopmat.wgsl` is written for).
     cooperative_matrix: bool,
@@ -96,6 +99,43 @@ impl GpuContext {
             .request_adapter(&options)
             .await
             .map_err(|e| Error::NoAdapter(format!("{e} ({NO_ADAPTER_HINT})")))?;
+        Self::open(adapter).await
+    }
+
+    /// Opens the first adapter, on any backend, whose name contains `name` (ignoring case);
+    /// fails, listing the adapters there are, where none does.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_adapter_named(name: &str) -> Result<Self> {
+        let instance = wgpu::Instance::new(instance_descriptor());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let wanted = name.to_lowercase();
+        let found = adapters
+            .iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted));
+        match found {
+            Some(adapter) => pollster::block_on(Self::open(adapter.clone())),
+            None => {
+                let names: Vec<String> = adapters
+                    .iter()
+                    .map(|a| {
+                        let info = a.get_info();
+                        format!("{} ({:?})", info.name, info.backend)
+                    })
+                    .collect();
+                Err(Error::NoAdapter(format!(
+                    "no adapter's name contains {name:?}; there are: {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )))
+            }
+        }
+    }
+
+    /// Creates the device of `adapter` with the optional features it has and its limits.
+    async fn open(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let cooperative_matrix = has_cooperative_matrix(&adapter);
         let mut features = adapter.features() & OPTIONAL_FEATURES;
@@ -134,6 +174,8 @@ impl GpuContext {
             lost,
             #[cfg(not(target_arch = "wasm32"))]
             pipeline_cache: None,
+            #[cfg(not(target_arch = "wasm32"))]
+            cache_dir: None,
             cooperative_matrix,
         })
     }
@@ -159,6 +201,8 @@ impl GpuContext {
             lost: Arc::new(Mutex::new(None)),
             #[cfg(not(target_arch = "wasm32"))]
             pipeline_cache: None,
+            #[cfg(not(target_arch = "wasm32"))]
+            cache_dir: None,
             cooperative_matrix: false,
         }
     }
@@ -171,11 +215,18 @@ impl GpuContext {
     }
 
     /// Keeps the compiled pipelines in a file in `dir` between runs where the driver and wgpu
-    /// support it (Vulkan); elsewhere this changes nothing.
+    /// support it (Vulkan), and tuned kernel choices on every backend.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn with_pipeline_cache(mut self, dir: &Path) -> Self {
         self.pipeline_cache = PipelineCacheFile::open(&self.device, dir).map(Arc::new);
+        self.cache_dir = Some(dir.to_path_buf());
         self
+    }
+
+    /// The directory given to [`GpuContext::with_pipeline_cache`], if any.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
 
     /// Whether the kernels will come out of a cache an earlier run kept.

@@ -1,12 +1,18 @@
 //! [`GpuOps`]: any single op run on CPU tensors (upload, one launch, read back), which is what
 //! the parity tests and curious embedders use.
 
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::check::ms_since;
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
     activation_buffer, fold_batchnorm, read_activations, storage, upload, upload_activations, Conv,
-    ConvGeometry, ConvKernel, DenseShape, DepthwiseKernel, Precision, WeightPrep,
+    ConvGeometry, DenseShape, DepthwiseKernel, WeightPrep,
 };
+use super::options::Precision;
+use super::select::ConvKernel;
 use crate::error::{Error, Result};
 use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};
@@ -18,6 +24,8 @@ use crate::weights::BatchNorm;
 pub struct GpuOps {
     context: GpuContext,
     kernels: Kernels,
+    /// Milliseconds the last launch took, from submit to completion.
+    last_launch_ms: Mutex<f64>,
 }
 
 impl GpuOps {
@@ -25,7 +33,17 @@ impl GpuOps {
     /// first need them).
     pub fn new(context: GpuContext) -> Self {
         let kernels = Kernels::new(&context.device, Element::F32);
-        Self { context, kernels }
+        Self::with_kernels(context, kernels)
+    }
+
+    /// Runs ops through `kernels` (sharing the pipelines they have compiled), with their
+    /// activations' element type.
+    pub fn with_kernels(context: GpuContext, kernels: Kernels) -> Self {
+        Self {
+            context,
+            kernels,
+            last_launch_ms: Mutex::new(0.0),
+        }
     }
 
     /// Prepares `context`'s device with activations of `element`: inputs are rounded to it
@@ -39,7 +57,7 @@ impl GpuOps {
             )));
         }
         let kernels = Kernels::new(&context.device, element);
-        Ok(Self { context, kernels })
+        Ok(Self::with_kernels(context, kernels))
     }
 
     /// The element type of the activations.
@@ -50,6 +68,14 @@ impl GpuOps {
     /// The device in use.
     pub fn context(&self) -> &GpuContext {
         &self.context
+    }
+
+    /// Milliseconds the last op's launch took, from submit to completion (wall time).
+    pub fn last_launch_ms(&self) -> f64 {
+        *self
+            .last_launch_ms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every convolution kernel variant this adapter can run at `precision`.
@@ -73,6 +99,7 @@ impl GpuOps {
         element: Element,
     ) -> Result<Vec<f32>> {
         pollster::block_on(async {
+            let start = Instant::now();
             self.context
                 .checked("running a kernel", || {
                     let mut encoder = self.device().create_command_encoder(&Default::default());
@@ -83,6 +110,10 @@ impl GpuOps {
                     self.context.queue.submit([encoder.finish()]);
                 })
                 .await?;
+            self.context.wait()?;
+            if let Ok(mut ms) = self.last_launch_ms.lock() {
+                *ms = ms_since(start);
+            }
             read_activations(&self.context, output, len, element).await
         })
     }
@@ -201,11 +232,13 @@ impl GpuOps {
         self.prepare(&prep)?;
         let input = self.input("input", &x.data);
         let residual = residual.map(|r| self.input("residual", &r.data));
-        let output = self.output(geometry.output_shape(x.shape, out_channels).len());
-        let (d, shape) = conv.launch(
+        let shape = geometry.output_shape(x.shape, out_channels);
+        let output = self.output(shape.len());
+        let d = conv.launch(
             &self.kernels,
             &input,
             x.shape,
+            shape,
             relu,
             residual.as_ref(),
             &output,

@@ -1,8 +1,9 @@
-//! The typed kernel registry: one WGSL file per kernel, its pipeline created on first use and
-//! kept, so variants a device never runs cost nothing.
+//! The typed kernel registry: one WGSL file per kernel, its pipeline created the first time the
+//! kernel is asked for and kept (a model asks for every kernel it launches while it loads), so
+//! variants a device never runs cost nothing.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytemuck::Pod;
 
@@ -334,14 +335,14 @@ impl Kernel {
 pub(crate) trait KernelParams: Pod {}
 
 /// The kernels' pipelines on one device for activations of one [`Element`], each created the
-/// first time it is asked for.
-#[derive(Debug)]
+/// first time it is asked for; clones share them.
+#[derive(Debug, Clone)]
 pub struct Kernels {
     device: wgpu::Device,
     element: Element,
     cache: Option<wgpu::PipelineCache>,
     /// Per kernel, once created: `None` where the device cannot run it.
-    pipelines: [OnceLock<Option<wgpu::ComputePipeline>>; Kernel::ALL.len()],
+    pipelines: Arc<[OnceLock<Option<wgpu::ComputePipeline>>; Kernel::ALL.len()]>,
     /// Bound in place of an absent optional input (such as a residual).
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -396,7 +397,7 @@ impl Kernels {
             device: device.clone(),
             element,
             cache: cache.cloned(),
-            pipelines: std::array::from_fn(|_| OnceLock::new()),
+            pipelines: Arc::new(std::array::from_fn(|_| OnceLock::new())),
             placeholder,
         }
     }

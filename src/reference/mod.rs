@@ -49,12 +49,7 @@ impl ReferenceModel {
         let s = input.shape;
         self.graph.infer_shapes(s.batch, s.height, s.width)?;
         let w = &self.weights;
-        let mut last_use = vec![0usize; self.graph.value_names.len()];
-        for (i, node) in self.graph.nodes.iter().enumerate() {
-            for v in node.inputs() {
-                last_use[v.0] = i;
-            }
-        }
+        let last_use = self.graph.last_uses();
         let mut values: Vec<Option<Tensor>> = vec![None; self.graph.value_names.len()];
         values[0] = Some(input.clone());
         let mut embedding = Vec::new();

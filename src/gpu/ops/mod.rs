@@ -3,20 +3,18 @@
 
 mod conv;
 mod depthwise;
+mod fold;
 // Separate ReLU and residual-add launches serve the native single-op harness alone.
 #[cfg(not(target_arch = "wasm32"))]
 mod elementwise;
 mod head;
 mod pool;
 
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) use conv::fold_batchnorm;
-pub(crate) use conv::ConvSupport;
-pub use conv::{
-    activation_element, Conv, ConvGeometry, ConvKernel, ConvWeights, FoldedConv, GemmWeights,
-    KernelChoice, Precision, WeightPrep,
-};
+pub use conv::{Conv, ConvGeometry};
 pub use depthwise::DepthwiseKernel;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use fold::fold_batchnorm;
+pub use fold::{ConvWeights, FoldedConv, GemmWeights, WeightPrep};
 pub(crate) use head::DenseShape;
 
 use std::borrow::Cow;
