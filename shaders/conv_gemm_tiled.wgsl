@@ -6,17 +6,22 @@
 // every convolution of the network: the pointwise ones, the 1x1/2 shortcuts and both 3x3
 // stem convolutions, with any channel counts and batch.
 //
-// A workgroup is 256 invocations computing 64 pixels x 64 output channels. Per step of 16
-// GEMM columns (K), the workgroup stages a 64 x 16 tile of the input (transposed, so that a
-// step reads one value per pixel) and a 16 x 64 tile of the weights, then every invocation
-// does 16 x 4 x 4 multiply-adds from them. Invocation (tx, ty) owns channels 4tx..4tx+3 of
-// pixels ty, ty + 16, ty + 32 and ty + 48 of the tile.
+// A workgroup is 256 invocations computing 16 * ROWS pixels x 64 output channels. Per step of
+// 16 GEMM columns (K), the workgroup stages a 16 * ROWS x 16 tile of the input (transposed,
+// so that a step reads one value per pixel) and a 16 x 64 tile of the weights, then every
+// invocation does 16 x ROWS x 4 multiply-adds from them. Invocation (tx, ty) owns channels
+// 4tx..4tx+3 of pixels ty, ty + 16, ..., ty + 16 (ROWS - 1) of the tile.
 //
-// `Operand` is the type the tiles and products use. This file is the float32 kernel; the
-// float16 one (`conv_gemm_tiled_f16`) is this source with `enable f16;` and `Operand = f16`:
-// half the workgroup memory and float16 products, with float32 sums.
+// `Operand` is the type the tiles and products use. This file is the float32 kernel with
+// 64-pixel tiles; the variants are this source with one line changed: `conv_gemm_tiled_f16`
+// has `enable f16;` and `Operand = f16` (half the workgroup memory and float16 products, with
+// float32 sums), `conv_gemm_tiled_32` and `conv_gemm_tiled_32_f16` have `ROWS = 2u` (32-pixel
+// tiles, which waste less on the small maps of the exit flow).
 
 alias Operand = f32;
+
+// Pixel rows of the tile per invocation: the tile is 16 * ROWS pixels.
+const ROWS: u32 = 4u;
 
 // Activation storage: float32 here; the float16-storage variant of the kernel is this source
 // with `enable f16;` and `Stored = f16` (see `Element` in src/gpu/kernels.rs).
@@ -25,12 +30,14 @@ alias Stored = f32;
 alias Activation = Stored;
 #include "conv_gemm_interface.wgsl"
 
-const TILE_PIXELS: u32 = 64u;
+const TILE_PIXELS: u32 = 16u * ROWS;
 const TILE_TEXELS: u32 = 16u; // 64 channels
 const STEP: u32 = 16u;
+// Invocations staging one pixel's STEP values, ROWS each.
+const LANES: u32 = STEP / ROWS;
 
-// Input tile, [k][pixel]: one step reads 4 pixels' values of one k.
-var<workgroup> tile_a: array<Operand, 1024>; // STEP * TILE_PIXELS
+// Input tile, [k][pixel]: one step reads ROWS pixels' values of one k.
+var<workgroup> tile_a: array<Operand, STEP * TILE_PIXELS>;
 // Weight tile, [k][texel].
 var<workgroup> tile_b: array<vec4<Operand>, 256>; // STEP * TILE_TEXELS
 
@@ -64,11 +71,11 @@ fn main(
     let row0 = (wid.y + wid.z * groups.y) * TILE_PIXELS;
     let texel0 = wid.x * TILE_TEXELS;
     let k_len = params.kernel * params.kernel * params.in_channels;
-    // Staging: this invocation loads k values 4q..4q+3 of the step for tile pixel `p`, and
-    // weight texel `lid % 16` of step row `lid / 16`. Pixels past the end re-read the last
-    // pixel; their results are never stored.
-    let p = lid / 4u;
-    let q = lid % 4u;
+    // Staging: this invocation loads k values ROWS q .. ROWS q + ROWS - 1 of the step for tile
+    // pixel `p`, and weight texel `lid % 16` of step row `lid / 16`. Pixels past the end
+    // re-read the last pixel; their results are never stored.
+    let p = lid / LANES;
+    let q = lid % LANES;
     let corner = window(min(row0 + p, params.rows - 1u));
     let b_row = lid / TILE_TEXELS;
     let b_texel = lid % TILE_TEXELS;
@@ -76,13 +83,13 @@ fn main(
     let tx = lid % TILE_TEXELS;
     let ty = lid / TILE_TEXELS;
     let b0 = bias[texel0 + tx];
-    var acc0 = b0;
-    var acc1 = b0;
-    var acc2 = b0;
-    var acc3 = b0;
+    var acc: array<vec4<f32>, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        acc[r] = b0;
+    }
     for (var k0 = 0u; k0 < k_len; k0 += STEP) {
-        for (var j = 0u; j < 4u; j++) {
-            let k = q * 4u + j;
+        for (var j = 0u; j < ROWS; j++) {
+            let k = q * ROWS + j;
             tile_a[k * TILE_PIXELS + p] = Operand(input_at(corner, k0 + k, k_len));
         }
         var w = vec4<f32>(0.0);
@@ -94,16 +101,14 @@ fn main(
         for (var k = 0u; k < STEP; k++) {
             let b = tile_b[k * TILE_TEXELS + tx];
             let a = k * TILE_PIXELS + ty;
-            acc0 += vec4<f32>(tile_a[a] * b);
-            acc1 += vec4<f32>(tile_a[a + 16u] * b);
-            acc2 += vec4<f32>(tile_a[a + 32u] * b);
-            acc3 += vec4<f32>(tile_a[a + 48u] * b);
+            for (var r = 0u; r < ROWS; r++) {
+                acc[r] += vec4<f32>(tile_a[a + 16u * r] * b);
+            }
         }
         workgroupBarrier();
     }
     let c0 = (texel0 + tx) * 4u;
-    store(row0 + ty, c0, acc0);
-    store(row0 + ty + 16u, c0, acc1);
-    store(row0 + ty + 32u, c0, acc2);
-    store(row0 + ty + 48u, c0, acc3);
+    for (var r = 0u; r < ROWS; r++) {
+        store(row0 + ty + 16u * r, c0, acc[r]);
+    }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::Result;
+use crate::gpu::ConvAssignment;
 use crate::graph::Graph;
 use crate::model::XceptionBuilder;
 use crate::profile::LaunchTiming;
@@ -29,6 +30,8 @@ pub struct BenchResult {
     /// The convolution kernels that ran, e.g. `conv_gemm_tiled+depthwise_conv_tiled` (empty on
     /// the CPU).
     pub conv_kernels: String,
+    /// The kernels of every convolution and why it got them (empty on the CPU).
+    pub assignments: Vec<ConvAssignment>,
     /// The case timed.
     pub case: BenchCase,
     /// Reading and validating the weights file.
@@ -153,6 +156,7 @@ pub fn run(
         results.push(BenchResult {
             backend: model.backend_description(),
             conv_kernels: conv_kernels.clone(),
+            assignments: model.conv_kernels(),
             case,
             // Loading and setup happen once; they belong to the first case's cold start.
             load_ms: if i == 0 { load_ms } else { 0.0 },

@@ -111,16 +111,21 @@ fn every_float16_conv_kernel_matches_cpu_with_the_same_rounded_weights() {
 }
 
 /// The variants each adapter kind must offer, so that the tests above cannot pass by running
-/// fewer of them: the portable ones and the tiled GEMM everywhere, the subgroup GEMM on CPU
-/// adapters with subgroups of 8 or more (lavapipe in CI), the float16 tiled GEMM where the
-/// device has float16 arithmetic.
+/// fewer of them: the portable ones and both tiles of the tiled GEMM everywhere, the subgroup
+/// GEMM on CPU adapters with subgroups of 8 or more (lavapipe in CI), the float16 tiled GEMMs
+/// where the device has float16 arithmetic.
 #[test]
 fn the_adapter_offers_the_expected_conv_kernels() {
     let gpu = ops_on_gpu();
     let context = gpu.context();
     let features = context.device.features();
     let f32_variants = gpu.conv_kernels(Precision::F32);
-    for always in [ConvKernel::Direct, ConvKernel::Portable, ConvKernel::Tiled] {
+    for always in [
+        ConvKernel::Direct,
+        ConvKernel::Portable,
+        ConvKernel::Tiled,
+        ConvKernel::Tiled32,
+    ] {
         assert!(f32_variants.contains(&always), "{always:?}");
     }
     let subgroups =
@@ -128,10 +133,13 @@ fn the_adapter_offers_the_expected_conv_kernels() {
     assert_eq!(f32_variants.contains(&ConvKernel::Subgroup), subgroups);
     assert!(!f32_variants.iter().any(|v| v.computes_f16()));
     let f16_variants = gpu.conv_kernels(Precision::F16);
-    assert_eq!(
-        f16_variants.contains(&ConvKernel::TiledF16),
-        features.contains(wgpu::Features::SHADER_F16)
-    );
+    for f16 in [ConvKernel::TiledF16, ConvKernel::Tiled32F16] {
+        assert_eq!(
+            f16_variants.contains(&f16),
+            features.contains(wgpu::Features::SHADER_F16),
+            "{f16:?}"
+        );
+    }
     assert_eq!(
         f16_variants.contains(&ConvKernel::CoopMatrix),
         context.cooperative_matrix()

@@ -84,7 +84,11 @@ fn bench(
     weights: &Path,
     json: bool,
 ) -> Result<(), Error> {
-    let results = xception_wgpu::bench::run(weights, compute.builder(backend), cases)?;
+    // Tuned kernels are measured at the first case's size and batch.
+    let builder = compute
+        .builder(backend)
+        .tune_for(cases[0].size, cases[0].batch);
+    let results = xception_wgpu::bench::run(weights, builder, cases)?;
     let precision = compute.precision;
     if !json {
         println!(
@@ -113,6 +117,10 @@ fn bench(
             let line = json!({
                 "adapter": r.backend, "backend": format!("{backend:?}").to_lowercase(),
                 "conv_kernels": r.conv_kernels,
+                "kernels": r.assignments.iter().map(|a| json!({
+                    "layer": a.layer, "kernel": a.kernel.name(),
+                    "depthwise": a.depthwise.map(|d| d.name()), "reason": a.reason.name(),
+                })).collect::<Vec<_>>(),
                 "precision": format!("{precision:?}").to_lowercase(),
                 "size": [w, h], "batch": r.case.batch,
                 "cold_start_ms": {"load": r.load_ms, "setup": r.setup_ms, "first_inference": r.first_ms, "total": r.cold_start_ms()},
@@ -131,6 +139,12 @@ fn bench(
             );
         }
     }
+    if let (false, Some(first)) = (json, results.first()) {
+        if !first.assignments.is_empty() {
+            println!("convolution kernels, and why:");
+            crate::cli::info::print_assignments(&first.assignments);
+        }
+    }
     Ok(())
 }
 
@@ -141,8 +155,11 @@ fn print_profiles(
     cases: &[BenchCase],
 ) -> Result<(), Error> {
     for &case in cases {
-        let (backend, launches) =
-            xception_wgpu::bench::profile(weights, compute.builder(backend), case)?;
+        let (backend, launches) = xception_wgpu::bench::profile(
+            weights,
+            compute.builder(backend).tune_for(case.size, case.batch),
+            case,
+        )?;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let Size {
             width: w,

@@ -101,6 +101,10 @@ pub enum Kernel {
     ConvGemmTiled,
     /// [`Kernel::ConvGemmTiled`] with float16 operand tiles and products, float32 sums.
     ConvGemmTiledF16,
+    /// [`Kernel::ConvGemmTiled`] over 32-pixel tiles.
+    ConvGemmTiled32,
+    /// [`Kernel::ConvGemmTiledF16`] over 32-pixel tiles.
+    ConvGemmTiled32F16,
     /// Convolution as an implicit GEMM on cooperative matrices (tensor cores), float16
     /// operands and float32 sums.
     ConvGemmCoopMatrix,
@@ -124,7 +128,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Conv2d,
         Kernel::DepthwiseConv,
         Kernel::DepthwiseConvPack4,
@@ -133,6 +137,8 @@ impl Kernel {
         Kernel::ConvGemmSubgroup,
         Kernel::ConvGemmTiled,
         Kernel::ConvGemmTiledF16,
+        Kernel::ConvGemmTiled32,
+        Kernel::ConvGemmTiled32F16,
         Kernel::ConvGemmCoopMatrix,
         Kernel::PackF16,
         Kernel::BatchnormFold,
@@ -155,6 +161,8 @@ impl Kernel {
             Kernel::ConvGemmSubgroup => "conv_gemm_subgroup",
             Kernel::ConvGemmTiled => "conv_gemm_tiled",
             Kernel::ConvGemmTiledF16 => "conv_gemm_tiled_f16",
+            Kernel::ConvGemmTiled32 => "conv_gemm_tiled_32",
+            Kernel::ConvGemmTiled32F16 => "conv_gemm_tiled_32_f16",
             Kernel::ConvGemmCoopMatrix => "conv_gemm_coopmat",
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
@@ -167,12 +175,28 @@ impl Kernel {
         }
     }
 
-    /// The stem of the shader file the kernel is built from: its name, except for
-    /// `conv_gemm_tiled_f16`, which is `conv_gemm_tiled` with float16 operands.
+    /// The stem of the shader file the kernel is built from: its name, except for the
+    /// variants of `conv_gemm_tiled` (float16 operands, 32-pixel tiles).
     pub const fn file(self) -> &'static str {
         match self {
-            Kernel::ConvGemmTiledF16 => Kernel::ConvGemmTiled.name(),
+            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32 | Kernel::ConvGemmTiled32F16 => {
+                Kernel::ConvGemmTiled.name()
+            }
             _ => self.name(),
+        }
+    }
+
+    /// Whether the kernel multiplies float16 operands.
+    const fn f16_operands(self) -> bool {
+        matches!(self, Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16)
+    }
+
+    /// Pixel rows per invocation of a `conv_gemm_tiled` variant other than its file's (whose
+    /// tile is 64 pixels).
+    const fn tile_rows(self) -> Option<u32> {
+        match self {
+            Kernel::ConvGemmTiled32 | Kernel::ConvGemmTiled32F16 => Some(2),
+            _ => None,
         }
     }
 
@@ -189,6 +213,8 @@ impl Kernel {
                 | Kernel::ConvGemmSubgroup
                 | Kernel::ConvGemmTiled
                 | Kernel::ConvGemmTiledF16
+                | Kernel::ConvGemmTiled32
+                | Kernel::ConvGemmTiled32F16
                 | Kernel::ConvGemmCoopMatrix
                 | Kernel::MaxPool
                 | Kernel::GlobalAvgPool
@@ -202,7 +228,8 @@ impl Kernel {
 
     /// The WGSL source for activations of `element` (files compiled into the crate, fragments
     /// included). A float16 variant is the file with `enable f16;` and one alias changed:
-    /// `Operand` (the tiled GEMM's arithmetic) or `Stored` (the activations' element).
+    /// `Operand` (the tiled GEMM's arithmetic) or `Stored` (the activations' element); a tile
+    /// variant has its `ROWS` constant changed.
     ///
     /// # Panics
     /// Where the kernel has no `element` variant (see [`Kernel::has_variant`]).
@@ -224,8 +251,14 @@ impl Kernel {
             *source = Cow::Owned(source.replace(&declared, &format!("alias {alias} = f16;")));
             float16 = true;
         };
-        if self == Kernel::ConvGemmTiledF16 {
+        if self.f16_operands() {
             to_f16(&mut source, "Operand");
+        }
+        if let Some(rows) = self.tile_rows() {
+            let declared = "const ROWS: u32 = 4u;";
+            assert!(source.contains(declared), "{} declares ROWS", self.file());
+            let changed = format!("const ROWS: u32 = {rows}u;");
+            source = Cow::Owned(source.replace(declared, &changed));
         }
         if element == Element::F16 {
             to_f16(&mut source, "Stored");
@@ -245,9 +278,10 @@ impl Kernel {
             Kernel::DepthwiseConvTiled => include_str!("../../shaders/depthwise_conv_tiled.wgsl"),
             Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
             Kernel::ConvGemmSubgroup => include_str!("../../shaders/conv_gemm_subgroup.wgsl"),
-            Kernel::ConvGemmTiled | Kernel::ConvGemmTiledF16 => {
-                include_str!("../../shaders/conv_gemm_tiled.wgsl")
-            }
+            Kernel::ConvGemmTiled
+            | Kernel::ConvGemmTiledF16
+            | Kernel::ConvGemmTiled32
+            | Kernel::ConvGemmTiled32F16 => include_str!("../../shaders/conv_gemm_tiled.wgsl"),
             Kernel::ConvGemmCoopMatrix => include_str!("../../shaders/conv_gemm_coopmat.wgsl"),
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
@@ -270,7 +304,7 @@ impl Kernel {
         let own = match self {
             Kernel::PackF16 => C::SHADER_FLOAT16_IN_FLOAT32,
             Kernel::ConvGemmSubgroup => C::SUBGROUP,
-            Kernel::ConvGemmTiledF16 => C::SHADER_FLOAT16,
+            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16 => C::SHADER_FLOAT16,
             Kernel::ConvGemmCoopMatrix => C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
             _ => C::empty(),
         };
@@ -286,7 +320,7 @@ impl Kernel {
         use wgpu::Features as F;
         let own = match self {
             Kernel::ConvGemmSubgroup => F::SUBGROUP,
-            Kernel::ConvGemmTiledF16 => F::SHADER_F16,
+            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16 => F::SHADER_F16,
             Kernel::ConvGemmCoopMatrix => {
                 F::SHADER_F16 | F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX
             }

@@ -28,6 +28,10 @@ pub enum ConvKernel {
     Tiled,
     /// `conv_gemm_tiled_f16`: `conv_gemm_tiled.wgsl` with float16 operands and products.
     TiledF16,
+    /// `conv_gemm_tiled_32`: [`ConvKernel::Tiled`] over 32-pixel tiles, for small maps.
+    Tiled32,
+    /// `conv_gemm_tiled_32_f16`: [`ConvKernel::TiledF16`] over 32-pixel tiles.
+    Tiled32F16,
     /// `conv_gemm_coopmat.wgsl`: an implicit GEMM on 16x16 float16 cooperative matrices
     /// (tensor cores).
     CoopMatrix,
@@ -35,12 +39,14 @@ pub enum ConvKernel {
 
 impl ConvKernel {
     /// Every variant.
-    pub const ALL: [ConvKernel; 6] = [
+    pub const ALL: [ConvKernel; 8] = [
         ConvKernel::Direct,
         ConvKernel::Portable,
         ConvKernel::Subgroup,
         ConvKernel::Tiled,
         ConvKernel::TiledF16,
+        ConvKernel::Tiled32,
+        ConvKernel::Tiled32F16,
         ConvKernel::CoopMatrix,
     ];
 
@@ -52,6 +58,8 @@ impl ConvKernel {
             ConvKernel::Subgroup => Kernel::ConvGemmSubgroup,
             ConvKernel::Tiled => Kernel::ConvGemmTiled,
             ConvKernel::TiledF16 => Kernel::ConvGemmTiledF16,
+            ConvKernel::Tiled32 => Kernel::ConvGemmTiled32,
+            ConvKernel::Tiled32F16 => Kernel::ConvGemmTiled32F16,
             ConvKernel::CoopMatrix => Kernel::ConvGemmCoopMatrix,
         }
     }
@@ -63,7 +71,10 @@ impl ConvKernel {
 
     /// Whether it computes in float16 (and so needs [`Precision::F16`]).
     pub const fn computes_f16(self) -> bool {
-        matches!(self, ConvKernel::TiledF16 | ConvKernel::CoopMatrix)
+        matches!(
+            self,
+            ConvKernel::TiledF16 | ConvKernel::Tiled32F16 | ConvKernel::CoopMatrix
+        )
     }
 
     /// Whether `context`'s adapter can run this variant at `precision` (the float16 ones only at
@@ -71,11 +82,13 @@ impl ConvKernel {
     pub fn available(self, context: &GpuContext, kernels: &Kernels, precision: Precision) -> bool {
         let f16 = precision == Precision::F16;
         match self {
-            ConvKernel::Direct | ConvKernel::Portable | ConvKernel::Tiled => true,
+            ConvKernel::Direct | ConvKernel::Portable | ConvKernel::Tiled | ConvKernel::Tiled32 => {
+                true
+            }
             ConvKernel::Subgroup => {
                 context.adapter.subgroup_min_size >= 8 && kernels.supports(self.kernel())
             }
-            ConvKernel::TiledF16 => f16 && kernels.supports(self.kernel()),
+            ConvKernel::TiledF16 | ConvKernel::Tiled32F16 => f16 && kernels.supports(self.kernel()),
             ConvKernel::CoopMatrix => {
                 f16 && context.cooperative_matrix() && kernels.supports(self.kernel())
             }
@@ -90,6 +103,8 @@ impl ConvKernel {
             ConvKernel::Direct
             | ConvKernel::Tiled
             | ConvKernel::TiledF16
+            | ConvKernel::Tiled32
+            | ConvKernel::Tiled32F16
             | ConvKernel::CoopMatrix => true,
         }
     }
@@ -97,7 +112,7 @@ impl ConvKernel {
     /// Output pixels and channels one workgroup of a GEMM variant computes.
     pub(crate) fn tile(self) -> (usize, usize) {
         match self {
-            ConvKernel::Subgroup => (32, 64),
+            ConvKernel::Subgroup | ConvKernel::Tiled32 | ConvKernel::Tiled32F16 => (32, 64),
             ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::CoopMatrix => (64, 64),
             ConvKernel::Direct | ConvKernel::Portable => unreachable!("not a tiled GEMM"),
         }

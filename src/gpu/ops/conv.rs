@@ -140,6 +140,8 @@ impl Conv {
             | ConvKernel::Subgroup
             | ConvKernel::Tiled
             | ConvKernel::TiledF16
+            | ConvKernel::Tiled32
+            | ConvKernel::Tiled32F16
             | ConvKernel::CoopMatrix => {
                 let (gemm, prep) = fold_gemm(kernels, device, kernel, out_channels, bn, precision)?;
                 (ConvWeights::Gemm(gemm), prep)
