@@ -229,11 +229,15 @@ impl ComputeArgs {
         if let Some(dir) = pipeline_cache_dir() {
             builder = builder.pipeline_cache(dir);
         }
+        let tuned = matches!(self.kernel, KernelArg::Tuned);
         builder
-            .on_compile(|cache| {
-                if cache == KernelCache::Cold {
-                    eprintln!("compiling GPU kernels (first run only)…");
-                }
+            .on_compile(move |cache| match (cache, tuned) {
+                (KernelCache::Cold, true) => eprintln!("compiling GPU kernels (first run only)…"),
+                (KernelCache::Cold, false) => eprintln!(
+                    "compiling GPU kernels (first run only; chosen by rule for this adapter, \
+                     --kernel tuned measures them)…"
+                ),
+                _ => {}
             })
             .on_tune(|event| report_tuning(&event, false))
     }

@@ -152,6 +152,10 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
             "checking {title} against the reference (seed {})",
             args.seed
         );
+        println!(
+            "{:<5} {:<9} {:<16} {:<44} {:>5} {:>11} {:>11} {:<4} {:>10}",
+            "prec", "act/size", "op", "kernel", "cases", "worst error", "bound", "", "ms/launch"
+        );
     }
 
     let mut rows = Vec::new();
@@ -159,13 +163,13 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
         for &precision in &precisions {
             let element = activation_element(precision, &context.device);
             let ops = GpuOps::with_element(context.clone(), element)?;
-            for report in check::every_variant(&ops, precision, args.seed, fault.as_ref())? {
+            check::every_variant(&ops, precision, args.seed, fault.as_ref(), &mut |report| {
                 let row = Row::of(report, precision);
                 if !args.json {
                     print_row(&row);
                 }
                 rows.push(row);
-            }
+            })?;
         }
     }
 

@@ -626,17 +626,18 @@ pub fn softmax(ops_on_device: &GpuOps, rng: &mut StdRng) -> Result<VariantReport
 
 /// Every kernel variant `ops_on_device` offers at `precision` (its convolution variants, every
 /// depthwise variant, the pools; at float32 also the dense layer and softmax, which have no
-/// float16 variant), each on fresh random inputs from a generator seeded with `seed`.
+/// float16 variant), each on fresh random inputs from a generator seeded with `seed`; each
+/// report goes to `on_report` as soon as it is done.
 pub fn every_variant(
     ops_on_device: &GpuOps,
     precision: Precision,
     seed: u64,
     fault: Option<&Fault>,
-) -> Result<Vec<VariantReport>> {
+    on_report: &mut dyn FnMut(VariantReport),
+) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut reports = Vec::new();
     for variant in ops_on_device.conv_kernels(precision) {
-        reports.push(conv_variant(
+        on_report(conv_variant(
             ops_on_device,
             variant,
             precision,
@@ -645,15 +646,15 @@ pub fn every_variant(
         )?);
     }
     for variant in DepthwiseKernel::ALL {
-        reports.push(depthwise_variant(ops_on_device, variant, &mut rng, fault)?);
+        on_report(depthwise_variant(ops_on_device, variant, &mut rng, fault)?);
     }
-    reports.push(max_pool(ops_on_device, &mut rng)?);
-    reports.push(global_avg_pool(ops_on_device, &mut rng)?);
+    on_report(max_pool(ops_on_device, &mut rng)?);
+    on_report(global_avg_pool(ops_on_device, &mut rng)?);
     if precision == Precision::F32 {
-        reports.push(dense(ops_on_device, &mut rng)?);
-        reports.push(softmax(ops_on_device, &mut rng)?);
+        on_report(dense(ops_on_device, &mut rng)?);
+        on_report(softmax(ops_on_device, &mut rng)?);
     }
-    Ok(reports)
+    Ok(())
 }
 
 /// Milliseconds since `start`.
