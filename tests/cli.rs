@@ -305,7 +305,7 @@ fn a_first_gpu_run_says_it_compiles_its_kernels_and_the_next_does_not() {
         assert!(String::from_utf8_lossy(&out.stdout).contains(": cup ("));
         stderr
     };
-    const NOTICE: &str = "compiling GPU kernels (first run only)";
+    const NOTICE: &str = "compiling GPU kernels (first run only";
     assert!(!run("cpu").contains(NOTICE));
     assert!(run("gpu").contains(NOTICE));
     let second = run("gpu");
@@ -432,7 +432,7 @@ fn summary_totals_match_keras_and_info_names_the_model() {
     // Every convolution is named with its kernel: the first stem convolution and the last
     // separable one at least.
     assert!(
-        text.contains("convolution kernels (Auto at F32):"),
+        text.contains("convolution kernels (Auto at F32, and why):"),
         "{text}"
     );
     assert!(
@@ -722,7 +722,8 @@ fn check_passes_on_vulkan_and_gl_and_reports_json() {
             backend,
             "{adapter}"
         );
-        assert!(adapter["driver"].as_str().is_some_and(|d| !d.is_empty()));
+        let driver = format!("{} {}", adapter["driver"], adapter["driver_info"]);
+        assert!(driver.contains("Mesa"), "{driver}");
         assert!(adapter["limits"]["max_storage_buffer_binding_size"].as_u64() > Some(0));
         assert_eq!(report["crate"]["version"], env!("CARGO_PKG_VERSION"));
         let results = report["results"].as_array().unwrap();

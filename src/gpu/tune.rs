@@ -544,7 +544,9 @@ mod native {
                     {
                         match (field("shape"), field("kernel"), ms) {
                             _ if version != env!("CARGO_PKG_VERSION") => stale += 1,
-                            (Some(shape), Some(kernel), Some(ms)) => {
+                            (Some(shape), Some(kernel), Some(ms))
+                                if choice_named(kernel).is_some() =>
+                            {
                                 store
                                     .ours
                                     .insert(shape.to_string(), (kernel.to_string(), ms));
@@ -561,31 +563,23 @@ mod native {
                     &path,
                     &format!(
                         "holds {stale} choices of another xception-wgpu version for this \
-                         adapter; they are measured again"
+                         adapter"
                     ),
                 ));
             }
             if corrupt > 0 {
                 observer(warning(
                     &path,
-                    &format!("holds {corrupt} malformed entries; they are dropped"),
+                    &format!("holds {corrupt} malformed entries"),
                 ));
             }
             store
         }
 
-        /// The stored choice for `shape`, if it names a kernel this crate has.
+        /// The stored choice for `shape`.
         fn get(&self, shape: &ConvShape) -> Option<TunedChoice> {
             let (name, _) = self.ours.get(&shape.to_string())?;
-            let conv = ConvKernel::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .map(TunedChoice::Conv);
-            let depthwise = DepthwiseKernel::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .map(TunedChoice::Depthwise);
-            conv.or(depthwise)
+            choice_named(name)
         }
 
         fn insert(&mut self, shape: &ConvShape, choice: TunedChoice, ms: f64) {
@@ -619,9 +613,25 @@ mod native {
         }
     }
 
-    /// The warning for a store that is ignored.
+    /// The convolution or depthwise kernel named `name`, if this crate has one.
+    fn choice_named(name: &str) -> Option<TunedChoice> {
+        let conv = ConvKernel::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .map(TunedChoice::Conv);
+        let depthwise = DepthwiseKernel::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .map(TunedChoice::Depthwise);
+        conv.or(depthwise)
+    }
+
+    /// The warning for a store, or entries of it, that are ignored.
     fn warning(path: &Path, problem: &str) -> TuneEvent {
-        TuneEvent::Warning(format!("{} {problem}; ignored", path.display()))
+        TuneEvent::Warning(format!(
+            "tuned kernels: {} {problem}; ignored, and measured again",
+            path.display()
+        ))
     }
 
     /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.

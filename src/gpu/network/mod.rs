@@ -72,12 +72,7 @@ impl GpuModel {
         precision: Precision,
         choice: KernelChoice,
     ) -> Result<Self> {
-        let options = GpuOptions {
-            precision,
-            kernel: choice,
-            tune_input: None,
-        };
-        pollster::block_on(Self::load_async(context, weights, options, &mut |_| {}))
+        pollster::block_on(Self::new_async(context, weights, precision, choice))
     }
 
     /// [`GpuModel::new`] without blocking: what a browser, which cannot block, calls.
