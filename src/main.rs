@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::gpu::tune::TuneEvent;
-use xception_wgpu::gpu::KernelCache;
+use xception_wgpu::gpu::{default_cache_dir, KernelCache};
 use xception_wgpu::graph::MIN_INPUT_SIZE;
 use xception_wgpu::{
     BackendKind, Error, Fallback, KernelChoice, Precision, Size, Weights, Xception, XceptionBuilder,
@@ -226,7 +226,7 @@ impl ComputeArgs {
         if let Some(threads) = self.threads {
             builder = builder.cpu_threads(threads.into());
         }
-        if let Some(dir) = pipeline_cache_dir() {
+        if let Some(dir) = default_cache_dir() {
             builder = builder.pipeline_cache(dir);
         }
         let tuned = matches!(self.kernel, KernelArg::Tuned);
@@ -361,16 +361,6 @@ fn load_model(
         eprintln!("warning: --precision f16 applies to the GPU; the CPU computes in float32");
     }
     Ok(model)
-}
-
-/// Where the CLI keeps compiled GPU pipelines: `$XDG_CACHE_HOME/xception-wgpu`, else
-/// `$HOME/.cache/xception-wgpu`.
-pub fn pipeline_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("xception-wgpu"))
 }
 
 /// How images are sized before they enter the network.

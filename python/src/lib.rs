@@ -8,6 +8,8 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods}
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use xception_wgpu::gpu::default_cache_dir;
+use xception_wgpu::gpu::tune::TuneEvent;
 use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::image::{DynamicImage, RgbImage};
 use xception_wgpu::{
@@ -183,7 +185,18 @@ impl Model {
                 let mut builder = Xception::builder()
                     .backend(kind)
                     .precision(precision)
-                    .conv_kernel(kernel);
+                    .conv_kernel(kernel)
+                    .on_tune(|event| match event {
+                        TuneEvent::Timing { shapes } => eprintln!(
+                            "xception_wgpu: tuning GPU kernels on {shapes} convolution shapes \
+                             (first run only)…"
+                        ),
+                        TuneEvent::Warning(why) => eprintln!("xception_wgpu: warning: {why}"),
+                        TuneEvent::Measured(_) | TuneEvent::Stored { .. } => {}
+                    });
+                if let Some(dir) = default_cache_dir() {
+                    builder = builder.pipeline_cache(dir);
+                }
                 if let Some(images) = max_batch {
                     builder = builder.max_batch(images);
                 }

@@ -32,7 +32,7 @@ class Model:
         backend: Literal["auto", "gpu", "cpu", "reference"] = "auto",
         precision: Literal["f32", "f16"] = "f32",
         max_batch: Optional[int] = None,
-        kernel: Literal["auto", "portable", "subgroup", "tiled", "coopmat"] = "auto",
+        kernel: Literal["auto", "tuned", "portable", "subgroup", "tiled", "coopmat"] = "auto",
     ) -> None: ...
     @property
     def labels(self) -> list[str]:

@@ -8,14 +8,11 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{json, Value};
 use xception_wgpu::gpu::check::{self, Comparison, Fault, VariantReport, TOLERANCE};
-use xception_wgpu::gpu::{activation_element, GpuContext, GpuOps};
+use xception_wgpu::gpu::{activation_element, default_cache_dir, GpuContext, GpuOps};
 use xception_wgpu::{preprocess, BackendKind, Error, Precision, Size, Tensor, Weights, Xception};
 
 use crate::cli::info::features_used;
-use crate::{
-    parse_size, pipeline_cache_dir, report_tuning, weights_path, ComputeArgs, KernelArg,
-    PrecisionArg, Sizing,
-};
+use crate::{parse_size, weights_path, ComputeArgs, KernelArg, PrecisionArg, Sizing};
 
 /// How far float16 may move the whole network's logits and embeddings from the float32
 /// reference (the tests' documented gate; it measures about 1e-2), with the top class kept.
@@ -131,7 +128,7 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
         (CheckBackend::Gpu, Some(name)) => Some(GpuContext::with_adapter_named(name)?),
         (CheckBackend::Gpu, None) => Some(GpuContext::new()?),
     };
-    let context = context.map(|c| match pipeline_cache_dir() {
+    let context = context.map(|c| match default_cache_dir() {
         Some(dir) => c.with_pipeline_cache(&dir),
         None => c,
     });
@@ -200,8 +197,7 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
                 None => BackendKind::Cpu,
             })
             .precision(precision)
-            .tune_for(size, 1)
-            .on_tune(|event| report_tuning(&event, false));
+            .tune_for(size, 1);
         if let Some(context) = &context {
             builder = builder.device(context.device.clone(), context.queue.clone());
         }

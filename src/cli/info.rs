@@ -2,12 +2,13 @@
 
 use std::path::Path;
 
+use xception_wgpu::gpu::default_cache_dir;
 use xception_wgpu::gpu::tune::TuneInput;
 use xception_wgpu::gpu::{activation_element, largest_batch, ConvAssignment, GpuContext, GpuModel};
 use xception_wgpu::graph::{Graph, Op};
 use xception_wgpu::{Error, Fallback, Size, Weights};
 
-use crate::{parse_size, pipeline_cache_dir, report_tuning, ComputeArgs, Sizing};
+use crate::{parse_size, report_tuning, ComputeArgs, Sizing};
 
 /// Prints the adapters, the chosen one with the features and limits the runtime relies on,
 /// where `--backend auto` runs and why, the CPU backend's threads and vector extension,
@@ -50,7 +51,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             println!("convolution kernels ({kernel:?} at {precision:?}, and why):");
             let input = TuneInput::of(info.input_size, 1);
             let assignments = pollster::block_on(GpuModel::conv_kernels(
-                &match pipeline_cache_dir() {
+                &match default_cache_dir() {
                     Some(dir) => context.clone().with_pipeline_cache(&dir),
                     None => context.clone(),
                 },

@@ -28,5 +28,5 @@ pub use ops::{
 };
 pub use options::{activation_element, KernelChoice, Precision};
 #[cfg(not(target_arch = "wasm32"))]
-pub use pipeline_cache::{KernelCache, PipelineCacheFile};
+pub use pipeline_cache::{default_cache_dir, KernelCache, PipelineCacheFile};
 pub use select::{ConvAssignment, ConvKernel, ConvShape, KernelReason};

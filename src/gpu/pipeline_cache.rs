@@ -3,6 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where the command line and the Python package keep compiled GPU pipelines and tuned kernel
+/// choices: `$XDG_CACHE_HOME/xception-wgpu`, else `$HOME/.cache/xception-wgpu`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("xception-wgpu"))
+}
+
 /// A pipeline cache for one adapter and driver, read from and written back to a file in a
 /// directory (the file is named by [`wgpu::util::pipeline_cache_key`]).
 #[derive(Debug)]

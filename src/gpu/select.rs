@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 use crate::tensor::Shape;
 
-/// A convolution kernel variant: [`assign_kernels`] picks one per convolution at load; the
-/// plan launches what was picked.
+/// A convolution kernel variant: one is picked per convolution at load (by the rule, by
+/// measurement, or as forced; see [`KernelChoice`]); the plan launches what was picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// `conv2d.wgsl`: a direct convolution for the shapes the GEMMs chosen do not take.

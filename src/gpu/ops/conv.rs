@@ -136,13 +136,8 @@ impl Conv {
                 let prep = WeightPrep::of(fold);
                 (ConvWeights::Direct(folded), prep)
             }
-            ConvKernel::Portable
-            | ConvKernel::Subgroup
-            | ConvKernel::Tiled
-            | ConvKernel::TiledF16
-            | ConvKernel::Tiled32
-            | ConvKernel::Tiled32F16
-            | ConvKernel::CoopMatrix => {
+            // Every GEMM variant reads the same weight texture.
+            _ => {
                 let (gemm, prep) = fold_gemm(kernels, device, kernel, out_channels, bn, precision)?;
                 (ConvWeights::Gemm(gemm), prep)
             }

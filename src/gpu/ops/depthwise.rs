@@ -4,8 +4,8 @@ use super::u;
 use crate::gpu::kernels::{Dispatch, Kernel, KernelParams, Kernels};
 use crate::tensor::Shape;
 
-/// A depthwise kernel variant; [`crate::gpu::select`] picks one per separable convolution at
-/// load.
+/// A depthwise kernel variant; one is picked per separable convolution at load, with its
+/// pointwise half's kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DepthwiseKernel {
     /// `depthwise_conv.wgsl`: one channel per invocation, any channel count.

@@ -50,7 +50,7 @@ pub struct GemmWeights {
 /// A convolution's weights, stored as its kernel reads them.
 #[derive(Debug)]
 pub enum ConvWeights {
-    /// Storage buffers, for [`ConvKernel::Direct`].
+    /// Storage buffers, for [`ConvKernel::Direct`](crate::gpu::ConvKernel::Direct).
     Direct(FoldedConv),
     /// A texture, for the GEMM kernels.
     Gemm(GemmWeights),
