@@ -53,26 +53,96 @@ pub fn decode_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<RgbImage> {
             .with_guessed_format()
             .map_err(|e| image_error(path, e))
     };
-    if reader()?.format().is_none() {
-        return Err(image_error(
+    let format = reader()?
+        .format()
+        .ok_or_else(|| image_error(path, "not a recognised image format (PNG or JPEG)"))?;
+    let complete = match format {
+        image::ImageFormat::Jpeg => jpeg_is_complete(bytes),
+        image::ImageFormat::Png => png_is_complete(bytes),
+        _ => true,
+    };
+    let truncated = || {
+        image_error(
             path,
-            "not a recognised image format (PNG or JPEG)",
-        ));
-    }
-    let (width, height) = reader()?
-        .into_dimensions()
-        .map_err(|e| image_error(path, format!("cannot read the image header: {e}")))?;
+            "truncated image (the data ends before the image does)",
+        )
+    };
+    // The size is checked first, so that a huge image is refused as such however it ends.
+    let (width, height) = reader()?.into_dimensions().map_err(|e| match complete {
+        true => image_error(path, format!("cannot read the image header: {e}")),
+        false => truncated(),
+    })?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
         return Err(image_error(
             path,
             format!("image is {width}x{height}; the largest side accepted is {MAX_IMAGE_SIDE}"),
         ));
     }
+    if !complete {
+        // Decoders fill what is missing with grey: a result that would look real.
+        return Err(truncated());
+    }
     let mut decoder = reader()?.into_decoder().map_err(|e| image_error(path, e))?;
     let orientation = decoder.orientation().map_err(|e| image_error(path, e))?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// Whether a JPEG's marker segments and entropy-coded scans run to its end-of-image marker
+/// (what follows it is ignored, as decoders do).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut at = 2; // past the start-of-image marker
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (Some(0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return false;
+        };
+        at += 2;
+        match marker {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(length) = bytes.get(at..at + 2) else {
+            return false;
+        };
+        at += usize::from(u16::from_be_bytes([length[0], length[1]]));
+        if at > bytes.len() {
+            return false;
+        }
+        if marker == 0xDA {
+            // A scan's data runs to the next marker that is not a stuffed 0xFF00 or a restart.
+            loop {
+                match (bytes.get(at), bytes.get(at + 1)) {
+                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => at += 2,
+                    (Some(0xFF), Some(_)) => break,
+                    (Some(_), _) => at += 1,
+                    (None, _) => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Whether a PNG's chunks run, whole, to its end chunk (`IEND`).
+fn png_is_complete(bytes: &[u8]) -> bool {
+    let mut at = 8; // past the signature
+    while let Some(header) = bytes.get(at..at + 8) {
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let end = at.saturating_add(12).saturating_add(length);
+        if end > bytes.len() {
+            return false;
+        }
+        if &header[4..8] == b"IEND" {
+            return true;
+        }
+        at = end;
+    }
+    false
 }
 
 /// Converts 8-bit RGB pixels (`height * width * 3`, row-major) to a batch-1 input tensor,

@@ -87,6 +87,86 @@ fn empty_and_truncated_files_are_rejected_by_name() {
     }
 }
 
+/// A JPEG of the test picture as jpeg-encoder writes it: `progressive` (several scans), with
+/// restart markers every `restart` blocks (0: none), and an EXIF-like application segment.
+fn jpeg_encoded(progressive: bool, restart: u16) -> Vec<u8> {
+    let rgb = picture();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    encoder.set_progressive(progressive);
+    encoder.set_restart_interval(restart);
+    encoder
+        .add_app_segment(1, b"Exif\0\0not a real one".to_vec())
+        .unwrap();
+    encoder
+        .encode(rgb.as_raw(), 120, 90, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
+/// A JPEG or PNG whose data ends early is refused as truncated wherever it is cut (decoders
+/// would fill the rest with grey and a classification would look real); whole files, with
+/// progressive scans, restart markers or bytes after the end marker, still decode.
+#[test]
+fn images_cut_short_are_refused_as_truncated_and_whole_ones_decode() {
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/cup.jpg")).unwrap();
+    let whole = vec![
+        ("sample.jpg", sample),
+        ("baseline.jpg", jpeg_encoded(false, 0)),
+        ("progressive.jpg", jpeg_encoded(true, 0)),
+        ("restarts.jpg", jpeg_encoded(false, 4)),
+        ("picture.png", png_bytes(&picture())),
+    ];
+    for (name, bytes) in &whole {
+        let path = write(name, bytes);
+        assert!(
+            preprocess::load_image(&path, MODEL_SIZE).is_ok(),
+            "{name} is whole"
+        );
+        // Cut anywhere from just after the header to one byte short of the end.
+        let cuts = [
+            bytes.len() / 10,
+            bytes.len() / 2,
+            bytes.len() - 100,
+            bytes.len() - 1,
+        ];
+        for cut in cuts.into_iter().filter(|&cut| cut > 100) {
+            let cut_name = format!("cut_{cut}_{name}");
+            assert_rejected(
+                &write(&cut_name, &bytes[..cut]),
+                MODEL_SIZE,
+                "truncated image",
+            );
+        }
+    }
+    let mut trailing = jpeg_encoded(false, 0);
+    trailing.extend_from_slice(&[0, 0, 0xFF, 0xD8, 1, 2, 3]);
+    let path = write("trailing.jpg", &trailing);
+    assert!(
+        preprocess::load_image(&path, MODEL_SIZE).is_ok(),
+        "bytes after the end"
+    );
+    // The half photo from the issue, through the command line: an error line, exit 1, and
+    // the next photo still classified.
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/cup.jpg")).unwrap();
+    let half = write("half_cup.jpg", &sample[..97_938]);
+    let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(["classify", "--backend", "cpu", "--json", "--top", "1"])
+        .arg(&half)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fork.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("truncated image") && !lines[0].contains("\"top\""),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("\"label\":\"fork\""), "{stdout}");
+}
+
 #[test]
 fn a_png_named_jpg_is_read_by_its_content() {
     let path = write("really_a_png.jpg", &png_bytes(&picture()));
