@@ -1,5 +1,22 @@
 //! `xception`: classify images or extract embeddings with Xception on the GPU (or the CPU).
 
+/// `println!` through [`cli::stdout::Stdout`]: printing stops quietly once the reader of
+/// standard output has gone.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::cli::stdout::Stdout, $($arg)*);
+    }};
+}
+
+/// `print!` through [`cli::stdout::Stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!($crate::cli::stdout::Stdout, $($arg)*);
+    }};
+}
+
 mod cli;
 
 use std::path::{Path, PathBuf};
@@ -439,6 +456,7 @@ fn main() -> ExitCode {
         }
     };
     match outcome {
+        Ok(_) if cli::stdout::failed() => ExitCode::FAILURE,
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

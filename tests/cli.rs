@@ -831,3 +831,57 @@ fn tuned_kernels_are_timed_once_and_a_bad_store_is_ignored_with_one_warning() {
         "stale entries are replaced"
     );
 }
+
+/// A reader that goes away (`| head`) ends the printing quietly: no panic, the usual exit
+/// status, and the work goes on: the `--output` file holds every embedding and every overlay
+/// is written.
+#[test]
+fn a_closed_pipe_ends_printing_quietly_and_output_files_are_still_written() {
+    use std::io::Read;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("closed-pipe");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let npy = dir.join("embeddings.npy");
+    let images: Vec<PathBuf> = samples().into_iter().cycle().take(18).collect();
+    let overlays = dir.join("overlays");
+    // explain refuses two images that would write the same overlay: the six photos once.
+    let commands: [(Vec<String>, Vec<PathBuf>); 2] = [
+        (
+            vec!["embed".into(), "--output".into(), npy.display().to_string()],
+            images,
+        ),
+        (
+            vec![
+                "explain".into(),
+                "--output".into(),
+                overlays.display().to_string(),
+            ],
+            samples(),
+        ),
+    ];
+    for (args, images) in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xception"))
+            .args(&args)
+            .args(["--backend", "cpu"])
+            .args(&images)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let floats = 18 * 2048 * 4;
+    let written = std::fs::metadata(&npy).unwrap().len() as usize;
+    assert!(
+        written > floats && written < floats + 256,
+        "{written} bytes"
+    );
+    assert_eq!(std::fs::read_dir(&overlays).unwrap().count(), 6);
+}

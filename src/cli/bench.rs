@@ -91,7 +91,7 @@ fn bench(
     let results = xception_wgpu::bench::run(weights, builder, cases)?;
     let precision = compute.precision;
     if !json {
-        println!(
+        outln!(
             "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
             "backend",
             "conv kernels",
@@ -128,9 +128,9 @@ fn bench(
                 "submit_ms": r.submit_ms,
                 "images_per_s": r.images_per_s(), "gflops": r.gflops(),
             });
-            println!("{line}");
+            outln!("{line}");
         } else {
-            println!(
+            outln!(
                 "{:<44} {:<26} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>8.2} {:>8.2}",
                 r.backend, r.conv_kernels, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
                 r.min_ms(), r.median_ms(), r.max_ms(),
@@ -141,7 +141,7 @@ fn bench(
     }
     if let (false, Some(first)) = (json, results.first()) {
         if !first.assignments.is_empty() {
-            println!("convolution kernels, and why:");
+            outln!("convolution kernels, and why:");
             crate::cli::info::print_assignments(&first.assignments);
         }
     }
@@ -165,18 +165,23 @@ fn print_profiles(
             width: w,
             height: h,
         } = case.size;
-        println!(
+        outln!(
             "{backend}, {w}x{h}, batch {}: {total:.1} ms in {} steps (median of {} runs)",
             case.batch,
             launches.len(),
             case.runs
         );
-        println!(
+        outln!(
             "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
-            "layer", "op", "ms", "share", "GFLOP/s", "GB/s"
+            "layer",
+            "op",
+            "ms",
+            "share",
+            "GFLOP/s",
+            "GB/s"
         );
         for l in &launches {
-            println!(
+            outln!(
                 "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
                 l.layer,
                 l.kind.name(),
@@ -186,9 +191,14 @@ fn print_profiles(
                 l.bytes as f64 / l.ms / 1e6
             );
         }
-        println!(
+        outln!(
             "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
-            "op kind", "ms", "share", "GFLOP/s", "GB/s", "steps"
+            "op kind",
+            "ms",
+            "share",
+            "GFLOP/s",
+            "GB/s",
+            "steps"
         );
         let mut kinds: Vec<OpKind> = Vec::new();
         for l in &launches {
@@ -201,7 +211,7 @@ fn print_profiles(
             let ms: f64 = of_kind.iter().map(|l| l.ms).sum();
             let macs: u64 = of_kind.iter().map(|l| l.macs).sum();
             let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
-            println!(
+            outln!(
                 "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
                 kind.name(),
                 ms,
@@ -211,7 +221,7 @@ fn print_profiles(
                 of_kind.len()
             );
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

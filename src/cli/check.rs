@@ -145,13 +145,21 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
         ),
     };
     if !args.json {
-        println!(
+        outln!(
             "checking {title} against the reference (seed {})",
             args.seed
         );
-        println!(
+        outln!(
             "{:<5} {:<9} {:<16} {:<44} {:>5} {:>11} {:>11} {:<4} {:>10}",
-            "prec", "act/size", "op", "kernel", "cases", "worst error", "bound", "", "ms/launch"
+            "prec",
+            "act/size",
+            "op",
+            "kernel",
+            "cases",
+            "worst error",
+            "bound",
+            "",
+            "ms/launch"
         );
     }
 
@@ -220,12 +228,12 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
             "results": rows.iter().map(Row::json).collect::<Vec<_>>(),
             "passed": failed.is_empty(),
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("JSON values serialise")
         );
     } else if failed.is_empty() {
-        println!("verdict: all {} checks passed", rows.len());
+        outln!("verdict: all {} checks passed", rows.len());
     } else {
         let names: Vec<String> = failed
             .iter()
@@ -236,7 +244,7 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
                 )
             })
             .collect();
-        println!(
+        outln!(
             "verdict: {} of {} checks FAILED: {}",
             failed.len(),
             rows.len(),
@@ -329,7 +337,7 @@ fn top(values: &[f32]) -> Option<usize> {
 }
 
 fn print_row(row: &Row) {
-    println!(
+    outln!(
         "{:<5} {:<9} {:<16} {:<44} {:>5} {:>11.3e} {:>11.3e} {:<4} {:>10.3}",
         format!("{:?}", row.precision).to_lowercase(),
         row.activations,

@@ -39,7 +39,7 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
     let mut notices = CpuFallbackNotices::default();
     for (path, overlay) in paths.iter().zip(&overlays) {
         match explain(&model, path, target, class, overlay, &mut notices) {
-            Ok(line) => println!("{}", if json { line.0 } else { line.1 }),
+            Ok(line) => outln!("{}", if json { line.0 } else { line.1 }),
             Err(e) => {
                 report_failure(path, &e, json);
                 all_ok = false;

@@ -99,7 +99,7 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
             .collect()
     };
     let fitted = predict(&train);
-    println!(
+    outln!(
         "fitted on {} images ({} classes), loss {:.4}: training accuracy {:.2}%",
         train.len(),
         data.labels.len(),
@@ -110,21 +110,21 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
         (fitted, "training")
     } else {
         let checked = predict(&validation);
-        println!(
+        outln!(
             "validation accuracy {:.2}% on {} held-out images",
             accuracy(&checked) * 100.0,
             validation.len()
         );
         (checked, "validation")
     };
-    println!("{name} confusion matrix (rows: true class, columns: predicted):");
-    print!("{}", confusion_table(&data.labels, &data.labels, &shown));
+    outln!("{name} confusion matrix (rows: true class, columns: predicted):");
+    out!("{}", confusion_table(&data.labels, &data.labels, &shown));
     let bytes = head.to_safetensors(&model.weights().backbone_fingerprint())?;
     std::fs::write(&args.output, bytes).map_err(|source| Error::Io {
         path: args.output.clone(),
         source,
     })?;
-    println!("wrote {}", args.output.display());
+    outln!("wrote {}", args.output.display());
     Ok(all_used)
 }
 
@@ -197,9 +197,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<bool, Error> {
             "classes": classes,
             "confusion": {"rows": data.labels, "columns": labels, "counts": rows},
         });
-        println!("{report}");
+        outln!("{report}");
     } else {
-        println!(
+        outln!(
             "accuracy {:.2}% on {} images",
             accuracy(&pairs) * 100.0,
             pairs.len()
@@ -209,7 +209,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<bool, Error> {
                 v.as_f64()
                     .map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0))
             };
-            println!(
+            outln!(
                 "{:>12}: {} images, precision {}, recall {}",
                 class["label"].as_str().unwrap_or_default(),
                 class["images"],
@@ -217,12 +217,12 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<bool, Error> {
                 percent(&class["recall"])
             );
         }
-        println!("confusion matrix (rows: true class, columns: predicted):");
+        outln!("confusion matrix (rows: true class, columns: predicted):");
         let rows: Vec<(usize, usize)> = pairs
             .iter()
             .map(|&(t, p)| (truth.iter().position(|&c| c == t).expect("a folder"), p))
             .collect();
-        print!("{}", confusion_table(&data.labels, labels, &rows));
+        out!("{}", confusion_table(&data.labels, labels, &rows));
     }
     Ok(ran.len() == data.images.len())
 }

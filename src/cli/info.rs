@@ -15,15 +15,19 @@ use crate::{parse_size, report_tuning, ComputeArgs, Sizing};
 /// the kernel each convolution gets with `compute`'s settings, and what the weights file says
 /// about the model.
 pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
-    println!("adapters found:");
+    outln!("adapters found:");
     let adapters = GpuContext::adapters();
     if adapters.is_empty() {
-        println!("  none");
+        outln!("  none");
     }
     for a in &adapters {
-        println!(
+        outln!(
             "  {} ({:?}, {:?}; driver {} {})",
-            a.name, a.backend, a.device_type, a.driver, a.driver_info
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info
         );
     }
     let graph = Graph::xception();
@@ -32,13 +36,13 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
     match GpuContext::new() {
         Ok(context) => {
             let limits = context.device.limits();
-            println!("chosen: {}", context.description());
+            outln!("chosen: {}", context.description());
             match Fallback::for_adapter(&context) {
-                Some(why) => println!("--backend auto runs on the CPU: {why}"),
-                None => println!("--backend auto runs on this GPU"),
+                Some(why) => outln!("--backend auto runs on the CPU: {why}"),
+                None => outln!("--backend auto runs on this GPU"),
             }
             let used = features_used(&context);
-            println!(
+            outln!(
                 "features used: {}",
                 if used.is_empty() {
                     "none".to_string()
@@ -48,7 +52,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             );
             let precision = compute.precision.precision();
             let kernel = compute.kernel.choice();
-            println!("convolution kernels ({kernel:?} at {precision:?}, and why):");
+            outln!("convolution kernels ({kernel:?} at {precision:?}, and why):");
             let input = TuneInput::of(info.input_size, 1);
             let assignments = pollster::block_on(GpuModel::conv_kernels(
                 &match default_cache_dir() {
@@ -61,13 +65,13 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
                 &mut |event| report_tuning(&event, true),
             ))?;
             print_assignments(&assignments);
-            println!("limits used:");
-            println!(
+            outln!("limits used:");
+            outln!(
                 "  max_storage_buffer_binding_size {}",
                 limits.max_storage_buffer_binding_size
             );
-            println!("  max_buffer_size {}", limits.max_buffer_size);
-            println!(
+            outln!("  max_buffer_size {}", limits.max_buffer_size);
+            outln!(
                 "  max_compute_workgroups_per_dimension {}",
                 limits.max_compute_workgroups_per_dimension
             );
@@ -78,44 +82,44 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             let shapes = graph.infer_shapes(1, h, w)?;
             let element = activation_element(precision, &context.device);
             let largest = Graph::largest_activation(&shapes);
-            println!(
+            outln!(
                 "  largest batch per pass at {w}x{h}: {} (largest activation {} bytes per \
                  image, {element:?} activations)",
                 largest_batch(&context, element, h, w)?,
                 largest * element.bytes()
             );
-            println!(
+            outln!(
                 "to test every kernel on this adapter against the reference: xception check \
                  (--json for a report to attach to a bug report)"
             );
         }
         Err(e) => {
-            println!("chosen: none ({e})");
-            println!("--backend auto runs on the CPU: there is no GPU adapter");
+            outln!("chosen: none ({e})");
+            outln!("--backend auto runs on the CPU: there is no GPU adapter");
         }
     }
-    println!(
+    outln!(
         "cpu backend: {} threads, {} kernels",
         compute
             .threads
             .map_or_else(rayon::current_num_threads, usize::from),
         xception_wgpu::cpu::ops::vector_extension()
     );
-    println!("weights: {}", weights.display());
+    outln!("weights: {}", weights.display());
     if let Some(source) = &info.source {
-        println!("  source: {source}");
+        outln!("  source: {source}");
     }
-    println!("  input size: {} (WxH)", info.input_size);
-    println!("  batchnorm epsilon: {}", info.bn_epsilon);
+    outln!("  input size: {} (WxH)", info.input_size);
+    outln!("  batchnorm epsilon: {}", info.bn_epsilon);
     let head: Vec<String> = info
         .head
         .iter()
         .map(|l| format!("{} {}->{} {:?}", l.name, l.inputs, l.units, l.activation))
         .collect();
     if head.is_empty() {
-        println!("  head: none (embeddings only)");
+        outln!("  head: none (embeddings only)");
     } else {
-        println!("  head: {}", head.join(", "));
+        outln!("  head: {}", head.join(", "));
         let shown: Vec<&str> = info.labels.iter().take(10).map(String::as_str).collect();
         let more = info.labels.len().saturating_sub(shown.len());
         let more = if more > 0 {
@@ -123,7 +127,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "  classes: {} ({}{more})",
             info.num_classes(),
             shown.join(", ")
@@ -174,7 +178,7 @@ pub fn print_assignments(assignments: &[ConvAssignment]) {
             )
         };
         let a = &assignments[i];
-        println!("  {:<42} {:<7} {layers}", a.kernels(), a.reason.name());
+        outln!("  {:<42} {:<7} {layers}", a.kernels(), a.reason.name());
         i += run;
     }
 }
@@ -201,10 +205,14 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
     };
     let graph = Graph::xception();
     let shapes = graph.infer_shapes(1, height, width)?;
-    println!("Xception at {width}x{height}");
-    println!(
+    outln!("Xception at {width}x{height}");
+    outln!(
         "{:<28} {:<40} {:>16} {:>12} {:>16}",
-        "layer", "op", "output", "params", "MACs"
+        "layer",
+        "op",
+        "output",
+        "params",
+        "MACs"
     );
     for node in &graph.nodes {
         let name = match &node.op {
@@ -213,7 +221,7 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
             _ => graph.value_names[node.output.0].clone(),
         };
         let s = shapes[node.output.0];
-        println!(
+        outln!(
             "{:<28} {:<40} {:>16} {:>12} {:>16}",
             name,
             node.describe(),
@@ -230,7 +238,7 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
         head_params += params;
         head_macs += macs;
         let op = format!("Dense {:?}", layer.activation);
-        println!(
+        outln!(
             "{:<28} {:<40} {:>16} {:>12} {:>16}",
             layer.name,
             op,
@@ -240,18 +248,18 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
         );
     }
     let backbone_macs = graph.macs(height, width)?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "backbone: {} params, {} MACs",
         thousands(graph.params()),
         thousands(backbone_macs)
     );
-    println!(
+    outln!(
         "head:     {} params, {} MACs",
         thousands(head_params),
         thousands(head_macs)
     );
-    println!(
+    outln!(
         "total:    {} params, {} MACs ({:.3} G)",
         thousands(graph.params() + head_params),
         thousands(backbone_macs + head_macs),

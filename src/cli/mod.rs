@@ -8,3 +8,4 @@ pub mod fit;
 pub mod info;
 pub mod inputs;
 pub mod run;
+pub mod stdout;

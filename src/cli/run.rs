@@ -11,6 +11,7 @@ use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
 use xception_wgpu::{preprocess, Error, Fallback, Outputs, Size, Tensor, Xception};
 
 use super::inputs;
+use crate::cli::stdout::Stdout;
 use crate::{parse_size, Common, Format, Sizing};
 
 /// A progress bar is shown for more images than this, when standard error is a terminal.
@@ -205,7 +206,7 @@ pub fn report_failure(path: &Path, error: &Error, json: bool) {
     let message = failure_message(path, error);
     eprintln!("error: {message}");
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"image": path.display().to_string(), "error": message})
         );
@@ -216,7 +217,7 @@ pub fn report_failure(path: &Path, error: &Error, json: bool) {
 /// also go to standard error.
 struct Printer {
     format: Format,
-    csv: csv::Writer<std::io::Stdout>,
+    csv: csv::Writer<Stdout>,
     /// Fields of a CSV row.
     columns: usize,
 }
@@ -236,7 +237,7 @@ impl Printer {
         };
         let mut printer = Self {
             format,
-            csv: csv::Writer::from_writer(std::io::stdout()),
+            csv: csv::Writer::from_writer(Stdout),
             columns: header.len(),
         };
         if format == Format::Csv {
@@ -246,8 +247,7 @@ impl Printer {
     }
 
     /// Writes one CSV row, flushed at once so that it keeps its place among the messages on
-    /// standard error (a failed write to standard output would fail every row alike, and the
-    /// exit status then comes from the broken pipe).
+    /// standard error (writing cannot fail: see [`Stdout`]).
     fn row(&mut self, fields: impl IntoIterator<Item = String>) {
         let _ = self.csv.write_record(fields);
         let _ = self.csv.flush();
@@ -275,7 +275,7 @@ impl Printer {
                     .iter()
                     .map(|p| json!({"index": p.index, "label": p.label, "probability": p.probability}))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"image": image, "top": top, "logits": outputs.logits(i)})
                 );
@@ -285,7 +285,7 @@ impl Printer {
                     .iter()
                     .map(|p| format!("{} ({:.2}%)", p.label, p.probability * 100.0))
                     .collect();
-                println!("{image}: {}", ranked.join(", "));
+                outln!("{image}: {}", ranked.join(", "));
             }
             Format::Csv => {
                 for (rank, p) in predictions.iter().enumerate() {
@@ -305,10 +305,10 @@ impl Printer {
         let embedding = outputs.embedding(i);
         let image = path.display().to_string();
         match self.format {
-            Format::Json => println!("{}", json!({"image": image, "embedding": embedding})),
+            Format::Json => outln!("{}", json!({"image": image, "embedding": embedding})),
             Format::Text => {
                 let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
-                println!("{image}: {}", values.join(" "));
+                outln!("{image}: {}", values.join(" "));
             }
             Format::Csv => self.row(
                 std::iter::once(image)
