@@ -6,6 +6,7 @@ use std::path::Path;
 use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
+use crate::files::read_bounded;
 use crate::graph::MIN_INPUT_SIZE;
 use crate::tensor::{Shape, Size, Tensor};
 
@@ -19,25 +20,15 @@ fn image_error(path: &Path, problem: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Largest image file read, checked before reading it.
+/// Largest image file read: larger ones, and anything but a regular file (a FIFO, a device
+/// such as `/dev/zero`), are refused by their metadata before any byte is read.
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
 /// Decodes an image file as 8-bit RGB, honouring its EXIF orientation. A file that cannot be
 /// read is an [`Error::Io`]; one that is not a usable image an [`Error::Image`].
 pub fn decode(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
-    let io_error = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(io_error)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(image_error(
-            path,
-            format!("the file is {len} bytes; the largest accepted is {MAX_FILE_BYTES}"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(io_error)?;
+    let bytes = read_bounded(path, MAX_FILE_BYTES, |problem| image_error(path, problem))?;
     decode_bytes(&bytes, path)
 }
 

@@ -12,6 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::files::read_bounded;
 use crate::graph::{Graph, Op, Padding, BN_EPSILON, EMBEDDING_DIM};
 use crate::tensor::Size;
 
@@ -95,14 +96,23 @@ pub struct BatchNorm<'a> {
     pub epsilon: f32,
 }
 
+/// Largest weights (or head) file read: the float32 Xception with a 1000-class head is 92 MB.
+/// Larger ones, and anything but a regular file, are refused before any byte is read.
+pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
+
+/// The bytes of a weights or head file, within [`MAX_WEIGHTS_BYTES`].
+fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
+    read_bounded(path, MAX_WEIGHTS_BYTES, |problem| Error::Weights {
+        origin: path.display().to_string(),
+        problem,
+    })
+}
+
 impl Weights {
     /// Reads and validates a safetensors weights file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_weights_file(path)?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -182,10 +192,7 @@ impl Weights {
     /// [`Weights::with_head_bytes`] from a head file on disk.
     pub fn with_head(self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_weights_file(path)?;
         self.with_head_bytes(&bytes, &path.display().to_string())
     }
 

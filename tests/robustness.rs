@@ -424,3 +424,56 @@ fn a_photo_too_large_to_run_natively_is_refused_and_the_others_run() {
     assert!(lines[0]["error"].as_str().unwrap().contains("GiB"));
     assert_eq!(lines[1]["top"][0]["label"], "spoon");
 }
+
+/// Anything but a regular file is refused by its metadata before it is opened: a FIFO (whose
+/// read would block forever) and a link to `/dev/zero` (endless), as images and as weights;
+/// on the command line the images after them still run.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_before_they_are_read() {
+    let folder = dir().join("special");
+    std::fs::create_dir_all(&folder).unwrap();
+    let fifo = folder.join("fifo.jpg");
+    let zero = folder.join("zero.jpg");
+    let _ = std::fs::remove_file(&fifo);
+    let _ = std::fs::remove_file(&zero);
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for path in [&fifo, &zero] {
+        assert_rejected(path, MODEL_SIZE, "not a regular file");
+        match xception_wgpu::Weights::load(path) {
+            Err(e @ Error::Weights { .. }) => {
+                assert!(e.to_string().contains("not a regular file"), "{e}")
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(["classify", "--backend", "cpu", "--top", "1"])
+        .args([&fifo, &zero])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fork.jpg"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("classify hung on a FIFO or a device");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fork.jpg: fork"));
+    for path in [&fifo, &zero] {
+        let line = format!("{}: not a regular file", path.display());
+        assert!(stderr.contains(&line), "{stderr}");
+    }
+}
