@@ -6,7 +6,7 @@
 //! back into its plain Keras ops.
 
 use crate::error::{Error, Result};
-use crate::tensor::Shape;
+use crate::tensor::{Shape, Size};
 
 /// Smallest height and width the network accepts (the Keras check for Xception).
 pub const MIN_INPUT_SIZE: usize = 71;
@@ -14,6 +14,15 @@ pub const MIN_INPUT_SIZE: usize = 71;
 pub const INPUT_CHANNELS: usize = 3;
 /// Width of the global-average-pooled embedding.
 pub const EMBEDDING_DIM: usize = 2048;
+
+/// The most bytes the largest activation of one image may take (float32): 1 GiB, an input of
+/// about 2900x2900 pixels (299x299 needs 10.6 MiB). Larger inputs are refused from their size
+/// alone, before anything is allocated, on every backend and every way in.
+pub const MAX_ACTIVATION_BYTES: usize = 1 << 30;
+
+/// The most bytes the largest activation of one forward pass may take, all its images
+/// together: 4 GiB. A larger batch is refused; split it.
+pub const MAX_PASS_ACTIVATION_BYTES: usize = 4 << 30;
 /// Epsilon of every batchnorm layer in Xception.
 pub const BN_EPSILON: f32 = 1e-3;
 
@@ -379,8 +388,55 @@ impl Graph {
         self.nodes.last().expect("graph has nodes").output
     }
 
+    /// Fails, saying how much it would take, where one image of `size` needs an activation
+    /// larger than [`MAX_ACTIVATION_BYTES`] (or is smaller than the network takes): what every
+    /// way in checks before it resizes or allocates anything.
+    pub fn check_input_size(size: Size) -> Result<()> {
+        Graph::xception()
+            .infer_shapes(1, size.height, size.width)
+            .map(drop)
+    }
+
     /// Shapes of every value for an input of `batch` images of `height` x `width` pixels.
+    /// Fails where the input is too small, or its activations too large (see
+    /// [`MAX_ACTIVATION_BYTES`] and [`MAX_PASS_ACTIVATION_BYTES`]).
     pub fn infer_shapes(&self, batch: usize, height: usize, width: usize) -> Result<Vec<Shape>> {
+        // Sides this large would overflow the shape arithmetic; their activations are far
+        // past the limit anyway.
+        const LARGEST_SIDE: usize = 1 << 20;
+        if height > LARGEST_SIDE || width > LARGEST_SIDE {
+            return Err(Error::Input(format!(
+                "a {width}x{height} input is far larger than any this network can run (at most \
+                 about 2900x2900 pixels)"
+            )));
+        }
+        let shapes = self.infer_shapes_unchecked(batch, height, width)?;
+        let per_image = 4 * (Graph::largest_activation(&shapes) / batch);
+        if per_image > MAX_ACTIVATION_BYTES {
+            return Err(Error::Input(format!(
+                "a {width}x{height} input needs {:.1} GiB for its largest activation, more than \
+                 the {} GiB allowed; resize it (at most about 2900x2900 pixels)",
+                per_image as f64 / f64::from(1 << 30),
+                MAX_ACTIVATION_BYTES >> 30
+            )));
+        }
+        if per_image.saturating_mul(batch) > MAX_PASS_ACTIVATION_BYTES {
+            return Err(Error::Input(format!(
+                "a batch of {batch} {width}x{height} images needs {:.1} GiB for its largest \
+                 activation, more than the {} GiB one pass may take; split the batch",
+                (per_image * batch) as f64 / f64::from(1 << 30),
+                MAX_PASS_ACTIVATION_BYTES >> 30
+            )));
+        }
+        Ok(shapes)
+    }
+
+    fn infer_shapes_unchecked(
+        &self,
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<Shape>> {
         if height < MIN_INPUT_SIZE || width < MIN_INPUT_SIZE {
             return Err(Error::Input(format!(
                 "input is {width}x{height} pixels; Xception needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
@@ -574,5 +630,26 @@ mod tests {
     #[test]
     fn too_small_input_is_rejected() {
         assert!(Graph::xception().infer_shapes(1, 70, 200).is_err());
+    }
+
+    /// One image's largest activation (the stem's second convolution, 64 channels at about
+    /// half the input's size) is held to 1 GiB: 2800x2800 runs, 2950x2950 and absurd sizes are
+    /// refused with the size and the limit; a batch is held to 4 GiB in all.
+    #[test]
+    fn inputs_past_the_activation_limits_are_refused_from_their_size() {
+        let g = Graph::xception();
+        let largest = |side| 4 * Graph::largest_activation(&g.infer_shapes(1, side, side).unwrap());
+        assert_eq!(largest(299), 147 * 147 * 128 * 4);
+        assert!(largest(2800) <= MAX_ACTIVATION_BYTES);
+        for side in [2950, 100_000, usize::MAX] {
+            let error = g.infer_shapes(1, side, side).unwrap_err().to_string();
+            assert!(error.contains(&format!("{side}x{side}")), "{error}");
+            assert!(Graph::check_input_size(Size::new(side, side)).is_err());
+        }
+        let error = g.infer_shapes(1, 2950, 2950).unwrap_err().to_string();
+        assert!(error.contains("1 GiB"), "{error}");
+        assert!(g.infer_shapes(32, 1000, 1000).is_ok());
+        let error = g.infer_shapes(128, 1000, 1000).unwrap_err().to_string();
+        assert!(error.contains("split the batch"), "{error}");
     }
 }

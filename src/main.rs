@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::gpu::tune::TuneEvent;
 use xception_wgpu::gpu::{default_cache_dir, KernelCache};
-use xception_wgpu::graph::MIN_INPUT_SIZE;
+use xception_wgpu::graph::{Graph, MIN_INPUT_SIZE};
 use xception_wgpu::{
     BackendKind, Error, Fallback, KernelChoice, Precision, Size, Weights, Xception, XceptionBuilder,
 };
@@ -400,7 +400,12 @@ fn parse_size(text: &str) -> Result<Sizing, Error> {
     };
     match parsed {
         Some((width, height)) if width >= MIN_INPUT_SIZE && height >= MIN_INPUT_SIZE => {
-            Ok(Sizing::Fixed(Size::new(width, height)))
+            let size = Size::new(width, height);
+            Graph::check_input_size(size).map_err(|e| match e {
+                Error::Input(problem) => Error::Argument(format!("--size {size}: {problem}")),
+                other => other,
+            })?;
+            Ok(Sizing::Fixed(size))
         }
         Some((width, height)) => Err(Error::Argument(format!(
             "--size {width}x{height} is too small: Xception needs at least \

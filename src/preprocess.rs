@@ -7,7 +7,7 @@ use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbIm
 
 use crate::error::{Error, Result};
 use crate::files::read_bounded;
-use crate::graph::MIN_INPUT_SIZE;
+use crate::graph::{Graph, MIN_INPUT_SIZE};
 use crate::tensor::{Shape, Size, Tensor};
 
 /// Largest width or height accepted, checked before decoding so a huge image cannot exhaust memory.
@@ -146,6 +146,15 @@ pub fn normalize(pixels: &[u8], height: usize, width: usize) -> Result<Tensor> {
 /// Resizes a decoded image to `size` (or keeps its own size with `None`) and preprocesses it
 /// into a batch-1 NHWC tensor.
 pub fn from_image(image: &DynamicImage, size: Option<Size>) -> Result<Tensor> {
+    let own = Size::new(image.width() as usize, image.height() as usize);
+    if own.width == 0 || own.height == 0 {
+        return Err(Error::Input(format!("image is {own}: it has no pixels")));
+    }
+    let target = size.unwrap_or(own);
+    if target.width >= MIN_INPUT_SIZE && target.height >= MIN_INPUT_SIZE {
+        // Before anything of the target's size is allocated.
+        Graph::check_input_size(target)?;
+    }
     let mut rgb = image.to_rgb8();
     if let Some(Size { width, height }) = size {
         if (rgb.width() as usize, rgb.height() as usize) != (width, height) {

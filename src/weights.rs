@@ -416,7 +416,14 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
     let size = json_field(metadata, "input_size")?;
     let input_size = match size.as_array().map(|a| a.as_slice()) {
         Some([h, w]) => match (h.as_u64(), w.as_u64()) {
-            (Some(h), Some(w)) if h > 0 && w > 0 => Size::new(w as usize, h as usize),
+            (Some(h), Some(w)) if h > 0 && w > 0 => {
+                let size = Size::new(w as usize, h as usize);
+                Graph::check_input_size(size).map_err(|e| match e {
+                    Error::Input(problem) => format!("metadata `input_size` {size}: {problem}"),
+                    other => other.to_string(),
+                })?;
+                size
+            }
             _ => {
                 return Err(format!(
                     "metadata `input_size` {size} is not [height, width]"

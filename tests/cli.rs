@@ -885,3 +885,18 @@ fn a_closed_pipe_ends_printing_quietly_and_output_files_are_still_written() {
     );
     assert_eq!(std::fs::read_dir(&overlays).unwrap().count(), 6);
 }
+
+/// A size whose activations no machine holds is a usage error before any work (exit 2, naming
+/// the size and the limit), where it used to abort on a 30 GB allocation.
+#[test]
+fn a_size_past_the_activation_limit_is_a_usage_error() {
+    for size in ["100000", "2950", "99999999999999999999x100"] {
+        let out = xception(&["classify", "--size", size], &samples()[..1]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--size {size}: {stderr}");
+        assert!(stderr.contains("--size"), "{stderr}");
+        assert!(!stderr.contains("memory allocation"), "{stderr}");
+    }
+    let out = xception(&["classify", "--size", "2950"], &samples()[..1]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than the 1 GiB allowed"));
+}

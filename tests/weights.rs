@@ -211,6 +211,15 @@ fn missing_or_malformed_metadata_is_named() {
         text.contains("2 labels but the head has 6 outputs"),
         "{text}"
     );
+    // An input size whose activations no machine holds is refused at load, not when the
+    // first image is resized to it.
+    let text = error_text(load_modified(|_, m| {
+        m.insert("input_size".into(), "[100000, 100000]".into());
+    }));
+    assert!(
+        text.contains("metadata `input_size` 100000x100000") && text.contains("GiB"),
+        "{text}"
+    );
     let text = error_text(load_modified(|_, m| {
         m.insert("bn_epsilon".into(), "-1".into());
     }));

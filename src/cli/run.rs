@@ -16,9 +16,6 @@ use crate::{parse_size, Common, Format, Sizing};
 
 /// A progress bar is shown for more images than this, when standard error is a terminal.
 const PROGRESS_ABOVE: usize = 4;
-/// `--size native` refuses an image whose largest activation would pass this (a 4000x3000
-/// photo's is 1.4 GiB; 299x299's is 10.6 MiB): the run would hold several such buffers.
-const MAX_NATIVE_ACTIVATION_BYTES: usize = 1 << 30;
 
 /// What to do with each image.
 pub enum Task<'a> {
@@ -54,10 +51,9 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     // Images wait here until a batch is full; results are printed in input order.
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        let tensor = preprocess::load_image(path, target);
         let tensor = match target {
-            None => tensor.and_then(|t| fits_natively(path, t)),
-            Some(_) => tensor,
+            Some(_) => preprocess::load_image(path, target),
+            None => load_native(path),
         };
         if let Some(warning) = tensor
             .as_ref()
@@ -118,25 +114,25 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     Ok(all_ok)
 }
 
-/// `tensor` (an image at its own size), unless its activations would take more memory than
-/// [`MAX_NATIVE_ACTIVATION_BYTES`] allows: then an error that says how to run it.
-fn fits_natively(path: &Path, tensor: Tensor) -> Result<Tensor, Error> {
-    let s = tensor.shape;
-    let shapes = Graph::xception().infer_shapes(1, s.height, s.width)?;
-    let largest = 4 * Graph::largest_activation(&shapes);
-    if largest <= MAX_NATIVE_ACTIVATION_BYTES {
-        return Ok(tensor);
-    }
-    Err(Error::Image {
+/// The image at `path` at its own size, unless the network cannot run it so (its activations
+/// would pass the library's limit, or it is too small): then an error that says how to run it.
+fn load_native(path: &Path) -> Result<Tensor, Error> {
+    let rgb = preprocess::decode(path)?;
+    let size = Size::new(rgb.width() as usize, rgb.height() as usize);
+    let image_error = |problem: String| Error::Image {
         path: path.to_path_buf(),
-        problem: format!(
-            "at its own size, {}x{}, its largest activation alone would take {:.1} GiB \
-             (at most {} GiB here); pass --size (e.g. --size 299) to run it smaller",
-            s.width,
-            s.height,
-            largest as f64 / f64::from(1 << 30),
-            MAX_NATIVE_ACTIVATION_BYTES >> 30
-        ),
+        problem,
+    };
+    Graph::check_input_size(size).map_err(|e| {
+        image_error(format!(
+            "at its own size: {e}; pass --size (e.g. --size 299) to run it resized"
+        ))
+    })?;
+    preprocess::from_image(&xception_wgpu::image::DynamicImage::ImageRgb8(rgb), None).map_err(|e| {
+        match e {
+            Error::Input(problem) => image_error(problem),
+            other => other,
+        }
     })
 }
 
