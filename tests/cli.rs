@@ -900,3 +900,117 @@ fn a_size_past_the_activation_limit_is_a_usage_error() {
     let out = xception(&["classify", "--size", "2950"], &samples()[..1]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("more than the 1 GiB allowed"));
 }
+
+/// `embed --output` keeps a row per image in input order, NaN where the image failed, and says
+/// which row is which (the `.safetensors` metadata, or `FILE.npy.json` beside a `.npy`); a run
+/// in which every image fails keeps an existing file; an output that cannot be written, a
+/// head that is not `.safetensors` and zero epochs are usage errors before any work.
+#[test]
+fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rows");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let inputs = [empty.clone(), samples()[0].clone()];
+    let f32s = |bytes: &[u8]| -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+
+    let npy = dir.join("two.npy");
+    let out = xception(
+        &[
+            "embed",
+            "--backend",
+            "cpu",
+            "--output",
+            npy.to_str().unwrap(),
+        ],
+        &inputs,
+    );
+    assert_eq!(out.status.code(), Some(1), "one image failed");
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert!(String::from_utf8_lossy(&bytes[..10 + header_len]).contains("(2, 2048,"));
+    let values = f32s(&bytes[10 + header_len..]);
+    assert!(
+        values[..2048].iter().all(|v| v.is_nan()),
+        "the failed row is NaN"
+    );
+    assert!(values[2048..].iter().all(|v| v.is_finite()));
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("two.npy.json")).unwrap()).unwrap();
+    assert_eq!(rows["ok"], serde_json::json!([false, true]));
+    assert_eq!(rows["images"][0], empty.display().to_string());
+
+    let st = dir.join("two.safetensors");
+    let out = xception(
+        &[
+            "embed",
+            "--backend",
+            "cpu",
+            "--output",
+            st.to_str().unwrap(),
+        ],
+        &inputs,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let bytes = std::fs::read(&st).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().as_ref().unwrap();
+    assert_eq!(metadata["ok"], "[false,true]");
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let values = f32s(file.tensor("embeddings").unwrap().data());
+    assert!(values[0].is_nan() && values[2048].is_finite());
+
+    // Every image failing keeps the good file that was there.
+    let before = std::fs::read(&npy).unwrap();
+    let out = xception(
+        &[
+            "embed",
+            "--backend",
+            "cpu",
+            "--output",
+            npy.to_str().unwrap(),
+        ],
+        &[empty],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was not written"));
+    assert_eq!(std::fs::read(&npy).unwrap(), before);
+
+    // Usage errors, before the model is even loaded.
+    let photos = dir.join("photos");
+    for label in ["cup", "fork"] {
+        std::fs::create_dir_all(photos.join(label)).unwrap();
+    }
+    let photos = photos.to_str().unwrap();
+    for (args, says) in [
+        (vec!["embed", "--output", "/sys/x.npy"], "cannot be written"),
+        (
+            vec!["explain", "--output", "/sys/overlays"],
+            "--output /sys/overlays",
+        ),
+        (
+            vec!["fit", photos, "--output", "head.txt"],
+            "written as .safetensors",
+        ),
+        (
+            vec!["fit", photos, "--output", "h.safetensors", "--epochs", "0"],
+            "--epochs must be at least 1",
+        ),
+    ] {
+        let images: &[PathBuf] = if args[0] == "fit" {
+            &[]
+        } else {
+            &samples()[..1]
+        };
+        let out = xception(&args, images);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

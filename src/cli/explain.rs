@@ -8,7 +8,7 @@ use xception_wgpu::image::DynamicImage;
 use xception_wgpu::{preprocess, Error, Size, Xception};
 
 use super::inputs;
-use super::run::{load, report_failure, CpuFallbackNotices};
+use super::run::{check_can_create, load, report_failure, CpuFallbackNotices};
 use crate::{Common, Format};
 
 /// Explains every image; returns whether all of them succeeded.
@@ -22,6 +22,20 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
             ))
         }
     };
+    // The folder is made, and tried, before any work.
+    std::fs::create_dir_all(output).map_err(|e| {
+        Error::Argument(format!(
+            "--output {}: cannot be created: {e}",
+            output.display()
+        ))
+    })?;
+    let probe = output.join(format!(".xception-write-test-{}", std::process::id()));
+    check_can_create(&probe).map_err(|e| {
+        Error::Argument(format!(
+            "--output {}: cannot be written in: {e}",
+            output.display()
+        ))
+    })?;
     let (model, target) = load(common)?;
     if model.info().num_classes() == 0 {
         return Err(Error::NoHead);
@@ -32,10 +46,6 @@ pub fn images(common: &Common, class: Option<&str>, output: &Path) -> Result<boo
         return Err(Error::Input("no images to run".into()));
     }
     let overlays = overlay_paths(&paths, output)?;
-    std::fs::create_dir_all(output).map_err(|source| Error::Io {
-        path: output.to_path_buf(),
-        source,
-    })?;
     let mut notices = CpuFallbackNotices::default();
     for (path, overlay) in paths.iter().zip(&overlays) {
         match explain(&model, path, target, class, overlay, &mut notices) {

@@ -13,7 +13,7 @@ use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::Error;
 
 use super::dataset::{self, Dataset, Ran};
-use super::run::check_writable;
+use super::run::{check_writable, write_atomically};
 use crate::ModelArgs;
 
 /// Options of `fit`.
@@ -63,6 +63,15 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
             "--val-split {} is not in [0, 1)",
             args.val_split
         )));
+    }
+    if args.output.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(Error::Argument(format!(
+            "--output {}: a head is written as .safetensors",
+            args.output.display()
+        )));
+    }
+    if args.epochs == 0 {
+        return Err(Error::Argument("--epochs must be at least 1".into()));
     }
     check_writable(&args.output)?;
     let data = dataset::scan(&args.dir, 2)?;
@@ -120,7 +129,7 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
     outln!("{name} confusion matrix (rows: true class, columns: predicted):");
     out!("{}", confusion_table(&data.labels, &data.labels, &shown));
     let bytes = head.to_safetensors(&model.weights().backbone_fingerprint())?;
-    std::fs::write(&args.output, bytes).map_err(|source| Error::Io {
+    write_atomically(&args.output, &bytes).map_err(|source| Error::Io {
         path: args.output.clone(),
         source,
     })?;

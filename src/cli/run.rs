@@ -47,7 +47,9 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     let mut printer = Printer::new(common.format(), &task);
     let progress = progress_bar(paths.len());
     let mut notices = CpuFallbackNotices::default();
-    let mut embeddings: Vec<(PathBuf, Vec<f32>)> = Vec::new();
+    // With --output: every image's row, in input order (`None` where it failed).
+    let mut embeddings: Vec<(PathBuf, Option<Vec<f32>>)> = Vec::new();
+    let keep_rows = matches!(task, Task::Embed(Some(_)));
     // Images wait here until a batch is full; results are printed in input order.
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
@@ -86,17 +88,20 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
                 Err(e) => {
                     progress.suspend(|| printer.failure(path, e));
                     all_ok = false;
+                    if keep_rows {
+                        embeddings.push((path.to_path_buf(), None));
+                    }
                 }
                 Ok(outputs) => {
                     match &task {
                         Task::Classify(k) => {
                             progress.suspend(|| printer.classes(&model, outputs, row, path, *k))
                         }
-                        Task::Embed(output) => {
+                        Task::Embed(_) => {
                             progress.suspend(|| printer.embedding(outputs, row, path));
-                            if output.is_some() {
-                                embeddings
-                                    .push((path.to_path_buf(), outputs.embedding(row).to_vec()));
+                            if keep_rows {
+                                let embedding = outputs.embedding(row).to_vec();
+                                embeddings.push((path.to_path_buf(), Some(embedding)));
                             }
                         }
                     }
@@ -334,25 +339,47 @@ impl EmbeddingFile {
     }
 }
 
-/// Writes `[N, 2048]` float32 embeddings as `.npy` or `.safetensors` (chosen by extension).
-fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Error> {
+/// Writes `[N, 2048]` float32 embeddings, a row per image in input order (NaN where the
+/// image failed), as `.npy` (with the images and which succeeded in `FILE.npy.json` beside
+/// it) or `.safetensors` (in its metadata), each through a temporary file and a rename. Where
+/// no image succeeded nothing is written, and an existing file is kept.
+fn write_embeddings(path: &Path, rows: &[(PathBuf, Option<Vec<f32>>)]) -> Result<(), Error> {
+    if rows.iter().all(|(_, row)| row.is_none()) {
+        return Err(Error::Input(format!(
+            "no image succeeded, so {} was not written",
+            path.display()
+        )));
+    }
     let io_error = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let values: Vec<f32> = rows.iter().flat_map(|(_, e)| e.iter().copied()).collect();
+    let failed = [f32::NAN; EMBEDDING_DIM];
+    let values: Vec<f32> = rows
+        .iter()
+        .flat_map(|(_, row)| row.as_deref().unwrap_or(&failed).iter().copied())
+        .collect();
     let shape = [rows.len(), EMBEDDING_DIM];
+    let images: Vec<String> = rows.iter().map(|(p, _)| p.display().to_string()).collect();
+    let ok: Vec<bool> = rows.iter().map(|(_, row)| row.is_some()).collect();
     match EmbeddingFile::of(path)? {
         EmbeddingFile::Npy => {
-            let file = std::fs::File::create(path).map_err(io_error)?;
+            let mut bytes = Vec::new();
             let mut writer = npyz::WriteOptions::new()
                 .default_dtype()
                 .shape(&[shape[0] as u64, shape[1] as u64])
-                .writer(std::io::BufWriter::new(file))
+                .writer(&mut bytes)
                 .begin_nd()
                 .map_err(io_error)?;
             writer.extend(values).map_err(io_error)?;
-            writer.finish().map_err(io_error)
+            writer.finish().map_err(io_error)?;
+            let sidecar = npy_sidecar(path);
+            let rows = json!({"images": images, "ok": ok}).to_string();
+            write_atomically(&sidecar, rows.as_bytes()).map_err(|source| Error::Io {
+                path: sidecar.clone(),
+                source,
+            })?;
+            write_atomically(path, &bytes).map_err(io_error)
         }
         EmbeddingFile::Safetensors => {
             let bytes: Vec<u8> = bytemuck_bytes(&values);
@@ -362,33 +389,71 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Vec<f32>)]) -> Result<(), Err
                 &bytes,
             )
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-            let images: Vec<String> = rows.iter().map(|(p, _)| p.display().to_string()).collect();
-            let metadata = HashMap::from([("images".to_string(), json!(images).to_string())]);
-            // Written like the .npy file, so both get the same permissions (0644 by umask).
+            let metadata = HashMap::from([
+                ("images".to_string(), json!(images).to_string()),
+                ("ok".to_string(), json!(ok).to_string()),
+            ]);
             let bytes = safetensors::serialize([("embeddings", view)], Some(metadata))
                 .map_err(|e| Error::Input(format!("{}: cannot write: {e}", path.display())))?;
-            std::fs::write(path, bytes).map_err(io_error)
+            write_atomically(path, &bytes).map_err(io_error)
         }
     }
 }
 
-/// Fails before any work where `path` cannot be written: a folder, or a missing parent.
+/// The file beside `FILE.npy` that names its rows: `FILE.npy.json`.
+fn npy_sidecar(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
+/// a reader never sees half a file and a failed write leaves the old one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = temporary_beside(path);
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
+}
+
+/// A file name for a temporary file in `path`'s folder.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Fails before any work, as a usage error, where a file cannot be created at `path`: a
+/// folder, a missing parent, or a folder this process cannot write in (tried by creating and
+/// removing a temporary file there).
 pub fn check_writable(path: &Path) -> Result<(), Error> {
-    let problem = if path.is_dir() {
-        Some("is a folder")
-    } else {
-        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) if !parent.is_dir() => Some("is in a folder that does not exist"),
-            _ => None,
-        }
-    };
-    match problem {
-        Some(problem) => Err(Error::Argument(format!(
+    let refuse = |problem: String| {
+        Err(Error::Argument(format!(
             "--output {}: {problem}",
             path.display()
-        ))),
-        None => Ok(()),
+        )))
+    };
+    if path.is_dir() {
+        return refuse("is a folder".into());
     }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return refuse("is in a folder that does not exist".into());
+    }
+    check_can_create(&temporary_beside(path)).or_else(|e| refuse(format!("cannot be written: {e}")))
+}
+
+/// Creates and removes the file `probe`: whether its folder can be written in.
+pub fn check_can_create(probe: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(probe)?;
+    std::fs::remove_file(probe)
 }
 
 fn bytemuck_bytes(values: &[f32]) -> Vec<u8> {
