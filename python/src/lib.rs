@@ -82,6 +82,10 @@ fn pixels(array: &PyReadonlyArrayDyn<'_, u8>, index: usize) -> PyResult<DynamicI
 fn images(images: &Bound<'_, PyAny>) -> PyResult<Vec<Image>> {
     if let Ok(batch) = images.extract::<PyReadonlyArrayDyn<'_, u8>>() {
         let shape = batch.shape().to_vec();
+        if let [_, _, 3] = shape[..] {
+            // One image given bare.
+            return Ok(vec![Image::Pixels(0, pixels(&batch, 0)?)]);
+        }
         let [n, height, width, 3] = shape[..] else {
             return Err(PyValueError::new_err(format!(
                 "a batch array is uint8 [N, height, width, 3] (RGB), not {shape:?}"
@@ -98,11 +102,15 @@ fn images(images: &Bound<'_, PyAny>) -> PyResult<Vec<Image>> {
             })
             .collect());
     }
-    if images.hasattr("__array_interface__")? || images.is_instance_of::<pyo3::types::PyString>() {
+    if images.hasattr("__array_interface__")? {
         return Err(PyValueError::new_err(
-            "images are a uint8 array [N, height, width, 3] or a list of uint8 [height, width, \
-             3] arrays and paths",
+            "images are a uint8 array [N, height, width, 3] or [height, width, 3], or a list \
+             of uint8 [height, width, 3] arrays and paths",
         ));
+    }
+    if images.is_instance_of::<pyo3::types::PyString>() || images.hasattr("__fspath__")? {
+        // One path given bare.
+        return Ok(vec![Image::File(images.extract::<PathBuf>()?)]);
     }
     images
         .try_iter()?
@@ -160,9 +168,19 @@ impl Model {
         weights: Option<PathBuf>,
         backend: &str,
         precision: &str,
-        max_batch: Option<usize>,
+        max_batch: Option<i64>,
         kernel: &str,
     ) -> PyResult<Self> {
+        let max_batch = max_batch
+            .map(|images| {
+                usize::try_from(images)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!("max_batch={images}: must be at least 1"))
+                    })
+            })
+            .transpose()?;
         let precision: Precision = precision.parse().map_err(to_py)?;
         let kernel: KernelChoice = kernel.parse().map_err(to_py)?;
         let kind = match backend {
@@ -236,9 +254,13 @@ impl Model {
         &self,
         py: Python<'py>,
         images: &Bound<'py, PyAny>,
-        top: usize,
+        top: i64,
         errors: &str,
     ) -> PyResult<Bound<'py, PyList>> {
+        let top = usize::try_from(top)
+            .ok()
+            .filter(|&top| top >= 1)
+            .ok_or_else(|| PyValueError::new_err(format!("top={top}: must be at least 1")))?;
         if self.inner.info().num_classes() == 0 {
             return Err(to_py(Error::NoHead));
         }

@@ -10,6 +10,7 @@ from conftest import LABELS, ROOT, cli_json, pixels
 import xception_wgpu
 
 TOLERANCE = 1e-6
+SAMPLES = ROOT / "samples"
 
 
 def test_properties(model):
@@ -75,6 +76,27 @@ def test_bad_inputs_raise_clear_errors(model, tmp_path):
         xception_wgpu.Model(backend="tpu")
     with pytest.raises(ValueError, match='unknown precision "f64"'):
         xception_wgpu.Model(precision="f64")
+    with pytest.raises(ValueError, match="max_batch=0"):
+        xception_wgpu.Model(max_batch=0)
+    for top in (0, -1):
+        with pytest.raises(ValueError, match=f"top={top}: must be at least 1"):
+            model.classify([SAMPLES / "cup.jpg"], top=top)
+    with pytest.raises(ValueError, match="no pixels"):
+        model.classify(np.zeros((1, 0, 150, 3), dtype=np.uint8))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((SAMPLES / "cup.jpg").read_bytes()[:97938])
+    with pytest.raises(xception_wgpu.XceptionError, match="cut.jpg: truncated image"):
+        model.classify([cut])
+
+
+def test_one_image_may_be_given_bare(model):
+    """A single path (str or Path) or a single [H, W, 3] array is one image."""
+    path = SAMPLES / "cup.jpg"
+    expected = model.embed([path])
+    np.testing.assert_array_equal(model.embed(path), expected)
+    np.testing.assert_array_equal(model.embed(str(path)), expected)
+    pixels = np.zeros((90, 120, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(model.embed(pixels), model.embed([pixels]))
 
 
 def test_skipped_images_are_reported_and_the_rest_still_run(model, pngs, tmp_path):

@@ -10,7 +10,7 @@ class XceptionError(Exception):
     """An error of the runtime: bad weights, an unreadable image, a GPU failure."""
 
 Image = Union[npt.NDArray[np.uint8], str, os.PathLike[str]]
-Images = Union[npt.NDArray[np.uint8], Sequence[Image]]
+Images = Union[npt.NDArray[np.uint8], Sequence[Image], str, os.PathLike[str]]
 
 class Class(TypedDict):
     index: int
