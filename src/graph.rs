@@ -18,11 +18,11 @@ pub const EMBEDDING_DIM: usize = 2048;
 /// The most bytes the largest activation of one image may take (float32): 1 GiB, an input of
 /// about 2900x2900 pixels (299x299 needs 10.6 MiB). Larger inputs are refused from their size
 /// alone, before anything is allocated, on every backend and every way in.
-pub const MAX_ACTIVATION_BYTES: usize = 1 << 30;
+pub const MAX_ACTIVATION_BYTES: u64 = 1 << 30;
 
 /// The most bytes the largest activation of one forward pass may take, all its images
 /// together: 4 GiB. A larger batch is refused; split it.
-pub const MAX_PASS_ACTIVATION_BYTES: usize = 4 << 30;
+pub const MAX_PASS_ACTIVATION_BYTES: u64 = 4 << 30;
 /// Epsilon of every batchnorm layer in Xception.
 pub const BN_EPSILON: f32 = 1e-3;
 
@@ -411,7 +411,13 @@ impl Graph {
             )));
         }
         let shapes = self.infer_shapes_unchecked(batch, height, width)?;
-        let per_image = 4 * (Graph::largest_activation(&shapes) / batch);
+        // In u64: 4 GiB and large shapes do not fit a 32-bit usize (WebAssembly).
+        let per_image = 4 * shapes
+            .iter()
+            .skip(1)
+            .map(|s| s.height as u64 * s.width as u64 * s.channels as u64)
+            .max()
+            .unwrap_or(0);
         if per_image > MAX_ACTIVATION_BYTES {
             return Err(Error::Input(format!(
                 "a {width}x{height} input needs {:.1} GiB for its largest activation, more than \
@@ -420,11 +426,11 @@ impl Graph {
                 MAX_ACTIVATION_BYTES >> 30
             )));
         }
-        if per_image.saturating_mul(batch) > MAX_PASS_ACTIVATION_BYTES {
+        if per_image.saturating_mul(batch as u64) > MAX_PASS_ACTIVATION_BYTES {
             return Err(Error::Input(format!(
                 "a batch of {batch} {width}x{height} images needs {:.1} GiB for its largest \
                  activation, more than the {} GiB one pass may take; split the batch",
-                (per_image * batch) as f64 / f64::from(1 << 30),
+                (per_image * batch as u64) as f64 / f64::from(1 << 30),
                 MAX_PASS_ACTIVATION_BYTES >> 30
             )));
         }
@@ -638,7 +644,8 @@ mod tests {
     #[test]
     fn inputs_past_the_activation_limits_are_refused_from_their_size() {
         let g = Graph::xception();
-        let largest = |side| 4 * Graph::largest_activation(&g.infer_shapes(1, side, side).unwrap());
+        let largest =
+            |side| 4 * Graph::largest_activation(&g.infer_shapes(1, side, side).unwrap()) as u64;
         assert_eq!(largest(299), 147 * 147 * 128 * 4);
         assert!(largest(2800) <= MAX_ACTIVATION_BYTES);
         for side in [2950, 100_000, usize::MAX] {
