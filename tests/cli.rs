@@ -498,7 +498,18 @@ fn bench_prints_json_lines_and_profiles() {
     // A list of batches, each a case, on the kernel asked for.
     let out = xception(
         &[
-            "bench", "--size", "80", "--batch", "1,3", "--runs", "1", "--kernel", "tiled", "--json",
+            "bench",
+            "--backend",
+            "gpu",
+            "--size",
+            "80",
+            "--batch",
+            "1,3",
+            "--runs",
+            "1",
+            "--kernel",
+            "tiled",
+            "--json",
         ],
         &[],
     );
@@ -1012,5 +1023,30 @@ fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// `bench` runs where every other command does by default (`auto`: on this machine's
+/// software adapter, the CPU backend), and its table's columns line up with its header.
+#[test]
+fn bench_defaults_to_auto_and_aligns_its_columns() {
+    let out = xception(&["bench", "--size", "80", "--runs", "1"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().take(2).collect();
+    assert!(
+        lines[1].starts_with("cpu ("),
+        "auto prefers the CPU to a software adapter: {stdout}"
+    );
+    // Every header ends where its value does (numbers are right-aligned under their names).
+    let header = lines[0];
+    for name in ["size", "batch", "median ms", "GFLOP/s"] {
+        let end = header.find(name).unwrap() + name.len();
+        let value_end = lines[1][..end].trim_end().len();
+        assert_eq!(value_end, end, "column {name} in\n{stdout}");
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
-use xception_wgpu::bench::BenchCase;
+use xception_wgpu::bench::{BenchCase, BenchResult};
 use xception_wgpu::profile::OpKind;
 use xception_wgpu::{BackendKind, Error, Size};
 
@@ -22,8 +22,9 @@ pub struct BenchArgs {
     /// Warm runs per case.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Where the network runs.
-    #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+    /// Where the network runs; `auto` (as on every command) uses a hardware GPU, else the fast
+    /// CPU backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     /// Weights file [default: the bundled kitchenware model].
     #[arg(long)]
@@ -90,9 +91,20 @@ fn bench(
         .tune_for(cases[0].size, cases[0].batch);
     let results = xception_wgpu::bench::run(weights, builder, cases)?;
     let precision = compute.precision;
+    // The first two columns are as wide as their widest entry.
+    let width = |header: &str, column: fn(&BenchResult) -> &str| {
+        results
+            .iter()
+            .map(|r| column(r).len())
+            .chain([header.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let backend_width = width("backend", |r| &r.backend);
+    let kernels_width = width("conv kernels", |r| &r.conv_kernels);
     if !json {
         outln!(
-            "{:<44} {:<26} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "{:<bw$} {:<kw$} {:>9} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
             "backend",
             "conv kernels",
             "size",
@@ -105,7 +117,9 @@ fn bench(
             "max ms",
             "submit ms",
             "img/s",
-            "GFLOP/s"
+            "GFLOP/s",
+            bw = backend_width,
+            kw = kernels_width,
         );
     }
     for r in &results {
@@ -131,11 +145,12 @@ fn bench(
             outln!("{line}");
         } else {
             outln!(
-                "{:<44} {:<26} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>8.2} {:>8.2}",
-                r.backend, r.conv_kernels, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
+                "{:<bw$} {:<kw$} {:>9} {:>5} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>8.2} {:>8.2}",
+                r.backend, if r.conv_kernels.is_empty() { "-" } else { &r.conv_kernels }, format!("{w}x{h}"), r.case.batch, r.load_ms, r.setup_ms, r.first_ms,
                 r.min_ms(), r.median_ms(), r.max_ms(),
                 r.submit_ms.map_or("-".to_string(), |ms| format!("{ms:.3}")),
-                r.images_per_s(), r.gflops()
+                r.images_per_s(), r.gflops(),
+                bw = backend_width, kw = kernels_width,
             );
         }
     }
