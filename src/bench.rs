@@ -76,7 +76,8 @@ impl BenchResult {
     }
 }
 
-fn ms_since(t: Instant) -> f64 {
+/// Milliseconds since `t`.
+pub(crate) fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 

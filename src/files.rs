@@ -1,9 +1,11 @@
-//! Reading input files with a bound: only regular files (a FIFO, device or socket is refused
-//! by its metadata, before it is opened), no larger than a cap, and never more bytes read
-//! than the cap, even from a file that grows while it is read.
+//! Files in and out. Reading with a bound: only regular files (a FIFO, device or socket is
+//! refused by its metadata, before it is opened), no larger than a cap, and never more bytes
+//! read than the cap, even from a file that grows while it is read. Writing whole: through a
+//! temporary file beside the target and a rename, so that a reader never sees half a file and
+//! a failed write leaves the old one.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -40,4 +42,25 @@ pub(crate) fn read_bounded(
         return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+/// Writes `bytes` to `path` (creating its folder where missing) through a temporary file in
+/// the same folder and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = temporary_beside(path);
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
+}
+
+/// The temporary file [`write_atomically`] writes before renaming it to `path`: a hidden
+/// name, unique to this process, in `path`'s folder.
+pub fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }

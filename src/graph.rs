@@ -392,7 +392,9 @@ impl Graph {
     /// larger than [`MAX_ACTIVATION_BYTES`] (or is smaller than the network takes): what every
     /// way in checks before it resizes or allocates anything.
     pub fn check_input_size(size: Size) -> Result<()> {
-        Graph::xception()
+        static XCEPTION: std::sync::OnceLock<Graph> = std::sync::OnceLock::new();
+        XCEPTION
+            .get_or_init(Graph::xception)
             .infer_shapes(1, size.height, size.width)
             .map(drop)
     }

@@ -39,7 +39,7 @@ pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod explain;
-mod files;
+pub mod files;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fit;
 pub mod gpu;

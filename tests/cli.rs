@@ -21,6 +21,14 @@ fn xception(args: &[&str], images: &[PathBuf]) -> Output {
         .expect("the xception binary runs")
 }
 
+/// An empty folder of this name in the tests' temporary folder.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -291,8 +299,7 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
 /// takes seconds on a first run); the next run, which finds them cached, and CPU runs do not.
 #[test]
 fn a_first_gpu_run_says_it_compiles_its_kernels_and_the_next_does_not() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("first-run-cache");
-    let _ = std::fs::remove_dir_all(&cache);
+    let cache = fresh_dir("first-run-cache");
     let run = |backend: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_xception"))
             .args(["classify", "--top", "1", "--backend", backend])
@@ -791,8 +798,7 @@ fn check_fails_naming_a_planted_fault() {
 /// store is ignored with one warning and measured again.
 #[test]
 fn tuned_kernels_are_timed_once_and_a_bad_store_is_ignored_with_one_warning() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tuned-cache");
-    let _ = std::fs::remove_dir_all(&cache);
+    let cache = fresh_dir("tuned-cache");
     let store = cache.join("xception-wgpu/tuned-kernels.json");
     let info = || {
         let out = Command::new(env!("CARGO_BIN_EXE_xception"))
@@ -849,9 +855,7 @@ fn tuned_kernels_are_timed_once_and_a_bad_store_is_ignored_with_one_warning() {
 #[test]
 fn a_closed_pipe_ends_printing_quietly_and_output_files_are_still_written() {
     use std::io::Read;
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("closed-pipe");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("closed-pipe");
     let npy = dir.join("embeddings.npy");
     let images: Vec<PathBuf> = samples().into_iter().cycle().take(18).collect();
     let overlays = dir.join("overlays");
@@ -918,9 +922,7 @@ fn a_size_past_the_activation_limit_is_a_usage_error() {
 /// head that is not `.safetensors` and zero epochs are usage errors before any work.
 #[test]
 fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rows");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("rows");
     let empty = dir.join("empty.jpg");
     std::fs::write(&empty, b"").unwrap();
     let inputs = [empty.clone(), samples()[0].clone()];
@@ -931,17 +933,20 @@ fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
             .collect()
     };
 
+    let embed_to = |output: &PathBuf, images: &[PathBuf]| {
+        xception(
+            &[
+                "embed",
+                "--backend",
+                "cpu",
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            images,
+        )
+    };
     let npy = dir.join("two.npy");
-    let out = xception(
-        &[
-            "embed",
-            "--backend",
-            "cpu",
-            "--output",
-            npy.to_str().unwrap(),
-        ],
-        &inputs,
-    );
+    let out = embed_to(&npy, &inputs);
     assert_eq!(out.status.code(), Some(1), "one image failed");
     let bytes = std::fs::read(&npy).unwrap();
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
@@ -958,16 +963,7 @@ fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
     assert_eq!(rows["images"][0], empty.display().to_string());
 
     let st = dir.join("two.safetensors");
-    let out = xception(
-        &[
-            "embed",
-            "--backend",
-            "cpu",
-            "--output",
-            st.to_str().unwrap(),
-        ],
-        &inputs,
-    );
+    let out = embed_to(&st, &inputs);
     assert_eq!(out.status.code(), Some(1));
     let bytes = std::fs::read(&st).unwrap();
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -979,16 +975,7 @@ fn output_files_keep_a_row_per_input_and_are_checked_before_any_work() {
 
     // Every image failing keeps the good file that was there.
     let before = std::fs::read(&npy).unwrap();
-    let out = xception(
-        &[
-            "embed",
-            "--backend",
-            "cpu",
-            "--output",
-            npy.to_str().unwrap(),
-        ],
-        &[empty],
-    );
+    let out = embed_to(&npy, &[empty]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("was not written"));
     assert_eq!(std::fs::read(&npy).unwrap(), before);

@@ -8,12 +8,13 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
+use xception_wgpu::files::write_atomically;
 use xception_wgpu::fit::{fit_head, FitOptions};
 use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::Error;
 
 use super::dataset::{self, Dataset, Ran};
-use super::run::{check_writable, write_atomically};
+use super::run::check_writable;
 use crate::ModelArgs;
 
 /// Options of `fit`.

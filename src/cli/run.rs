@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::json;
+use xception_wgpu::files::{temporary_beside, write_atomically};
 use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
 use xception_wgpu::{preprocess, Error, Fallback, Outputs, Size, Tensor, Xception};
 
@@ -405,23 +406,6 @@ fn npy_sidecar(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".json");
     PathBuf::from(name)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
-/// a reader never sees half a file and a failed write leaves the old one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = temporary_beside(path);
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
-}
-
-/// A file name for a temporary file in `path`'s folder.
-fn temporary_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Fails before any work, as a usage error, where a file cannot be created at `path`: a

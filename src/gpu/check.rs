@@ -9,8 +9,6 @@
 //! float16 (twice the rounding of each product). Weights are scaled by `1/sqrt(fan_in)` as in
 //! a trained network, so outputs are O(1) and float32 rounding stays near 1e-6.
 
-use std::time::Instant;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -655,11 +653,6 @@ pub fn every_variant(
         on_report(softmax(ops_on_device, &mut rng)?);
     }
     Ok(())
-}
-
-/// Milliseconds since `start`.
-pub(crate) fn ms_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1e3
 }
 
 #[cfg(test)]

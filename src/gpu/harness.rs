@@ -4,7 +4,6 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::check::ms_since;
 use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
@@ -13,6 +12,7 @@ use super::ops::{
 };
 use super::options::Precision;
 use super::select::ConvKernel;
+use crate::bench::ms_since;
 use crate::error::{Error, Result};
 use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};

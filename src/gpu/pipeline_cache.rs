@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::write_atomically;
+
 /// Where the command line and the Python package keep compiled GPU pipelines and tuned kernel
 /// choices: `$XDG_CACHE_HOME/xception-wgpu`, else `$HOME/.cache/xception-wgpu`.
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -81,14 +83,7 @@ impl PipelineCacheFile {
         let Some(data) = self.cache.get_data() else {
             return Ok(());
         };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let temporary = self
-            .path
-            .with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&temporary, &data)?;
-        std::fs::rename(&temporary, &self.path)
+        write_atomically(&self.path, &data)
     }
 
     /// The file the cache is kept in.

@@ -156,8 +156,10 @@ mod native {
     use serde_json::{json, Value};
 
     use super::{ShapeTiming, TuneEvent, TunedChoice, TunedKernels};
+    use crate::bench::ms_since;
     use crate::error::Result;
-    use crate::gpu::check::{self, ms_since, RandomBn};
+    use crate::files::write_atomically;
+    use crate::gpu::check::{self, RandomBn};
     use crate::gpu::context::GpuContext;
     use crate::gpu::harness::GpuOps;
     use crate::gpu::kernels::{Dispatch, Kernels};
@@ -632,15 +634,5 @@ mod native {
             "tuned kernels: {} {problem}; ignored, and measured again",
             path.display()
         ))
-    }
-
-    /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-    fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, path)
     }
 }
