@@ -430,6 +430,7 @@ fn weights_path(given: Option<&Path>) -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    xception_wgpu::gpu::quiet_device_select_layer();
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Classify { common, top, batch } => {

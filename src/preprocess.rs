@@ -49,7 +49,9 @@ pub fn decode_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<RgbImage> {
         .ok_or_else(|| image_error(path, "not a recognised image format (PNG or JPEG)"))?;
     let complete = match format {
         image::ImageFormat::Jpeg => jpeg_is_complete(bytes),
-        image::ImageFormat::Png => png_is_complete(bytes),
+        image::ImageFormat::Png => {
+            png_is_complete(bytes).map_err(|problem| image_error(path, problem))?
+        }
         _ => true,
     };
     let truncated = || {
@@ -119,21 +121,30 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-/// Whether a PNG's chunks run, whole, to its end chunk (`IEND`).
-fn png_is_complete(bytes: &[u8]) -> bool {
+/// Whether a PNG's chunks run, whole, to its end chunk (`IEND`); an error where an indexed
+/// image's palette (`PLTE`) holds a partial entry, which the decoder panics on.
+fn png_is_complete(bytes: &[u8]) -> std::result::Result<bool, String> {
+    const INDEXED: u8 = 3;
+    let indexed = bytes.get(25) == Some(&INDEXED); // IHDR's colour type; IHDR comes first
     let mut at = 8; // past the signature
     while let Some(header) = bytes.get(at..at + 8) {
         let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let end = at.saturating_add(12).saturating_add(length);
         if end > bytes.len() {
-            return false;
+            return Ok(false);
         }
-        if &header[4..8] == b"IEND" {
-            return true;
+        match &header[4..8] {
+            b"IEND" => return Ok(true),
+            b"PLTE" if indexed && !length.is_multiple_of(3) => {
+                return Err(format!(
+                    "invalid PNG: its palette (PLTE) is {length} bytes, not whole RGB entries"
+                ))
+            }
+            _ => {}
         }
         at = end;
     }
-    false
+    Ok(false)
 }
 
 /// Converts 8-bit RGB pixels (`height * width * 3`, row-major) to a batch-1 input tensor,

@@ -5,7 +5,7 @@
 //! `__metadata__` describes the input size, labels, preprocessing and head. See
 //! `weights/README.md` for the format and `weights/convert.py` for producing it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -122,11 +122,11 @@ impl Weights {
             origin: origin.to_string(),
             problem,
         };
-        let (file, metadata) = open_safetensors(bytes, "model").map_err(fail)?;
-        let info = parse_metadata(&metadata).map_err(fail)?;
-
-        let tensors =
-            read_tensors(&file, expected_tensors(&Graph::xception(), &info)).map_err(fail)?;
+        let file = SafetensorsFile::open(bytes, "model").map_err(fail)?;
+        let info = parse_metadata(&file.metadata).map_err(fail)?;
+        let tensors = file
+            .read_tensors(expected_tensors(&Graph::xception(), &info))
+            .map_err(fail)?;
         Ok(Self { info, tensors })
     }
 
@@ -138,7 +138,8 @@ impl Weights {
             origin: origin.to_string(),
             problem,
         };
-        let (file, metadata) = open_safetensors(bytes, "head").map_err(fail)?;
+        let file = SafetensorsFile::open(bytes, "head").map_err(fail)?;
+        let metadata = &file.metadata;
         match metadata.get("format").map(String::as_str) {
             Some(HEAD_FORMAT) => {}
             Some(FORMAT) => {
@@ -163,12 +164,12 @@ impl Weights {
                  {backbone})"
             )));
         }
-        let (labels, head) = parse_head(&metadata).map_err(fail)?;
+        let (labels, head) = parse_head(metadata).map_err(fail)?;
         let Some(first) = head.first() else {
             return Err(fail("the file holds no head layers".into()));
         };
-        if let Ok(kernel) = file.tensor(&format!("{}.kernel", first.name)) {
-            match kernel.shape().first() {
+        if let Some(shape) = file.shape(&format!("{}.kernel", first.name)) {
+            match shape.first() {
                 Some(&EMBEDDING_DIM) => {}
                 Some(inputs) => {
                     return Err(fail(format!(
@@ -179,7 +180,7 @@ impl Weights {
                 None => return Err(fail(format!("`{}.kernel` has no shape", first.name))),
             }
         }
-        let tensors = read_tensors(&file, head_tensors(&head)).map_err(fail)?;
+        let tensors = file.read_tensors(head_tensors(&head)).map_err(fail)?;
         for (name, _) in head_tensors(&self.info.head) {
             self.tensors.remove(&name);
         }
@@ -243,25 +244,127 @@ impl Weights {
     }
 }
 
-/// Parses a safetensors file and its `__metadata__`, which describes the `what` it holds.
-fn open_safetensors<'a>(
+/// A safetensors file whose header is parsed but whose tensors are not yet read: a tensor
+/// missing from the header is named before the data's layout is checked (a file with one
+/// entry deleted otherwise fails on the offset of the tensor after it).
+struct SafetensorsFile<'a> {
     bytes: &'a [u8],
-    what: &str,
-) -> Result<(SafeTensors<'a>, HashMap<String, String>), String> {
-    let invalid = |e| match unconverted(bytes) {
+    /// The tensors' names as the header lists them.
+    names: HashSet<String>,
+    /// The `__metadata__`, which describes what the file holds.
+    metadata: HashMap<String, String>,
+}
+
+impl<'a> SafetensorsFile<'a> {
+    /// Parses the header and its `__metadata__`, which describes the `what` the file holds.
+    fn open(bytes: &'a [u8], what: &str) -> Result<Self, String> {
+        // The crate's checks come first, unless the header is readable and has metadata: then
+        // the missing tensors are named before the layout's problem.
+        let layout_error = SafeTensors::read_metadata(bytes).err();
+        let unreadable = |missing: String| match layout_error {
+            Some(e) => invalid(bytes, e),
+            None => missing,
+        };
+        let Some(mut header) = header_json(bytes) else {
+            return Err(unreadable(
+                "not a valid safetensors file: its header is not a JSON object".into(),
+            ));
+        };
+        let Some(metadata) = header.remove("__metadata__") else {
+            return Err(unreadable(format!(
+                "the file has no __metadata__ describing the {what}"
+            )));
+        };
+        let metadata = serde_json::from_value(metadata).map_err(|_| {
+            unreadable("not a valid safetensors file: __metadata__ is not a map of strings".into())
+        })?;
+        Ok(Self {
+            bytes,
+            names: header.into_iter().map(|(name, _)| name).collect(),
+            metadata,
+        })
+    }
+
+    /// The shape the header gives tensor `name`, if the header is valid and lists it.
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let (_, header) = SafeTensors::read_metadata(self.bytes).ok()?;
+        header.tensors().get(name).map(|info| info.shape.clone())
+    }
+
+    /// Reads every `expected` tensor as float32, checking its presence, shape, dtype and
+    /// values; the error lists the first problems found.
+    fn read_tensors(
+        &self,
+        expected: Vec<(String, Vec<usize>)>,
+    ) -> Result<HashMap<String, Vec<f32>>, String> {
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|(name, _)| !self.names.contains(name))
+            .map(|(name, _)| format!("tensor `{name}` is missing"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(first_problems(&missing));
+        }
+        let file = SafeTensors::deserialize(self.bytes).map_err(|e| invalid(self.bytes, e))?;
+        let mut tensors = HashMap::new();
+        let mut problems = Vec::new();
+        for (name, shape) in expected {
+            let view = file.tensor(&name).map_err(|e| invalid(self.bytes, e))?;
+            if view.shape() != shape.as_slice() {
+                problems.push(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    view.shape()
+                ));
+                continue;
+            }
+            match to_f32(view.dtype(), view.data()) {
+                Err(dtype) => problems.push(format!(
+                    "tensor `{name}` has dtype {dtype:?}; expected F16 or F32"
+                )),
+                Ok(values) if values.iter().any(|v| !v.is_finite()) => {
+                    problems.push(format!("tensor `{name}` holds NaN or infinite values"))
+                }
+                Ok(values) => {
+                    tensors.insert(name, values);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(first_problems(&problems));
+        }
+        Ok(tensors)
+    }
+}
+
+/// A safetensors header as JSON: a little-endian u64 length, then that many bytes of a JSON
+/// object. `None` where the bytes are not that.
+fn header_json(bytes: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(length).ok()?)?;
+    serde_json::from_slice(bytes.get(8..end)?).ok()
+}
+
+/// The first five `problems`, and how many more there are.
+fn first_problems(problems: &[String]) -> String {
+    let shown = problems.len().min(5);
+    let more = if problems.len() > shown {
+        format!(" (and {} more problems)", problems.len() - shown)
+    } else {
+        String::new()
+    };
+    format!("{}{more}", problems[..shown].join("; "))
+}
+
+/// Why `bytes` is not a valid safetensors file, saying how to convert it where it is a known
+/// unconverted checkpoint.
+fn invalid(bytes: &[u8], error: safetensors::SafeTensorError) -> String {
+    match unconverted(bytes) {
         Some(kind) => format!(
             "not a valid safetensors file: this is {kind}; convert it first with \
              `python weights/convert.py FILE -o model.safetensors` (see weights/README.md)"
         ),
-        None => format!("not a valid safetensors file: {e}"),
-    };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
-    let file = SafeTensors::deserialize(bytes).map_err(invalid)?;
-    let metadata = header
-        .metadata()
-        .clone()
-        .ok_or_else(|| format!("the file has no __metadata__ describing the {what}"))?;
-    Ok((file, metadata))
+        None => format!("not a valid safetensors file: {error}"),
+    }
 }
 
 /// What an unconverted checkpoint that failed to parse as safetensors is, by its first bytes.
@@ -275,46 +378,6 @@ fn unconverted(bytes: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// Reads every `expected` tensor of `file` as float32, checking its presence, shape, dtype and
-/// values; the error lists the first problems found.
-fn read_tensors(
-    file: &SafeTensors,
-    expected: Vec<(String, Vec<usize>)>,
-) -> Result<HashMap<String, Vec<f32>>, String> {
-    let mut tensors = HashMap::new();
-    let mut problems = Vec::new();
-    for (name, shape) in expected {
-        match file.tensor(&name) {
-            Err(_) => problems.push(format!("tensor `{name}` is missing")),
-            Ok(view) if view.shape() != shape.as_slice() => problems.push(format!(
-                "tensor `{name}` has shape {:?}, expected {shape:?}",
-                view.shape()
-            )),
-            Ok(view) => match to_f32(view.dtype(), view.data()) {
-                Err(dtype) => problems.push(format!(
-                    "tensor `{name}` has dtype {dtype:?}; expected F16 or F32"
-                )),
-                Ok(values) if values.iter().any(|v| !v.is_finite()) => {
-                    problems.push(format!("tensor `{name}` holds NaN or infinite values"))
-                }
-                Ok(values) => {
-                    tensors.insert(name, values);
-                }
-            },
-        }
-    }
-    if !problems.is_empty() {
-        let shown = problems.len().min(5);
-        let more = if problems.len() > shown {
-            format!(" (and {} more problems)", problems.len() - shown)
-        } else {
-            String::new()
-        };
-        return Err(format!("{}{more}", problems[..shown].join("; ")));
-    }
-    Ok(tensors)
 }
 
 /// Every tensor the model needs, with its Keras shape.

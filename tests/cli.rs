@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
+use common::process::{wait_within_limit, OutputWithinLimit};
+
 const LABELS: [&str; 6] = ["cup", "fork", "glass", "knife", "plate", "spoon"];
 
 fn samples() -> Vec<PathBuf> {
@@ -17,8 +21,7 @@ fn xception(args: &[&str], images: &[PathBuf]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xception"))
         .args(args)
         .args(images)
-        .output()
-        .expect("the xception binary runs")
+        .output_within_limit()
 }
 
 /// An empty folder of this name in the tests' temporary folder.
@@ -273,8 +276,7 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
             .args(["classify", "--top", "1", "--backend", backend])
             .arg(&samples()[0])
             .env("WGPU_BACKEND", "webgpu")
-            .output()
-            .unwrap()
+            .output_within_limit()
     };
     let auto = run("auto");
     let stderr = String::from_utf8_lossy(&auto.stderr);
@@ -295,6 +297,24 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Without a desktop session (no `XDG_RUNTIME_DIR`), Mesa's device-selection Vulkan layer
+/// would have libwayland print "XDG_RUNTIME_DIR is invalid" on every adapter enumeration;
+/// the CLI turns that layer off there.
+#[test]
+fn without_a_session_directory_a_gpu_run_prints_no_wayland_complaint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xception"))
+        .args(["classify", "--top", "1", "--backend", "gpu"])
+        .arg(&samples()[0])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .env("WGPU_BACKEND", "vulkan")
+        .output_within_limit();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": cup ("));
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
+
 /// A GPU run with an empty pipeline cache says on stderr that it compiles the kernels (which
 /// takes seconds on a first run); the next run, which finds them cached, and CPU runs do not.
 #[test]
@@ -305,8 +325,7 @@ fn a_first_gpu_run_says_it_compiles_its_kernels_and_the_next_does_not() {
             .args(["classify", "--top", "1", "--backend", backend])
             .arg(&samples()[0])
             .env("XDG_CACHE_HOME", &cache)
-            .output()
-            .unwrap();
+            .output_within_limit();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{stderr}");
         assert!(String::from_utf8_lossy(&out.stdout).contains(": cup ("));
@@ -345,7 +364,7 @@ fn folders_and_stdin_lists_expand_to_their_images() {
         .unwrap();
     let list = format!("{}\n\n{}\n", samples()[4].display(), samples()[5].display());
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), list.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within_limit(child, "xception");
     let text = String::from_utf8_lossy(&out.stdout);
     let labels: Vec<&str> = text
         .lines()
@@ -728,7 +747,7 @@ fn check_passes_on_vulkan_and_gl_and_reports_json() {
         if let [only] = precisions {
             command.args(["--precision", only]);
         }
-        let out = command.output().unwrap();
+        let out = command.output_within_limit();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{backend}: not JSON ({e}); stderr: {stderr}"));
@@ -804,8 +823,7 @@ fn tuned_kernels_are_timed_once_and_a_bad_store_is_ignored_with_one_warning() {
         let out = Command::new(env!("CARGO_BIN_EXE_xception"))
             .args(["info", "--kernel", "tuned"])
             .env("XDG_CACHE_HOME", &cache)
-            .output()
-            .unwrap();
+            .output_within_limit();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{stderr}");
@@ -887,7 +905,7 @@ fn a_closed_pipe_ends_printing_quietly_and_output_files_are_still_written() {
         let mut first = [0u8; 10];
         stdout.read_exact(&mut first).unwrap();
         drop(stdout);
-        let out = child.wait_with_output().unwrap();
+        let out = wait_within_limit(child, "xception");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
         assert!(!stderr.contains("panicked"), "{stderr}");

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
+use common::process::OutputWithinLimit;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xception_wgpu::fit::{fit_head, FitOptions};
@@ -16,8 +20,7 @@ const WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
 fn xception(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xception"))
         .args(args)
-        .output()
-        .expect("the xception binary runs")
+        .output_within_limit()
 }
 
 fn stderr(out: &Output) -> String {

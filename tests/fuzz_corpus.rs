@@ -1,6 +1,7 @@
-//! Regression test over the fuzzing corpus (`fuzz/corpus`, minimised with `cargo fuzz cmin`)
-//! and the hand-made seeds: every input goes through the same entry points as the fuzz
-//! targets and must come back as a value or a clean error, never a panic.
+//! Regression test over the fuzzing corpus (`fuzz/corpus`, minimised with `cargo fuzz cmin`),
+//! the hand-made seeds and the inputs that once crashed (`fuzz/regressions`): every input
+//! goes through the same entry points as the fuzz targets and must come back as a value or
+//! a clean error, never a panic.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use xception_wgpu::{preprocess, Size, Weights};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut files: Vec<PathBuf> = ["corpus", "seeds"]
+    let mut files: Vec<PathBuf> = ["corpus", "seeds", "regressions"]
         .iter()
         .filter_map(|dir| std::fs::read_dir(root.join(dir).join(target)).ok())
         .flatten()

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::process::{wait_within_limit, OutputWithinLimit};
+
 use xception_wgpu::image::{self, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 use xception_wgpu::{preprocess, Error, Size};
 
@@ -154,8 +158,7 @@ fn images_cut_short_are_refused_as_truncated_and_whole_ones_decode() {
         .args(["classify", "--backend", "cpu", "--json", "--top", "1"])
         .arg(&half)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fork.jpg"))
-        .output()
-        .unwrap();
+        .output_within_limit();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -298,6 +301,43 @@ fn a_palette_png_decodes_to_its_colours() {
     assert_eq!(rgb.get_pixel(79, 0).0, [0, 0, 255]);
 }
 
+/// `png` panics expanding a palette whose PLTE chunk holds a partial entry (found by
+/// fuzzing): refused by name before decoding.
+#[test]
+fn a_png_with_a_partial_palette_entry_is_refused_not_a_panic() {
+    let path = dir().join("palette-source.png");
+    let mut encoder = png::Encoder::new(std::fs::File::create(&path).unwrap(), 8, 8);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_palette(vec![255, 0, 0, 0, 0, 255]);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&[1; 64]).unwrap();
+    writer.finish().unwrap();
+    let source = std::fs::read(&path).unwrap();
+    assert_eq!(
+        preprocess::decode(&path).unwrap().get_pixel(0, 0).0,
+        [0, 0, 255]
+    );
+    // The same file with one byte more in its palette chunk, written back with CRCs.
+    let mut partial = source[..8].to_vec();
+    let mut at = 8;
+    while at < source.len() {
+        let length = u32::from_be_bytes(source[at..at + 4].try_into().unwrap()) as usize;
+        let mut chunk = source[at + 4..at + 8 + length].to_vec();
+        if chunk.starts_with(b"PLTE") {
+            chunk.push(9);
+        }
+        partial.extend((chunk.len() as u32 - 4).to_be_bytes());
+        partial.extend(&chunk);
+        partial.extend(crc32(&chunk).to_be_bytes());
+        at += 12 + length;
+    }
+    assert_rejected(
+        &write("partial_palette.png", &partial),
+        MODEL_SIZE,
+        "invalid PNG: its palette (PLTE) is 7 bytes, not whole RGB entries",
+    );
+}
+
 #[test]
 fn a_cmyk_jpeg_decodes_or_fails_clearly() {
     let path = dir().join("cmyk.jpg");
@@ -361,8 +401,7 @@ fn a_batch_with_bad_images_reports_them_and_runs_the_rest() {
     let out = Command::new(env!("CARGO_BIN_EXE_xception"))
         .args(["classify", "--backend", "cpu", "--top", "1"])
         .arg(&folder)
-        .output()
-        .unwrap();
+        .output_within_limit();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -408,8 +447,7 @@ fn a_photo_too_large_to_run_natively_is_refused_and_the_others_run() {
             "--json",
         ])
         .arg(&folder)
-        .output()
-        .unwrap();
+        .output_within_limit();
     assert_eq!(out.status.code(), Some(1), "one image failed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -452,7 +490,7 @@ fn fifos_and_devices_are_refused_before_they_are_read() {
             other => panic!("{}: {other:?}", path.display()),
         }
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xception"))
+    let child = Command::new(env!("CARGO_BIN_EXE_xception"))
         .args(["classify", "--backend", "cpu", "--top", "1"])
         .args([&fifo, &zero])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/fork.jpg"))
@@ -460,15 +498,7 @@ fn fifos_and_devices_are_refused_before_they_are_read() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!("classify hung on a FIFO or a device");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within_limit(child, "classify with a FIFO and a device");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("fork.jpg: fork"));

@@ -138,6 +138,34 @@ fn missing_tensor_is_named() {
     );
 }
 
+/// A header entry deleted by hand leaves its bytes behind: the file's layout is then invalid
+/// too, but the error names the missing tensors, not the one whose offset no longer fits.
+#[test]
+fn a_tensor_deleted_from_the_header_alone_is_named() {
+    let bytes = std::fs::read(PATH).unwrap();
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    for name in [
+        "batch_normalization.beta",
+        "block11_sepconv1.depthwise_kernel",
+    ] {
+        header.remove(name).unwrap();
+    }
+    let mut json = serde_json::to_vec(&header).unwrap();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut edited = (json.len() as u64).to_le_bytes().to_vec();
+    edited.extend_from_slice(&json);
+    edited.extend_from_slice(&bytes[8 + length..]);
+    let text = error_text(Weights::from_bytes(&edited, "modified.safetensors"));
+    assert!(
+        text.contains("tensor `batch_normalization.beta` is missing")
+            && text.contains("tensor `block11_sepconv1.depthwise_kernel` is missing")
+            && !text.contains("offset"),
+        "{text}"
+    );
+}
+
 #[test]
 fn wrong_shape_is_named_with_both_shapes() {
     let text = error_text(load_modified(|t, _| {

@@ -368,6 +368,7 @@ fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
 /// The native module of the `xception_wgpu` package.
 #[pymodule]
 fn _xception_wgpu(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    xception_wgpu::gpu::quiet_device_select_layer();
     m.add_class::<Model>()?;
     m.add("XceptionError", m.py().get_type::<XceptionError>())?;
     m.add("EMBEDDING_DIM", EMBEDDING_DIM)?;

@@ -1,5 +1,8 @@
 """The Python model against the CLI, on paths, arrays of several sizes, threads and bad input."""
 
+import os
+import subprocess
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,3 +113,19 @@ def test_skipped_images_are_reported_and_the_rest_still_run(model, pngs, tmp_pat
         embeddings = model.embed([pngs[0], missing], errors="skip")
     assert np.isnan(embeddings[1]).all() and not np.isnan(embeddings[0]).any()
     assert any("missing.png" in str(w.message) for w in caught)
+
+
+def test_no_wayland_complaint_without_a_session_directory():
+    """Without XDG_RUNTIME_DIR, Mesa's device-selection Vulkan layer would have libwayland print
+    "XDG_RUNTIME_DIR is invalid" on every adapter enumeration; importing the module turns it off."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "NODEVICE_SELECT")}
+    env["WGPU_BACKEND"] = "vulkan"
+    script = (
+        "import xception_wgpu, sys; "
+        "m = xception_wgpu.Model(backend='gpu'); "
+        f"print(m.classify([{str(SAMPLES / 'cup.jpg')!r}], top=1)[0]['top'][0]['label'])"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cup"
+    assert "XDG_RUNTIME_DIR" not in out.stderr, out.stderr

@@ -58,6 +58,22 @@ fn instance_descriptor() -> wgpu::InstanceDescriptor {
     descriptor
 }
 
+/// Turns off Mesa's device-selection Vulkan layer (`NODEVICE_SELECT=1`) when there is no
+/// desktop session for it to look at: that layer asks Wayland which GPU drives the display,
+/// and without an `XDG_RUNTIME_DIR` libwayland prints "XDG_RUNTIME_DIR is invalid or not set"
+/// once per adapter enumeration. wgpu picks its adapter itself, so nothing else changes. A
+/// `NODEVICE_SELECT` the user set is kept.
+///
+/// It sets an environment variable, so call it where nothing else can be reading the
+/// environment: at the start of `main`, or while initialising an extension module.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn quiet_device_select_layer() {
+    let session = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| Path::new(&dir).is_dir());
+    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// Whether `adapter` offers what the cooperative-matrix GEMM needs: a 16x16x16 float16 x
 /// float16 -> float32 configuration and subgroups of exactly 32 invocations.
 fn has_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {

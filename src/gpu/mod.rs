@@ -16,6 +16,8 @@ mod pipeline_cache;
 mod select;
 pub mod tune;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::quiet_device_select_layer;
 pub use context::GpuContext;
 #[cfg(not(target_arch = "wasm32"))]
 pub use harness::GpuOps;

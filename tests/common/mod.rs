@@ -2,6 +2,8 @@
 //! bounds are the library's own (`xception_wgpu::gpu::check`), which `xception check` runs.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
