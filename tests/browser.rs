@@ -7,17 +7,49 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
+use common::process::OutputWithinLimit;
+
 use xception_wgpu::{preprocess, BackendKind, Xception};
 
 const LABELS: [&str; 6] = ["cup", "fork", "glass", "knife", "plate", "spoon"];
 const WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
-/// Not an image: the page must say so and go on.
-const NOT_AN_IMAGE: &str = "samples/README.md";
+/// Bad files (made by `bad_files`) and the error the page must show for each before going on.
+const BAD_FILES: [(&str, &str); 4] = [
+    (
+        "samples/README.md",
+        "not a recognised image format (PNG or JPEG)",
+    ),
+    (
+        "half_cup.jpg",
+        "truncated image (the data ends before the image does)",
+    ),
+    (
+        "fuzz/regressions/image/partial-palette-entry.png",
+        "invalid PNG: its palette (PLTE) is 679 bytes, not whole RGB entries",
+    ),
+    ("empty.jpg", "the file is empty"),
+];
+
+/// The bad files' paths: the ones in the repository as they are, the others written to the
+/// tests' temporary folder (a photo cut in half, an empty file).
+fn bad_files() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let cup = std::fs::read("samples/cup.jpg").unwrap();
+    std::fs::write(dir.join("half_cup.jpg"), &cup[..cup.len() / 2]).unwrap();
+    std::fs::write(dir.join("empty.jpg"), b"").unwrap();
+    BAD_FILES
+        .iter()
+        .map(|(name, _)| match std::path::Path::new(name).exists() {
+            true => name.to_string(),
+            false => dir.join(name).display().to_string(),
+        })
+        .collect()
+}
 
 fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let output = command.output_within_limit();
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     output
 }
@@ -29,13 +61,20 @@ fn reference_logits(model: &Xception, path: &str) -> Vec<f32> {
 }
 
 #[test]
-fn the_page_classifies_the_samples_like_the_native_reference_and_survives_a_bad_file() {
+fn the_page_classifies_the_samples_like_the_native_reference_and_survives_bad_files() {
     let build = run(&mut Command::new("web/build.sh"));
     assert!(build.status.success(), "web/build.sh failed");
 
-    // The bad file sits between photos: the photo after it must still classify.
-    let mut images: Vec<String> = LABELS.iter().map(|l| format!("samples/{l}.jpg")).collect();
-    images.insert(3, NOT_AN_IMAGE.to_string());
+    // Each bad file sits between photos: the photo after it must still classify.
+    let photos: Vec<String> = LABELS.iter().map(|l| format!("samples/{l}.jpg")).collect();
+    let bad = bad_files();
+    let mut images = Vec::new();
+    for (i, photo) in photos.iter().enumerate() {
+        images.push(photo.clone());
+        if let Some(file) = bad.get(i) {
+            images.push(file.clone());
+        }
+    }
     let page = run(Command::new("web/classify-in-browser.sh")
         .args(["--top", "6"])
         .args(&images));
@@ -43,31 +82,33 @@ fn the_page_classifies_the_samples_like_the_native_reference_and_survives_a_bad_
     assert_eq!(
         page.status.code(),
         Some(1),
-        "one image fails, so the exit status is 1"
-    );
-    assert!(
-        stderr.contains(&format!(
-            "{NOT_AN_IMAGE}: not a recognised image format (PNG or JPEG)"
-        )),
-        "the page's error for {NOT_AN_IMAGE} is reported"
+        "some images fail, so the exit status is 1"
     );
 
     let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
-    let mut lines: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
+    let all: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     assert_eq!(
-        lines.len(),
+        all.len(),
         images.len(),
         "one line per input, as the CLI prints"
     );
-    let failed = lines.remove(3);
-    assert_eq!(failed["image"], NOT_AN_IMAGE);
-    assert_eq!(
-        failed["error"],
-        format!("{NOT_AN_IMAGE}: not a recognised image format (PNG or JPEG)")
-    );
+    let (failed, lines): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .zip(&images)
+        .partition(|(_, image)| bad.contains(image));
+    for ((line, image), (_, problem)) in failed.iter().zip(BAD_FILES) {
+        let error = format!("{image}: {problem}");
+        assert_eq!(line["image"], image.as_str());
+        assert_eq!(line["error"], error.as_str(), "{line}");
+        assert!(
+            stderr.contains(&error),
+            "the page's error for {image} is reported"
+        );
+    }
+    let lines: Vec<serde_json::Value> = lines.into_iter().map(|(line, _)| line).collect();
     for (line, label) in lines.iter().zip(LABELS) {
         let path = format!("samples/{label}.jpg");
         assert_eq!(line["image"], path.as_str());
