@@ -1,7 +1,8 @@
 //! Per-op parity: each kernel of the fast CPU backend against the reference on fresh random
 //! inputs over the shapes the GPU kernels are tested on (tests/common), each run on thread
 //! pools of 1, 2 and 3 threads, so that every way of splitting the work over threads is
-//! covered.
+//! covered, and the GEMMs with every micro-kernel family this CPU runs (the portable one
+//! always).
 //!
 //! Tolerance: `|fast - reference| <= 1e-4 * (1 + |reference|)` per element, as on the GPU:
 //! only the summation order (and fused multiply-adds) differ.
@@ -12,7 +13,8 @@ use common::{
     assert_close, conv_cases, depthwise_shapes, max_pool_shapes, random_tensor, rng, uniform,
     ConvCase, RandomBn,
 };
-use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Epilogue, Lhs};
+use xception_wgpu::cpu::gemm::{Finish, Isa, PackedWeights};
+use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Lhs};
 use xception_wgpu::graph::Padding;
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
@@ -28,6 +30,13 @@ fn on_each_pool(mut f: impl FnMut(usize) + Send) {
             .unwrap()
             .install(|| f(threads));
     }
+}
+
+/// The micro-kernel families this CPU runs; the portable one is always among them.
+fn kernel_families() -> Vec<Isa> {
+    let families: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.available()).collect();
+    assert!(families.contains(&Isa::Portable));
+    families
 }
 
 /// The reference convolution: conv, batchnorm, residual add, ReLU, each on its own.
@@ -82,8 +91,7 @@ fn convolutions_match_the_reference() {
         let want = reference_conv(&case, &x, &kernel, &bn, &residual);
         assert_eq!(want.shape, out);
         let (folded, bias) = ops::fold_batchnorm(&kernel, cout, &bn.view());
-        let epilogue = Epilogue {
-            bias: &bias,
+        let finish = Finish {
             residual: case.residual.then_some(&residual.data[..]),
             relu: case.relu,
         };
@@ -92,29 +100,27 @@ fn convolutions_match_the_reference() {
             lhs.push(Lhs::Matrix(&x.data));
             pointwise += 1;
         }
-        for lhs in lhs {
-            on_each_pool(|threads| {
-                let mut got = vec![f32::NAN; out.len()];
-                fast::matmul(
-                    lhs,
-                    out.pixels(),
-                    k * k * cin,
-                    &folded,
-                    cout,
-                    epilogue,
-                    &mut got,
-                );
-                let what = format!(
-                    "{}x{}/{} {:?} {} -> {cout} relu={} residual={} {lhs_kind} on {threads} threads",
-                    k, k, case.geometry.stride, case.geometry.padding, case.shape, case.relu, case.residual,
-                    lhs_kind = match lhs {
-                        Lhs::Matrix(_) => "matrix",
-                        Lhs::Patches(..) => "patches",
-                        Lhs::Depthwise(..) => "depthwise",
-                    },
-                );
-                assert_close(&got, &want.data, TOL, &what);
-            });
+        for isa in kernel_families() {
+            let weights = PackedWeights::new(isa, &folded, &bias, k * k * cin, cout);
+            for &lhs in &lhs {
+                on_each_pool(|threads| {
+                    let mut got = vec![f32::NAN; out.len()];
+                    fast::matmul(lhs, out.pixels(), &weights, finish, &mut got);
+                    let what =
+                        format!(
+                        "{}x{}/{} {:?} {} -> {cout} relu={} residual={} {lhs_kind}, {} kernels \
+                         on {threads} threads",
+                        k, k, case.geometry.stride, case.geometry.padding, case.shape, case.relu,
+                        case.residual, isa.name(),
+                        lhs_kind = match lhs {
+                            Lhs::Matrix(_) => "matrix",
+                            Lhs::Patches(..) => "patches",
+                            Lhs::Depthwise(..) => "depthwise",
+                        },
+                    );
+                    assert_close(&got, &want.data, TOL, &what);
+                });
+            }
         }
     }
     assert!(pointwise >= 5, "pointwise cases ran: {pointwise}");
@@ -170,20 +176,23 @@ fn separable_convolutions_match_the_reference() {
                 relu_in,
             },
         );
-        let epilogue = Epilogue {
-            bias: &bias,
+        let finish = Finish {
             residual: residual.then_some(&shortcut.data[..]),
             relu: relu_out,
         };
-        on_each_pool(|threads| {
-            let mut got = vec![f32::NAN; out.len()];
-            fast::matmul(lhs, shape.pixels(), cin, &folded, cout, epilogue, &mut got);
-            let what = format!(
-                "separable {shape} -> {cout} relu_in={relu_in} residual={residual} \
-                 relu_out={relu_out} on {threads} threads"
-            );
-            assert_close(&got, &want.data, TOL, &what);
-        });
+        for isa in kernel_families() {
+            let weights = PackedWeights::new(isa, &folded, &bias, cin, cout);
+            on_each_pool(|threads| {
+                let mut got = vec![f32::NAN; out.len()];
+                fast::matmul(lhs, shape.pixels(), &weights, finish, &mut got);
+                let what = format!(
+                    "separable {shape} -> {cout} relu_in={relu_in} residual={residual} \
+                     relu_out={relu_out}, {} kernels on {threads} threads",
+                    isa.name()
+                );
+                assert_close(&got, &want.data, TOL, &what);
+            });
+        }
     }
 }
 

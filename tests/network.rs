@@ -365,6 +365,50 @@ fn gpu_and_cpu_match_the_reference_at_the_smallest_and_odd_input_sizes() {
     }
 }
 
+/// Every GEMM micro-kernel family this CPU runs (the portable one always), on thread pools of
+/// 1, 2 and 3 threads, against the reference on the goldens, the smallest input, an odd size
+/// and a batch, within [`CPU_TOL`].
+#[test]
+fn every_cpu_kernel_family_matches_the_reference_on_every_pool() {
+    use xception_wgpu::cpu::{gemm::Isa, CpuModel};
+    let mut rng = common::rng();
+    let mut inputs: Vec<(String, Tensor)> = goldens()
+        .iter()
+        .map(|g| (g.name.clone(), g.input.clone()))
+        .collect();
+    for (batch, h, w) in [(1, 71, 71), (2, 73, 97)] {
+        let shape = xception_wgpu::Shape::new(batch, h, w, 3);
+        inputs.push((
+            format!("{batch}x{h}x{w}"),
+            common::random_tensor(&mut rng, shape),
+        ));
+    }
+    let wanted: Vec<_> = inputs
+        .iter()
+        .map(|(_, input)| reference().forward(input).unwrap())
+        .collect();
+    let weights = std::sync::Arc::new(weights());
+    let families: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.available()).collect();
+    assert!(families.contains(&Isa::Portable));
+    for isa in families {
+        for threads in 1..=3 {
+            let model = CpuModel::with_kernels(weights.clone(), isa)
+                .and_then(|model| model.with_threads(threads))
+                .unwrap();
+            for ((name, input), want) in inputs.iter().zip(&wanted) {
+                let got = model.forward(input).unwrap();
+                let de = max_abs_diff(&got.embeddings, &want.embeddings);
+                let dl = max_abs_diff(&got.logits, &want.logits);
+                assert!(
+                    de <= CPU_TOL && dl <= CPU_TOL,
+                    "{} kernels on {threads} threads, {name}: embedding {de:e}, logits {dl:e}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn one_model_is_shareable_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}

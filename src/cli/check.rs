@@ -141,7 +141,7 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
         ),
         None => format!(
             "the fast CPU backend ({} kernels)",
-            xception_wgpu::cpu::ops::vector_extension()
+            xception_wgpu::cpu::gemm::Isa::detect().name()
         ),
     };
     if !args.json {

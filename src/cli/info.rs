@@ -103,7 +103,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
         compute
             .threads
             .map_or_else(rayon::current_num_threads, usize::from),
-        xception_wgpu::cpu::ops::vector_extension()
+        xception_wgpu::cpu::gemm::Isa::detect().name()
     );
     outln!("weights: {}", weights.display());
     if let Some(source) = &info.source {

@@ -7,6 +7,7 @@
 //! fused, and activations live in buffers reused from pass to pass. The reference backend
 //! ([`crate::reference`]) stays the oracle this one is tested against.
 
+pub mod gemm;
 pub mod ops;
 
 use std::sync::{Arc, Mutex};
@@ -19,18 +20,18 @@ use crate::profile::{LaunchTiming, OpKind};
 use crate::reference::{self, ops::fold_batchnorm};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
-use ops::{ConvGeometry, Depthwise, Epilogue, Lhs};
+use gemm::{Finish, Isa, PackedWeights};
+use ops::{ConvGeometry, Depthwise, Lhs};
 
 /// A node's weights, prepared for the kernels.
 #[derive(Debug)]
 enum Layer {
     /// A convolution as a GEMM: kernel `[k * k * cin, cout]` with its batchnorm folded in.
-    Conv { kernel: Vec<f32>, bias: Vec<f32> },
+    Conv(PackedWeights),
     /// Depthwise kernel `[9, cin]`, then the pointwise `[cin, cout]` with its batchnorm folded in.
     Separable {
         depthwise: Vec<f32>,
-        pointwise: Vec<f32>,
-        bias: Vec<f32>,
+        pointwise: PackedWeights,
     },
     /// Pooling needs no weights.
     Pool,
@@ -42,14 +43,28 @@ pub struct CpuModel {
     graph: Graph,
     weights: Arc<Weights>,
     layers: Vec<Layer>,
+    /// The GEMM kernels the weights are packed for.
+    isa: Isa,
     threads: Option<rayon::ThreadPool>,
     /// Activation buffers of earlier passes, taken by the next one.
     spare: Mutex<Vec<Vec<f32>>>,
 }
 
 impl CpuModel {
-    /// Prepares the model over validated weights, on rayon's global thread pool.
+    /// Prepares the model over validated weights, on rayon's global thread pool, with the
+    /// widest GEMM kernels this CPU runs.
     pub fn new(weights: Arc<Weights>) -> Self {
+        Self::with_kernels(weights, Isa::detect()).expect("the detected kernels run on this CPU")
+    }
+
+    /// [`CpuModel::new`] with the GEMM kernels of `isa` (which the CPU must run).
+    pub fn with_kernels(weights: Arc<Weights>, isa: Isa) -> Result<Self> {
+        if !isa.available() {
+            return Err(Error::Argument(format!(
+                "this CPU cannot run the {} GEMM kernels",
+                isa.name()
+            )));
+        }
         let graph = Graph::xception();
         let layers = graph
             .nodes
@@ -59,7 +74,8 @@ impl CpuModel {
                     let kernel = weights.tensor(&format!("{}.kernel", c.conv));
                     let (kernel, bias) =
                         fold_batchnorm(kernel, c.out_channels, &weights.batchnorm(&c.bn));
-                    Layer::Conv { kernel, bias }
+                    let k = kernel.len() / c.out_channels;
+                    Layer::Conv(PackedWeights::new(isa, &kernel, &bias, k, c.out_channels))
                 }
                 Op::Separable(s) => {
                     let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
@@ -69,20 +85,31 @@ impl CpuModel {
                         depthwise: weights
                             .tensor(&format!("{}.depthwise_kernel", s.conv))
                             .to_vec(),
-                        pointwise,
-                        bias,
+                        pointwise: PackedWeights::new(
+                            isa,
+                            &pointwise,
+                            &bias,
+                            s.in_channels,
+                            s.out_channels,
+                        ),
                     }
                 }
                 Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Layer::Pool,
             })
             .collect();
-        Self {
+        Ok(Self {
             graph,
             weights,
             layers,
+            isa,
             threads: None,
             spare: Mutex::new(Vec::new()),
-        }
+        })
+    }
+
+    /// The GEMM kernels the model runs.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Runs on a thread pool of its own with `threads` threads instead of rayon's global one.
@@ -189,7 +216,7 @@ impl CpuModel {
                 }
             };
             let y = match (&node.op, layer) {
-                (Op::Conv(c), Layer::Conv { kernel, bias }) => {
+                (Op::Conv(c), Layer::Conv(weights)) => {
                     let mut y = buffers.take(out_shape.len());
                     let geometry = ConvGeometry {
                         input: in_shape,
@@ -197,27 +224,18 @@ impl CpuModel {
                         stride: c.stride,
                         padding: c.padding,
                     };
-                    let epilogue = Epilogue {
-                        bias,
+                    let finish = Finish {
                         residual: None,
                         relu: c.relu,
                     };
                     let rows = out_shape.pixels();
-                    ops::matmul(
-                        Lhs::Patches(x, geometry),
-                        rows,
-                        kernel.len() / c.out_channels,
-                        kernel,
-                        c.out_channels,
-                        epilogue,
-                        &mut y,
-                    );
+                    ops::matmul(Lhs::Patches(x, geometry), rows, weights, finish, &mut y);
                     let kind = if c.kernel == 1 {
                         OpKind::ShortcutConv
                     } else {
                         OpKind::StemConv
                     };
-                    step(kind, x.len() + y.len() + kernel.len());
+                    step(kind, x.len() + y.len() + weights.k() * weights.n());
                     y
                 }
                 (
@@ -225,15 +243,13 @@ impl CpuModel {
                     Layer::Separable {
                         depthwise,
                         pointwise,
-                        bias,
                     },
                 ) => {
                     let mut y = buffers.take(out_shape.len());
                     let residual = sep
                         .residual
                         .map(|r| values[r.0].as_deref().expect("shortcut computed"));
-                    let epilogue = Epilogue {
-                        bias,
+                    let finish = Finish {
                         residual,
                         relu: sep.relu_out,
                     };
@@ -246,13 +262,14 @@ impl CpuModel {
                     ops::matmul(
                         Lhs::Depthwise(x, depthwise),
                         rows,
-                        sep.in_channels,
                         pointwise,
-                        sep.out_channels,
-                        epilogue,
+                        finish,
                         &mut y,
                     );
-                    step(OpKind::Separable, x.len() + y.len() + pointwise.len());
+                    step(
+                        OpKind::Separable,
+                        x.len() + y.len() + pointwise.k() * pointwise.n(),
+                    );
                     y
                 }
                 (Op::MaxPoolAdd { residual }, Layer::Pool) => {

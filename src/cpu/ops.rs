@@ -1,15 +1,15 @@
 //! The fast CPU backend's kernels, on NHWC float32 slices with batchnorm already folded into
 //! the weights and a bias.
 //!
-//! - Convolutions are GEMMs on the `gemm` crate (`matrixmultiply` for blocks of few rows): a
-//!   separable convolution computes its depthwise half one block of pixels at a time and
-//!   multiplies it (`[pixels, cin]`) by the pointwise kernel (`[cin, cout]`) at once; the stem
-//!   and shortcut convolutions gather their patches block by block (an implicit GEMM, no full
-//!   im2col). Bias, ReLU and the residual add run on each output block while it is still in
-//!   cache.
+//! - Convolutions are GEMMs on the micro-kernels of [`super::gemm`], the weights packed at
+//!   load: a separable convolution computes its depthwise half one block of pixels at a time
+//!   and the GEMM reads that block (`[pixels, cin]`) as its left-hand side; the stem and
+//!   shortcut convolutions gather their patches block by block (an implicit GEMM, no full
+//!   im2col). Bias, ReLU and the residual add are applied to the accumulators before they are
+//!   stored.
 //! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
-//!   direct loops over channels, which the compiler vectorises; [`multiversion`](mod@multiversion) builds them
-//!   for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
+//!   direct loops over channels, which the compiler vectorises; [`multiversion`](mod@multiversion)
+//!   builds them for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
 //!
 //! Everything splits its output across rayon's threads. Each kernel's reference is its
 //! unfused counterpart in [`crate::reference::ops`].
@@ -19,35 +19,9 @@ use std::cell::RefCell;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::gemm::{self, Finish, PackedWeights};
 use crate::graph::Padding;
 use crate::tensor::Shape;
-
-/// The widest vector extension the direct kernels below run with on this CPU (their
-/// `multiversion` targets): `AVX-512`, `AVX2+FMA` or `baseline`.
-pub fn vector_extension() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "AVX-512";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return "AVX2+FMA";
-        }
-    }
-    "baseline"
-}
-
-/// What runs on a GEMM's output after the multiplication: `relu(acc + bias + residual)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Epilogue<'a> {
-    /// One value per output channel (the folded batchnorm's shift).
-    pub bias: &'a [f32],
-    /// A tensor of the output's shape added after the bias (an identity shortcut).
-    pub residual: Option<&'a [f32]>,
-    /// Whether a ReLU follows.
-    pub relu: bool,
-}
 
 /// A regular convolution's geometry over an NHWC input: the patches its GEMM multiplies.
 #[derive(Debug, Clone, Copy)]
@@ -128,54 +102,53 @@ thread_local! {
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The output pointer shared by the blocks of one GEMM (each writes its own rectangle).
+/// The output pointer shared by the tasks of one GEMM (each writes its own rectangle).
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: the blocks of one `matmul` write disjoint rectangles of the output, and the slice
+// SAFETY: the tasks of one `matmul` write disjoint rectangles of the output, and the slice
 // outlives the parallel loop that uses the pointer.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
-    /// The value at `offset` (a method, so closures capture the whole `Sync` wrapper).
-    ///
-    /// # Safety
-    /// `offset` must lie inside the output slice.
-    unsafe fn at(&self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
-/// How [`matmul`] splits an `m x n` output over the threads: rows and columns per block.
-///
-/// Each block packs the part of each matrix it reads, so one block per thread, cut across
-/// the longer side: splitting the rows makes every thread pack all of the weights
-/// (`k x n`), splitting the columns makes every thread pack all of the activations
-/// (`m x k`) and gather or compute it (the patches; the depthwise half, 9 multiply-adds per
-/// value against the block's one per output column). Small products stay whole.
-fn block_shape(m: usize, n: usize, k: usize) -> (usize, usize) {
-    const MIN_BLOCK_MACS: usize = 1 << 20;
-    let blocks = (m * n * k / MIN_BLOCK_MACS).clamp(1, rayon::current_num_threads());
-    if m >= n {
-        (m.div_ceil(blocks), n)
+/// Rows of a task: its block of the left-hand side (`ROWS_PER_TASK x k`, gathered or computed
+/// for patches and depthwise) stays in L2 while the weights' panels stream past it.
+const ROWS_PER_TASK: usize = 128;
+
+/// Products smaller than this many multiply-adds run as one task.
+const MIN_TASK_MACS: usize = 1 << 20;
+
+/// How [`matmul`] splits an `m`-row product with `panels` column panels over `threads`:
+/// row blocks (a multiple of the thread count where there are enough), and where there are
+/// fewer row blocks than threads (the small late layers), groups of panels.
+fn tasks(m: usize, k: usize, n: usize, panels: usize, threads: usize) -> (usize, usize) {
+    if m * n * k < MIN_TASK_MACS || threads == 1 {
+        return (1, 1);
+    }
+    let row_blocks = m.div_ceil(ROWS_PER_TASK);
+    if row_blocks >= threads {
+        (row_blocks.next_multiple_of(threads).min(m), 1)
     } else {
-        (m, n.div_ceil(blocks).next_multiple_of(16).min(n))
+        (row_blocks, threads.div_ceil(row_blocks).min(panels))
     }
 }
 
-/// `out[m, n] = epilogue(lhs[m, k] * rhs[k, n])`, all row-major, split over rayon's threads.
+/// `out[m, n] = finish(lhs[m, k] * weights)`, row-major, split over rayon's threads.
 pub fn matmul(
     lhs: Lhs<'_>,
     m: usize,
-    k: usize,
-    rhs: &[f32],
-    n: usize,
-    epilogue: Epilogue<'_>,
+    weights: &PackedWeights,
+    finish: Finish<'_>,
     out: &mut [f32],
 ) {
-    assert_eq!(rhs.len(), k * n, "matmul right-hand side");
+    let (k, n) = (weights.k(), weights.n());
     assert_eq!(out.len(), m * n, "matmul output");
-    assert_eq!(epilogue.bias.len(), n, "matmul bias");
     match lhs {
         Lhs::Matrix(a) => assert_eq!(a.len(), m * k, "matmul left-hand side"),
         Lhs::Patches(x, geometry) => {
@@ -190,133 +163,50 @@ pub fn matmul(
             assert_eq!(depthwise.input.pixels(), m, "depthwise pixels");
         }
     }
-    if let Some(residual) = epilogue.residual {
+    if let Some(residual) = finish.residual {
         assert_eq!(residual.len(), m * n, "residual");
     }
-    let (rows, cols) = block_shape(m, n, k);
-    let col_blocks = n.div_ceil(cols);
-    let blocks = m.div_ceil(rows) * col_blocks;
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    (0..blocks).into_par_iter().for_each(|block| {
-        let (r0, c0) = (block / col_blocks * rows, block % col_blocks * cols);
-        let (r1, c1) = ((r0 + rows).min(m), (c0 + cols).min(n));
-        let multiply = |a: &[f32]| {
-            // SAFETY: `a` holds rows r0..r1 of the left-hand side (k values each), `rhs` is
-            // k x n, and the destination rectangle lies inside `out` (checked above); no other
-            // block writes it.
-            unsafe {
-                multiply_block(
-                    r1 - r0,
-                    k,
-                    c1 - c0,
+    let panels = weights.panel_count();
+    let (row_blocks, panel_groups) = tasks(m, k, n, panels, rayon::current_num_threads());
+    let (rows, group) = (m.div_ceil(row_blocks), panels.div_ceil(panel_groups));
+    let out = OutPtr(out.as_mut_ptr());
+    (0..row_blocks * panel_groups)
+        .into_par_iter()
+        .for_each(|task| {
+            let r0 = task / panel_groups * rows;
+            let rows = r0..(r0 + rows).min(m);
+            let p0 = task % panel_groups * group;
+            let panels = p0..(p0 + group).min(panels);
+            if rows.is_empty() || panels.is_empty() {
+                return;
+            }
+            // SAFETY: the left-hand block holds `rows` rows of `k` values; `out` is `m x n`
+            // (checked above) and no other task writes these rows' columns in `panels`.
+            let multiply = |a: &[f32]| unsafe {
+                gemm::gemm_block(
+                    weights,
                     a,
-                    rhs.as_ptr().add(c0),
-                    n,
-                    out_ptr.at(r0 * n + c0),
+                    k,
+                    rows.clone(),
+                    panels.clone(),
+                    finish,
+                    out.get(),
                 )
+            };
+            match lhs {
+                Lhs::Matrix(a) => multiply(&a[rows.start * k..rows.end * k]),
+                Lhs::Patches(x, geometry) => BLOCK.with_borrow_mut(|block| {
+                    block.resize(rows.len() * k, 0.0);
+                    geometry.gather(x, rows.clone(), block);
+                    multiply(block);
+                }),
+                Lhs::Depthwise(x, depthwise) => BLOCK.with_borrow_mut(|block| {
+                    block.resize(rows.len() * k, 0.0);
+                    depthwise.compute(x, rows.clone(), block);
+                    multiply(block);
+                }),
             }
-        };
-        match lhs {
-            Lhs::Matrix(a) => multiply(&a[r0 * k..r1 * k]),
-            Lhs::Patches(x, geometry) => BLOCK.with_borrow_mut(|block| {
-                block.resize((r1 - r0) * k, 0.0);
-                geometry.gather(x, r0..r1, block);
-                multiply(block);
-            }),
-            Lhs::Depthwise(x, depthwise) => BLOCK.with_borrow_mut(|block| {
-                block.resize((r1 - r0) * k, 0.0);
-                depthwise.compute(x, r0..r1, block);
-                multiply(block);
-            }),
-        }
-        for row in r0..r1 {
-            // SAFETY: as above, this block alone touches columns c0..c1 of these rows.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(row * n + c0), c1 - c0) };
-            let residual = epilogue.residual.map(|r| &r[row * n + c0..row * n + c1]);
-            finish_row(dst, &epilogue.bias[c0..c1], residual, epilogue.relu);
-        }
-    });
-}
-
-/// Blocks with fewer rows than this run on `matrixmultiply`, the others on `gemm`: at 25 rows
-/// (the exit flow at 150x150) `matrixmultiply` is about twice as fast, at 81 and more `gemm`
-/// is faster (BENCHMARKS.md).
-const FEW_ROWS: usize = 64;
-
-/// `dst[rows, cols] = a[rows, k] * b[k, cols]`, where `b` and `dst` are windows of row-major
-/// matrices `ld` values wide.
-///
-/// # Safety
-/// `b` must point to `k` rows of `ld` values (the last `cols` of them at least), and `dst` to
-/// `rows` such rows that no one else reads or writes during the call.
-unsafe fn multiply_block(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    a: &[f32],
-    b: *const f32,
-    ld: usize,
-    dst: *mut f32,
-) {
-    debug_assert_eq!(a.len(), rows * k);
-    if rows < FEW_ROWS {
-        matrixmultiply::sgemm(
-            rows,
-            k,
-            cols,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b,
-            ld as isize,
-            1,
-            0.0,
-            dst,
-            ld as isize,
-            1,
-        );
-    } else {
-        gemm::gemm(
-            rows,
-            cols,
-            k,
-            dst,
-            1,
-            ld as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b,
-            1,
-            ld as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// The epilogue on one output row: `relu(dst + bias + residual)`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
-fn finish_row(dst: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool) {
-    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
-    match residual {
-        Some(residual) => {
-            for ((v, &b), &r) in dst.iter_mut().zip(bias).zip(residual) {
-                *v = (*v + b + r).max(floor);
-            }
-        }
-        None => {
-            for (v, &b) in dst.iter_mut().zip(bias) {
-                *v = (*v + b).max(floor);
-            }
-        }
-    }
+        });
 }
 
 /// A depthwise 3x3 convolution, stride 1, 'same' padding, over an NHWC input: what a

@@ -1,0 +1,474 @@
+//! The CPU backend's GEMM micro-kernels: `C = epilogue(A * B)` for every convolution, with `B`
+//! (a convolution's folded weights) packed once at load and `A` (activations, gathered
+//! patches or a depthwise result) read where it lies.
+//!
+//! `B` is packed into column panels as wide as the micro-kernel's tile (`NR` columns, zeros
+//! past the last column), each panel `k` rows of `NR` contiguous values, so the kernel reads
+//! it front to back. A micro-kernel keeps an `MR x NR` tile of `C` in vector registers over a
+//! slice of the inner dimension: per step it loads one panel row, broadcasts one value of each
+//! of its `MR` rows of `A` and issues `MR * NR / lanes` fused multiply-adds. On the last slice
+//! it adds the bias (and a residual) and applies the ReLU to the registers before storing.
+//!
+//! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16) and a portable one (4 x 16) that the
+//! compiler vectorises for whatever the target has (SSE2, NEON, SIMD128). [`Isa::detect`]
+//! picks the widest the CPU runs, once per model; tests force each.
+
+/// A GEMM micro-kernel family: its instruction set and tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// 12 rows x 32 columns in 24 AVX-512 registers.
+    Avx512,
+    /// 6 rows x 16 columns in 12 AVX2 registers, with FMA.
+    Avx2Fma,
+    /// 4 rows x 16 columns in plain Rust that the compiler vectorises.
+    Portable,
+}
+
+impl Isa {
+    /// Every kernel family, widest first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2Fma, Isa::Portable];
+
+    /// The widest family this CPU runs.
+    pub fn detect() -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|isa| isa.available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU runs the family.
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512 | Isa::Avx2Fma => false,
+            Isa::Portable => true,
+        }
+    }
+
+    /// How `info` and `bench` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "AVX-512",
+            Isa::Avx2Fma => "AVX2+FMA",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// The family's tile: 12 x 32 for AVX-512 measured faster than 8 x 48 on every Xception
+    /// shape but the widest (BENCHMARKS.md).
+    fn tile(self) -> Tile {
+        match self {
+            Isa::Avx512 => Tile { mr: 12, nr: 32 },
+            Isa::Avx2Fma => Tile { mr: 6, nr: 16 },
+            Isa::Portable => Tile { mr: 4, nr: 16 },
+        }
+    }
+
+    /// The micro-kernel for `rows` (1 to the tile's `mr`) rows.
+    fn kernel(self, rows: usize) -> Kernel {
+        debug_assert!((1..=self.tile().mr).contains(&rows));
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::AVX512[rows - 1],
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => x86::AVX2[rows - 1],
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512 | Isa::Avx2Fma => unreachable!("{self:?} is never available here"),
+            Isa::Portable => portable::KERNELS[rows - 1],
+        }
+    }
+}
+
+/// A micro-kernel's tile of the output: `mr` rows by `nr` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tile {
+    mr: usize,
+    nr: usize,
+}
+
+/// The largest tile of any kernel, in values.
+const MAX_TILE: usize = 12 * 32;
+
+/// A convolution's weights as the micro-kernels read them: the `[k, n]` kernel in panels as
+/// wide as its tile's columns and the bias, both zero-padded to whole panels.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    panels: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs a row-major `[k, n]` kernel and its `n` biases for `isa`'s kernels.
+    pub fn new(isa: Isa, kernel: &[f32], bias: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(kernel.len(), k * n, "packed kernel");
+        assert_eq!(bias.len(), n, "packed bias");
+        let nr = isa.tile().nr;
+        let panel_count = n.div_ceil(nr);
+        let mut panels = vec![0.0; panel_count * k * nr];
+        for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
+            let (c0, c1) = (p * nr, ((p + 1) * nr).min(n));
+            for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                dst[..c1 - c0].copy_from_slice(&kernel[row * n + c0..row * n + c1]);
+            }
+        }
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(panel_count * nr, 0.0);
+        Self {
+            isa,
+            k,
+            n,
+            panels,
+            bias: padded_bias,
+        }
+    }
+
+    /// The kernel family the weights are packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of column panels.
+    pub(crate) fn panel_count(&self) -> usize {
+        self.bias.len() / self.isa.tile().nr
+    }
+}
+
+/// What the last slice of the inner dimension adds before storing: the bias, a residual of
+/// the output's shape, then the ReLU.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// Rows of a row-major tensor of the output's shape, added after the bias.
+    pub residual: Option<&'a [f32]>,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// Inner-dimension values per slice: one panel's slice (`KC x NR`) stays in L1 while every
+/// tile of a block of rows streams past it.
+const KC: usize = 256;
+
+/// One micro-kernel call: `rows` (the kernel's own) rows of `A` from `a` (`lda` apart), a
+/// panel slice from `b` (`kc` rows of `NR`), the `NR`-column tile at `c` (`ldc` apart).
+/// When `accumulate`, the tile is added to; else overwritten. `bias` (NR values) and
+/// `residual` (rows `ldc` apart) are added, and the ReLU applied, when `finish` is set.
+#[derive(Clone, Copy)]
+struct Call {
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    finish: Option<TileFinish>,
+}
+
+#[derive(Clone, Copy)]
+struct TileFinish {
+    bias: *const f32,
+    residual: *const f32,
+    relu: bool,
+}
+
+/// A micro-kernel for a tile of a fixed number of rows.
+///
+/// # Safety
+/// Every pointer in the tile must be valid for what the tile reads and writes: `a` for its
+/// rows x `kc` values, `b` for `kc * NR`, `c` (and `residual`) for its rows x `NR`, `bias`
+/// for `NR`; and the CPU must have the kernel's instruction set.
+type Kernel = unsafe fn(&Call);
+
+/// `out[rows, n] = finish(a[rows, k] * weights)` for rows `rows` of the left-hand matrix
+/// `a` (`lda` values apart; `a` starts at the first of them) and the weights' panels
+/// `panels`; `out` and the residual are row-major `[_, n]` with `rows` indexing them.
+///
+/// # Safety
+/// `a` must hold `rows.len()` rows of at least `k` values, `lda` apart; `out` must point to
+/// a row-major `[_, n]` matrix covering `rows` that nothing else touches in these columns
+/// during the call, and the residual cover the same rows.
+pub(crate) unsafe fn gemm_block(
+    weights: &PackedWeights,
+    a: &[f32],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    finish: Finish<'_>,
+    out: *mut f32,
+) {
+    let (isa, k, n) = (weights.isa, weights.k, weights.n);
+    let Tile { mr, nr } = isa.tile();
+    debug_assert!(rows.is_empty() || a.len() >= (rows.len() - 1) * lda + k);
+    // Edge tiles (columns past `n`) are computed in here and copied out.
+    let mut edge = [0.0f32; MAX_TILE];
+    let mut edge_residual = [0.0f32; MAX_TILE];
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let last = k0 + kc == k;
+        for p in panels.clone() {
+            let b = weights.panels.as_ptr().add(p * k * nr + k0 * nr);
+            let c0 = p * nr;
+            let cols = nr.min(n - c0);
+            for r0 in rows.clone().step_by(mr) {
+                let height = mr.min(rows.end - r0);
+                let a_tile = a.as_ptr().add((r0 - rows.start) * lda + k0);
+                let residual = finish.residual.map(|r| r.as_ptr().add(r0 * n + c0));
+                let kernel = isa.kernel(height);
+                let dst = out.add(r0 * n + c0);
+                if cols == nr {
+                    kernel(&Call {
+                        a: a_tile,
+                        lda,
+                        b,
+                        kc,
+                        c: dst,
+                        ldc: n,
+                        accumulate: k0 > 0,
+                        finish: last.then(|| TileFinish {
+                            bias: weights.bias.as_ptr().add(c0),
+                            residual: residual.unwrap_or(std::ptr::null()),
+                            relu: finish.relu,
+                        }),
+                    });
+                    continue;
+                }
+                for row in 0..height {
+                    let tile_row = &mut edge[row * nr..][..cols];
+                    if k0 > 0 {
+                        tile_row
+                            .copy_from_slice(std::slice::from_raw_parts(dst.add(row * n), cols));
+                    }
+                    if let Some(residual) = residual {
+                        edge_residual[row * nr..][..cols].copy_from_slice(
+                            std::slice::from_raw_parts(residual.add(row * n), cols),
+                        );
+                    }
+                }
+                kernel(&Call {
+                    a: a_tile,
+                    lda,
+                    b,
+                    kc,
+                    c: edge.as_mut_ptr(),
+                    ldc: nr,
+                    accumulate: k0 > 0,
+                    finish: last.then(|| TileFinish {
+                        bias: weights.bias.as_ptr().add(c0),
+                        residual: match residual {
+                            Some(_) => edge_residual.as_ptr(),
+                            None => std::ptr::null(),
+                        },
+                        relu: finish.relu,
+                    }),
+                });
+                for row in 0..height {
+                    std::slice::from_raw_parts_mut(dst.add(row * n), cols)
+                        .copy_from_slice(&edge[row * nr..][..cols]);
+                }
+            }
+        }
+    }
+}
+
+/// The portable kernels: plain loops over fixed-size arrays that the compiler unrolls and
+/// vectorises.
+mod portable {
+    use super::{Call, Kernel};
+
+    const NR: usize = 16;
+
+    pub(super) const KERNELS: [Kernel; 4] = [tile::<1>, tile::<2>, tile::<3>, tile::<4>];
+
+    /// # Safety
+    /// As [`Kernel`].
+    unsafe fn tile<const R: usize>(t: &Call) {
+        let mut acc = [[0.0f32; NR]; R];
+        if t.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                row.copy_from_slice(std::slice::from_raw_parts(t.c.add(r * t.ldc), NR));
+            }
+        }
+        for step in 0..t.kc {
+            let b: &[f32; NR] = &*(t.b.add(step * NR) as *const [f32; NR]);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = *t.a.add(r * t.lda + step);
+                for (v, &w) in row.iter_mut().zip(b) {
+                    *v += a * w;
+                }
+            }
+        }
+        if let Some(f) = t.finish {
+            let bias = std::slice::from_raw_parts(f.bias, NR);
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+                if !f.residual.is_null() {
+                    let residual = std::slice::from_raw_parts(f.residual.add(r * t.ldc), NR);
+                    for (v, &x) in row.iter_mut().zip(residual) {
+                        *v += x;
+                    }
+                }
+                if f.relu {
+                    for v in row.iter_mut() {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), NR).copy_from_slice(row);
+        }
+    }
+}
+
+/// The AVX-512 and AVX2+FMA kernels.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Call, Kernel};
+
+    pub(super) const AVX512: [Kernel; 12] = [
+        avx512::<1>,
+        avx512::<2>,
+        avx512::<3>,
+        avx512::<4>,
+        avx512::<5>,
+        avx512::<6>,
+        avx512::<7>,
+        avx512::<8>,
+        avx512::<9>,
+        avx512::<10>,
+        avx512::<11>,
+        avx512::<12>,
+    ];
+
+    pub(super) const AVX2: [Kernel; 6] = [
+        avx2::<1>, avx2::<2>, avx2::<3>, avx2::<4>, avx2::<5>, avx2::<6>,
+    ];
+
+    /// `R` rows x 32 columns: two 16-lane registers per row.
+    ///
+    /// # Safety
+    /// As [`Kernel`]; the CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const R: usize>(t: &Call) {
+        const V: usize = 2;
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        if t.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(t.c.add(r * t.ldc + 16 * v));
+                }
+            }
+        }
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..t.kc {
+            let mut w = [_mm512_setzero_ps(); V];
+            for (v, w) in w.iter_mut().enumerate() {
+                *w = _mm512_loadu_ps(b.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * t.lda));
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = _mm512_fmadd_ps(x, w[v], *y);
+                }
+            }
+            a = a.add(1);
+            b = b.add(16 * V);
+        }
+        if let Some(f) = t.finish {
+            let mut bias = [_mm512_setzero_ps(); V];
+            for (v, bias) in bias.iter_mut().enumerate() {
+                *bias = _mm512_loadu_ps(f.bias.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = _mm512_add_ps(*y, bias[v]);
+                    if !f.residual.is_null() {
+                        let x = _mm512_loadu_ps(f.residual.add(r * t.ldc + 16 * v));
+                        *y = _mm512_add_ps(*y, x);
+                    }
+                    if f.relu {
+                        *y = _mm512_max_ps(*y, _mm512_setzero_ps());
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, y) in row.iter().enumerate() {
+                _mm512_storeu_ps(t.c.add(r * t.ldc + 16 * v), *y);
+            }
+        }
+    }
+
+    /// `R` rows x 16 columns: two 8-lane registers per row.
+    ///
+    /// # Safety
+    /// As [`Kernel`]; the CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const R: usize>(t: &Call) {
+        const V: usize = 2;
+        const NR: usize = 8 * V;
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        if t.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(t.c.add(r * t.ldc + 8 * v));
+                }
+            }
+        }
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..t.kc {
+            let w = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_ps(*a.add(r * t.lda));
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = _mm256_fmadd_ps(x, w[v], *y);
+                }
+            }
+            a = a.add(1);
+            b = b.add(NR);
+        }
+        if let Some(f) = t.finish {
+            let bias = [_mm256_loadu_ps(f.bias), _mm256_loadu_ps(f.bias.add(8))];
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = _mm256_add_ps(*y, bias[v]);
+                    if !f.residual.is_null() {
+                        let x = _mm256_loadu_ps(f.residual.add(r * t.ldc + 8 * v));
+                        *y = _mm256_add_ps(*y, x);
+                    }
+                    if f.relu {
+                        *y = _mm256_max_ps(*y, _mm256_setzero_ps());
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, y) in row.iter().enumerate() {
+                _mm256_storeu_ps(t.c.add(r * t.ldc + 8 * v), *y);
+            }
+        }
+    }
+}
