@@ -93,16 +93,20 @@ fn synthetic_input(case: BenchCase) -> Result<Tensor> {
 /// Profiles `case` on the model `builder` configures (GPU or fast CPU): one warm-up pass, then
 /// `case.runs` timed passes; returns the backend description and each step with its median
 /// time.
-pub fn profile(
-    weights: &Path,
-    builder: XceptionBuilder,
-    case: BenchCase,
-) -> Result<(String, Vec<LaunchTiming>)> {
+pub fn profile(weights: &Path, builder: XceptionBuilder, case: BenchCase) -> Result<Profile> {
     let model = builder.load(weights)?;
     let input = synthetic_input(case)?;
     model.forward(&input)?;
+    // The peak is measured beside every run and the best kept, so that a run on a busy
+    // machine is not compared with a peak measured while it was idle, or the other way round.
+    let mut peak_gflops: Option<f64> = None;
     let runs = (0..case.runs.max(1))
-        .map(|_| model.profile(&input))
+        .map(|_| {
+            if let Some(peak) = model.cpu_fma_peak_gflops() {
+                peak_gflops = Some(peak_gflops.map_or(peak, |best| best.max(peak)));
+            }
+            model.profile(&input)
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut launches = runs[0].clone();
     for (i, launch) in launches.iter_mut().enumerate() {
@@ -110,7 +114,23 @@ pub fn profile(
         times.sort_by(f64::total_cmp);
         launch.ms = times[times.len() / 2];
     }
-    Ok((model.backend_description(), launches))
+    Ok(Profile {
+        backend: model.backend_description(),
+        launches,
+        peak_gflops,
+    })
+}
+
+/// One case's profile: every step's median time.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The backend and adapter, as `info` names them.
+    pub backend: String,
+    /// Each step of a forward pass, with its median time.
+    pub launches: Vec<LaunchTiming>,
+    /// On the CPU backend, what its threads can do together at most: one core's measured
+    /// fused multiply-add peak with the backend's instructions, times the threads.
+    pub peak_gflops: Option<f64>,
 }
 
 /// Loads `weights` into the model `builder` configures and times each case on a fixed

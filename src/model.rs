@@ -479,8 +479,22 @@ impl Xception {
     pub fn backend_description(&self) -> String {
         match &self.backend {
             Backend::Reference(_) => "reference (cpu)".to_string(),
-            Backend::Cpu(cpu) => format!("cpu ({} threads)", cpu.threads()),
+            Backend::Cpu(cpu) => {
+                format!("cpu ({} threads, {})", cpu.threads(), cpu.isa().name())
+            }
             Backend::Gpu(gpu) => format!("gpu ({})", gpu.context().description()),
+        }
+    }
+
+    /// On the fast CPU backend, the most its threads can do in GFLOP/s: one core's measured
+    /// fused multiply-add peak with its GEMM kernels' instructions, times its threads (about
+    /// 50 ms to measure). `None` on the other backends.
+    pub fn cpu_fma_peak_gflops(&self) -> Option<f64> {
+        match &self.backend {
+            Backend::Cpu(cpu) => {
+                Some(crate::cpu::peak::fma_peak_gflops(cpu.isa()) * cpu.threads() as f64)
+            }
+            Backend::Reference(_) | Backend::Gpu(_) => None,
         }
     }
 

@@ -595,6 +595,22 @@ fn bench_prints_json_lines_and_profiles() {
                 "`{needle}` missing from the {backend} profile:\n{text}"
             );
         }
+        // The CPU's steps are set against the peak measured beside them; the GPU has none.
+        let peak = text
+            .lines()
+            .find_map(|l| l.strip_prefix("measured fused multiply-add peak of its threads: "))
+            .and_then(|rest| rest.strip_suffix(" GFLOP/s"))
+            .map(|value| value.parse::<f64>().unwrap());
+        match backend {
+            "cpu" => {
+                assert!(peak.is_some_and(|p| p > 0.0), "{text}");
+                assert!(
+                    text.contains("% peak") && text.contains("\ntotal "),
+                    "{text}"
+                );
+            }
+            _ => assert!(peak.is_none() && !text.contains("% peak"), "{text}"),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ Usage (from the repository root)::
 ``--check`` runs every tests/golden/*.safetensors case (input =
 pixels/127.5 - 1) and prints max |d| of embedding and logits against the Keras
 goldens (tolerance 1e-4, as the Rust tests). Timing reports min and median
-milliseconds of a batch-1 run on a fixed random input after 3 warm-up runs,
+milliseconds of a run (batch 1 unless ``--batch``) on a fixed random input after 3 warm-up runs,
 and GFLOP/s with GFLOP = 2 * MACs (conv, depthwise, pointwise and dense
 multiply-accumulates counted from the graph: 1,924,602,856 at 150x150,
 8,355,560,896 at 299x299).
@@ -222,10 +222,11 @@ def check(weights, meta, threads: int) -> bool:
     return ok
 
 
-def bench(weights, meta, size: int, threads: int, runs: int) -> None:
+def bench(weights, meta, size: int, batch: int, threads: int, runs: int) -> None:
     model, macs = build_model(weights, meta, size, size)
+    macs *= batch
     sess = session(model, threads)
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
     for _ in range(3):
         sess.run(["logits"], {"input": x})
     times = []
@@ -234,7 +235,7 @@ def bench(weights, meta, size: int, threads: int, runs: int) -> None:
         sess.run(["logits"], {"input": x})
         times.append(time.perf_counter() - t0)
     med = float(np.median(times))
-    print(f"{size}x{size}  batch 1  threads {threads}  runs {runs}  min {min(times) * 1e3:8.2f} ms  "
+    print(f"{size}x{size}  batch {batch}  threads {threads}  runs {runs}  min {min(times) * 1e3:8.2f} ms  "
           f"median {med * 1e3:8.2f} ms  {2 * macs / med / 1e9:6.1f} GFLOP/s  (MACs {macs:,})")
 
 
@@ -242,6 +243,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=WEIGHTS)
     ap.add_argument("--size", type=int, action="append", help="square input side (repeatable; default 150 and 299)")
+    ap.add_argument("--batch", type=int, action="append", help="images per run (repeatable; default 1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--check", action="store_true", help="compare against tests/golden/*.safetensors and exit")
@@ -252,7 +254,8 @@ def main() -> int:
     if args.check:
         return 0 if check(weights, meta, args.threads) else 1
     for size in args.size or [150, 299]:
-        bench(weights, meta, size, args.threads, args.runs)
+        for batch in args.batch or [1]:
+            bench(weights, meta, size, batch, args.threads, args.runs)
     return 0
 
 

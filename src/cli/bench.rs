@@ -170,24 +170,39 @@ fn print_profiles(
     cases: &[BenchCase],
 ) -> Result<(), Error> {
     for &case in cases {
-        let (backend, launches) = xception_wgpu::bench::profile(
+        let profile = xception_wgpu::bench::profile(
             weights,
             compute.builder(backend).tune_for(case.size, case.batch),
             case,
         )?;
+        let launches = &profile.launches;
         let total: f64 = launches.iter().map(|l| l.ms).sum();
         let Size {
             width: w,
             height: h,
         } = case.size;
         outln!(
-            "{backend}, {w}x{h}, batch {}: {total:.1} ms in {} steps (median of {} runs)",
+            "{}, {w}x{h}, batch {}: {total:.1} ms in {} steps (median of {} runs)",
+            profile.backend,
             case.batch,
             launches.len(),
             case.runs
         );
+        // The share of the measured peak, for steps that multiply, where there is a peak
+        // (the CPU backend).
+        let of_peak = |gflops: f64| match profile.peak_gflops {
+            Some(peak) if gflops > 0.0 => format!("{:>6.1}%", 100.0 * gflops / peak),
+            _ => String::new(),
+        };
+        if let Some(peak) = profile.peak_gflops {
+            outln!("measured fused multiply-add peak of its threads: {peak:.1} GFLOP/s");
+        }
+        let peak_header = match profile.peak_gflops {
+            Some(_) => format!(" {:>7}", "% peak"),
+            None => String::new(),
+        };
         outln!(
-            "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}",
+            "{:<22} {:<16} {:>9} {:>7} {:>9} {:>8}{peak_header}",
             "layer",
             "op",
             "ms",
@@ -195,19 +210,21 @@ fn print_profiles(
             "GFLOP/s",
             "GB/s"
         );
-        for l in &launches {
+        for l in launches {
+            let gflops = 2.0 * l.macs as f64 / l.ms / 1e6;
             outln!(
-                "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2}",
+                "{:<22} {:<16} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {}",
                 l.layer,
                 l.kind.name(),
                 l.ms,
                 100.0 * l.ms / total,
-                2.0 * l.macs as f64 / l.ms / 1e6,
-                l.bytes as f64 / l.ms / 1e6
+                gflops,
+                l.bytes as f64 / l.ms / 1e6,
+                of_peak(gflops)
             );
         }
         outln!(
-            "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}",
+            "\n{:<22} {:>9} {:>7} {:>9} {:>8} {:>9}{peak_header}",
             "op kind",
             "ms",
             "share",
@@ -216,7 +233,7 @@ fn print_profiles(
             "steps"
         );
         let mut kinds: Vec<OpKind> = Vec::new();
-        for l in &launches {
+        for l in launches {
             if !kinds.contains(&l.kind) {
                 kinds.push(l.kind);
             }
@@ -226,17 +243,29 @@ fn print_profiles(
             let ms: f64 = of_kind.iter().map(|l| l.ms).sum();
             let macs: u64 = of_kind.iter().map(|l| l.macs).sum();
             let bytes: u64 = of_kind.iter().map(|l| l.bytes).sum();
+            let gflops = 2.0 * macs as f64 / ms / 1e6;
             outln!(
-                "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9}",
+                "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8.2} {:>9} {}",
                 kind.name(),
                 ms,
                 100.0 * ms / total,
-                2.0 * macs as f64 / ms / 1e6,
+                gflops,
                 bytes as f64 / ms / 1e6,
-                of_kind.len()
+                of_kind.len(),
+                of_peak(gflops)
             );
         }
-        outln!();
+        let gflops = 2.0 * launches.iter().map(|l| l.macs).sum::<u64>() as f64 / total / 1e6;
+        outln!(
+            "{:<22} {:>9.3} {:>6.1}% {:>9.2} {:>8} {:>9} {}\n",
+            "total",
+            total,
+            100.0,
+            gflops,
+            "",
+            launches.len(),
+            of_peak(gflops)
+        );
     }
     Ok(())
 }

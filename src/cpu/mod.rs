@@ -9,6 +9,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod peak;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

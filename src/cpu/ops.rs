@@ -128,7 +128,7 @@ const MIN_TASK_MACS: usize = 1 << 20;
 /// row blocks (a multiple of the thread count where there are enough), and where there are
 /// fewer row blocks than threads (the small late layers), groups of panels.
 fn tasks(m: usize, k: usize, n: usize, panels: usize, threads: usize) -> (usize, usize) {
-    if m * n * k < MIN_TASK_MACS || threads == 1 {
+    if m * n * k < MIN_TASK_MACS {
         return (1, 1);
     }
     let row_blocks = m.div_ceil(ROWS_PER_TASK);

@@ -1,0 +1,111 @@
+//! The machine's own yardstick: how many float32 multiply-adds one core issues per second
+//! with a kernel family's instructions, so that a profile can say how close each layer comes.
+
+use std::time::Instant;
+
+use super::gemm::Isa;
+
+/// Multiply-adds per timed round: long enough to time, short enough to take the best of
+/// several rounds in about 50 ms.
+const ROUND: usize = 1 << 20;
+
+/// One core's peak in GFLOP/s (two per multiply-add) with `isa`'s widest fused multiply-add,
+/// the best of several rounds of independent multiply-adds in registers (no memory traffic).
+pub fn fma_peak_gflops(isa: Isa) -> f64 {
+    assert!(isa.available(), "{} does not run on this CPU", isa.name());
+    let mut sink = 0.0;
+    let best = (0..12)
+        .map(|_| {
+            let started = Instant::now();
+            let (flops, value) = round(isa);
+            sink += value;
+            flops as f64 / started.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max);
+    std::hint::black_box(sink);
+    best
+}
+
+/// One round on `isa`: the floating-point operations done and a value that depends on all of
+/// them.
+fn round(isa: Isa) -> (usize, f32) {
+    match isa {
+        // SAFETY: `fma_peak_gflops` checked that the CPU runs the family.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::avx512() },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::avx2() },
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2Fma => unreachable!("{isa:?} is never available here"),
+        Isa::Portable => portable(),
+    }
+}
+
+/// Sixteen chains of 16-lane multiply-adds in plain Rust, as the portable kernel is written.
+fn portable() -> (usize, f32) {
+    const LANES: usize = 16;
+    const CHAINS: usize = 16;
+    let mut acc = [[0.0f32; LANES]; CHAINS];
+    let (x, y) = std::hint::black_box((0.999_f32, 1e-7_f32));
+    let steps = ROUND / (LANES * CHAINS);
+    for _ in 0..steps {
+        for chain in acc.iter_mut() {
+            for v in chain.iter_mut() {
+                *v = *v * x + y;
+            }
+        }
+    }
+    (2 * steps * LANES * CHAINS, acc.iter().flatten().sum())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::ROUND;
+
+    /// 24 chains of 16-lane fused multiply-adds, as many as the GEMM kernel keeps.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512() -> (usize, f32) {
+        const CHAINS: usize = 24;
+        let mut acc = [_mm512_setzero_ps(); CHAINS];
+        let (x, y) = std::hint::black_box((0.999_f32, 1e-7_f32));
+        let (x, y) = (_mm512_set1_ps(x), _mm512_set1_ps(y));
+        let steps = ROUND / (16 * CHAINS);
+        for _ in 0..steps {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+        }
+        let sum = acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum();
+        (2 * steps * 16 * CHAINS, sum)
+    }
+
+    /// 12 chains of 8-lane fused multiply-adds, as many as the GEMM kernel keeps.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2() -> (usize, f32) {
+        const CHAINS: usize = 12;
+        let mut acc = [_mm256_setzero_ps(); CHAINS];
+        let (x, y) = std::hint::black_box((0.999_f32, 1e-7_f32));
+        let (x, y) = (_mm256_set1_ps(x), _mm256_set1_ps(y));
+        let steps = ROUND / (8 * CHAINS);
+        for _ in 0..steps {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, x, y);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        let mut sum = 0.0;
+        for a in acc {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+            sum += lanes.iter().sum::<f32>();
+        }
+        (2 * steps * 8 * CHAINS, sum)
+    }
+}
