@@ -11,7 +11,6 @@
 use image::{imageops, ImageBuffer, Luma, RgbImage};
 
 use crate::error::{Error, Result};
-use crate::reference::ops;
 use crate::tensor::Tensor;
 use crate::weights::{Activation, Weights};
 
@@ -135,7 +134,7 @@ fn head_gradient(weights: &Weights, embedding: &[f32], class: usize) -> Vec<f32>
     let mut before_activation = Vec::with_capacity(head.len());
     for layer in head {
         let bias = weights.tensor(&format!("{}.bias", layer.name));
-        let z = ops::dense(&x, kernel(&layer.name), bias, layer.units);
+        let z = crate::head::dense(&x, kernel(&layer.name), bias, layer.units);
         x = match layer.activation {
             Activation::Relu => z.iter().map(|&v| v.max(0.0)).collect(),
             Activation::Linear | Activation::Softmax => z.clone(),

@@ -73,7 +73,7 @@ impl FittedHead {
     pub fn logits(&self, embedding: &[f32]) -> Vec<f32> {
         let mut x = embedding.to_vec();
         for layer in &self.layers {
-            x = crate::reference::ops::dense(&x, &layer.kernel, &layer.bias, layer.units);
+            x = crate::head::dense(&x, &layer.kernel, &layer.bias, layer.units);
             if layer.activation == Activation::Relu {
                 x.iter_mut().for_each(|v| *v = v.max(0.0));
             }

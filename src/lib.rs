@@ -44,6 +44,7 @@ pub mod files;
 pub mod fit;
 pub mod gpu;
 pub mod graph;
+pub mod head;
 mod model;
 mod outputs;
 pub mod preprocess;

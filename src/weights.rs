@@ -96,6 +96,25 @@ pub struct BatchNorm<'a> {
     pub epsilon: f32,
 }
 
+impl BatchNorm<'_> {
+    /// Folds the batchnorm into the bias-free convolution before it: the scaled kernel (any
+    /// layout whose innermost axis is the `cout` output channels) and the bias to add.
+    pub fn fold(&self, kernel: &[f32], cout: usize) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = (0..cout)
+            .map(|c| self.gamma[c] / (self.variance[c] + self.epsilon).sqrt())
+            .collect();
+        let folded = kernel
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| w * scale[i % cout])
+            .collect();
+        let bias = (0..cout)
+            .map(|c| self.beta[c] - self.mean[c] * scale[c])
+            .collect();
+        (folded, bias)
+    }
+}
+
 /// Largest weights (or head) file read: the float32 Xception with a 1000-class head is 92 MB.
 /// Larger ones, and anything but a regular file, are refused before any byte is read.
 pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;

@@ -90,7 +90,7 @@ fn convolutions_match_the_reference() {
         let residual = random_tensor(&mut rng, out);
         let want = reference_conv(&case, &x, &kernel, &bn, &residual);
         assert_eq!(want.shape, out);
-        let (folded, bias) = ops::fold_batchnorm(&kernel, cout, &bn.view());
+        let (folded, bias) = bn.view().fold(&kernel, cout);
         let finish = Finish {
             residual: case.residual.then_some(&residual.data[..]),
             relu: case.relu,
@@ -167,7 +167,7 @@ fn separable_convolutions_match_the_reference() {
             want = ops::relu(&want);
         }
 
-        let (folded, bias) = ops::fold_batchnorm(&pointwise, cout, &bn.view());
+        let (folded, bias) = bn.view().fold(&pointwise, cout);
         let lhs = Lhs::Depthwise(
             &x.data,
             Depthwise {

@@ -65,7 +65,7 @@ fn batchnorm_fold_matches_cpu() {
     for (rows, cout) in [(1, 1), (27, 32), (3, 5), (64, 128), (728, 728), (9, 13)] {
         let kernel = uniform(&mut rng, rows * cout, 1.0);
         let bn = RandomBn::new(&mut rng, cout);
-        let (want_k, want_b) = ops::fold_batchnorm(&kernel, cout, &bn.view());
+        let (want_k, want_b) = bn.view().fold(&kernel, cout);
         let (got_k, got_b) = gpu.fold_batchnorm(&kernel, cout, &bn.view()).unwrap();
         assert_close(
             &got_k,

@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, EMBEDDING_DIM};
 use crate::outputs::Outputs;
 use crate::profile::{LaunchTiming, OpKind};
-use crate::reference::{self, ops::fold_batchnorm};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 use gemm::{Finish, Isa, PackedWeights};
@@ -73,15 +72,14 @@ impl CpuModel {
             .map(|node| match &node.op {
                 Op::Conv(c) => {
                     let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                    let (kernel, bias) =
-                        fold_batchnorm(kernel, c.out_channels, &weights.batchnorm(&c.bn));
+                    let (kernel, bias) = weights.batchnorm(&c.bn).fold(kernel, c.out_channels);
                     let k = kernel.len() / c.out_channels;
                     Layer::Conv(PackedWeights::new(isa, &kernel, &bias, k, c.out_channels))
                 }
                 Op::Separable(s) => {
                     let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
                     let (pointwise, bias) =
-                        fold_batchnorm(pointwise, s.out_channels, &weights.batchnorm(&s.bn));
+                        weights.batchnorm(&s.bn).fold(pointwise, s.out_channels);
                     Layer::Separable {
                         depthwise: weights
                             .tensor(&format!("{}.depthwise_kernel", s.conv))
@@ -168,7 +166,7 @@ impl CpuModel {
             Some(pool) => pool.install(pass),
             None => pass(),
         };
-        let (logits, probabilities) = reference::head(&self.weights, &embedding);
+        let (logits, probabilities) = crate::head::forward(&self.weights, &embedding);
         let outputs = Outputs {
             batch: s.batch,
             embedding_dim: EMBEDDING_DIM,

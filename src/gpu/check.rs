@@ -399,7 +399,7 @@ fn conv_reference(
     } = case.geometry;
     let cout = case.out_channels;
     let mut want = if round_weights {
-        let (folded, bias) = ops::fold_batchnorm(kernel, cout, &bn.view());
+        let (folded, bias) = bn.view().fold(kernel, cout);
         let rounded: Vec<f32> = folded.iter().map(|&w| to_f16(w)).collect();
         let mut y = ops::conv2d(x, &rounded, k, stride, padding, cout);
         for px in y.data.chunks_mut(cout) {
@@ -428,7 +428,7 @@ fn product_magnitudes(case: &ConvCase, x: &Tensor, kernel: &[f32], bn: &RandomBn
         stride,
         padding,
     } = case.geometry;
-    let (folded, _) = ops::fold_batchnorm(kernel, case.out_channels, &bn.view());
+    let (folded, _) = bn.view().fold(kernel, case.out_channels);
     let abs_weights: Vec<f32> = folded.iter().map(|&w| to_f16(w).abs()).collect();
     let abs_x = Tensor {
         shape: x.shape,

@@ -131,24 +131,6 @@ pub fn batch_norm(x: &mut Tensor, bn: &BatchNorm<'_>) {
     }
 }
 
-/// Folds batchnorm into the preceding bias-free convolution: returns the scaled kernel
-/// (any layout whose innermost axis is the `cout` output channels) and the new bias.
-pub fn fold_batchnorm(kernel: &[f32], cout: usize, bn: &BatchNorm<'_>) -> (Vec<f32>, Vec<f32>) {
-    let eps = bn.epsilon;
-    let scale: Vec<f32> = (0..cout)
-        .map(|c| bn.gamma[c] / (bn.variance[c] + eps).sqrt())
-        .collect();
-    let folded = kernel
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| w * scale[i % cout])
-        .collect();
-    let bias = (0..cout)
-        .map(|c| bn.beta[c] - bn.mean[c] * scale[c])
-        .collect();
-    (folded, bias)
-}
-
 /// `max(x, 0)` elementwise.
 pub fn relu(x: &Tensor) -> Tensor {
     Tensor {
