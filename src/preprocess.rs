@@ -77,9 +77,72 @@ pub fn decode_bytes(bytes: &[u8], name: impl AsRef<Path>) -> Result<RgbImage> {
     }
     let mut decoder = reader()?.into_decoder().map_err(|e| image_error(path, e))?;
     let orientation = decoder.orientation().map_err(|e| image_error(path, e))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
+    let strict = match format {
+        image::ImageFormat::Jpeg => decode_jpeg_strictly(bytes),
+        _ => StrictJpeg::NotTried,
+    };
+    let mut image = match strict {
+        StrictJpeg::Decoded(rgb) => DynamicImage::ImageRgb8(rgb),
+        StrictJpeg::Truncated => return Err(truncated()),
+        StrictJpeg::Corrupt(problem) => {
+            return Err(image_error(path, format!("corrupt JPEG data: {problem}")))
+        }
+        StrictJpeg::NotTried => {
+            DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?
+        }
+    };
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// A JPEG decoded to the letter of the standard.
+enum StrictJpeg {
+    /// Every pixel came from the file.
+    Decoded(RgbImage),
+    /// The entropy-coded data ran out before the last block: a lenient decoder would fill the
+    /// rest with grey and give a result that looks real.
+    Truncated,
+    /// The entropy-coded data cannot be decoded (a bad Huffman code, a marker inside a scan,
+    /// a missing table): a lenient decoder would fill the rest with grey or garbage.
+    Corrupt(String),
+    /// Not tried, or the file departs from the standard only between its segments (stray
+    /// bytes, which libjpeg too only warns about): `image`'s lenient decoder takes it.
+    NotTried,
+}
+
+/// Decodes a JPEG with `zune-jpeg` (the decoder `image` wraps) in strict mode, to RGB as
+/// `image` would. The marker walk ([`jpeg_is_complete`]) cannot see a scan that ends, or goes
+/// wrong, before the image does while the file still ends in its end-of-image marker; this
+/// can.
+fn decode_jpeg_strictly(bytes: &[u8]) -> StrictJpeg {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    use zune_jpeg::errors::DecodeErrors;
+
+    let side = MAX_IMAGE_SIDE as usize;
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_strict_mode(true)
+        .set_max_width(side)
+        .set_max_height(side);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    match decoder.decode() {
+        Ok(pixels) => decoder
+            .dimensions()
+            .and_then(|(w, h)| RgbImage::from_raw(w as u32, h as u32, pixels))
+            .map_or(StrictJpeg::NotTried, StrictJpeg::Decoded),
+        Err(
+            DecodeErrors::ExhaustedData
+            | DecodeErrors::FormatStatic("Premature end of buffer" | "Premature End of image"),
+        ) => StrictJpeg::Truncated,
+        Err(DecodeErrors::FormatStatic(message)) if message.contains("Extra bytes") => {
+            StrictJpeg::NotTried
+        }
+        Err(DecodeErrors::FormatStatic(message)) => StrictJpeg::Corrupt(message.to_string()),
+        Err(DecodeErrors::Format(message)) => StrictJpeg::Corrupt(message),
+        Err(e) => StrictJpeg::Corrupt(e.to_string()),
+    }
 }
 
 /// Whether a JPEG's marker segments and entropy-coded scans run to its end-of-image marker

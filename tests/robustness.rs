@@ -170,6 +170,30 @@ fn images_cut_short_are_refused_as_truncated_and_whole_ones_decode() {
     assert!(lines[1].contains("\"label\":\"fork\""), "{stdout}");
 }
 
+/// A JPEG whose entropy-coded data cannot be decoded while the file still runs, marker by
+/// marker, to its end-of-image marker (the fuzzer's finds, kept in `fuzz/regressions`): the
+/// marker walk sees a whole file, the strict decode sees the scan break. A lenient decoder
+/// would fill the rest with grey and give a result that looks real.
+#[test]
+fn a_jpeg_whose_scan_breaks_is_refused_even_with_its_end_marker() {
+    let regressions = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/image"
+    ));
+    for (name, problem) in [
+        (
+            "marker-inside-progressive-scan.jpg",
+            "corrupt JPEG data: Marker found where not expected",
+        ),
+        (
+            "bad-huffman-code.jpg",
+            "corrupt JPEG data: Bad Huffman Code",
+        ),
+    ] {
+        assert_rejected(&regressions.join(name), MODEL_SIZE, problem);
+    }
+}
+
 #[test]
 fn a_png_named_jpg_is_read_by_its_content() {
     let path = write("really_a_png.jpg", &png_bytes(&picture()));
