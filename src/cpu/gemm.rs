@@ -108,8 +108,15 @@ pub struct PackedWeights {
 }
 
 impl PackedWeights {
-    /// Packs a row-major `[k, n]` kernel and its `n` biases for `isa`'s kernels.
+    /// Packs a row-major `[k, n]` kernel and its `n` biases for `isa`'s kernels, which this
+    /// CPU must run.
     pub fn new(isa: Isa, kernel: &[f32], bias: &[f32], k: usize, n: usize) -> Self {
+        assert!(
+            isa.available(),
+            "this CPU cannot run the {} kernels",
+            isa.name()
+        );
+        assert!(k > 0 && n > 0, "an empty product");
         assert_eq!(kernel.len(), k * n, "packed kernel");
         assert_eq!(bias.len(), n, "packed bias");
         let nr = isa.tile().nr;
@@ -183,6 +190,7 @@ struct Call {
     finish: Option<TileFinish>,
 }
 
+/// [`Finish`] for one tile: where its `NR` biases and its residual rows (null for none) are.
 #[derive(Clone, Copy)]
 struct TileFinish {
     bias: *const f32,
