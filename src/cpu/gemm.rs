@@ -206,18 +206,41 @@ struct TileFinish {
 /// for `NR`; and the CPU must have the kernel's instruction set.
 type Kernel = unsafe fn(&Call);
 
-/// `out[rows, n] = finish(a[rows, k] * weights)` for rows `rows` of the left-hand matrix
-/// `a` (`lda` values apart; `a` starts at the first of them) and the weights' panels
-/// `panels`; `out` and the residual are row-major `[_, n]` with `rows` indexing them.
+/// Where the rows of a GEMM's left-hand side lie: the block's row `i` starts at
+/// `start + i * stride`, and its `k` values are runs of `run` values, `run_stride` apart
+/// (one run for a matrix; one per kernel row for a convolution read where it lies, whose
+/// patch rows are runs of neighbouring input pixels).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeftRows {
+    pub start: *const f32,
+    pub stride: usize,
+    pub run: usize,
+    pub run_stride: usize,
+}
+
+impl LeftRows {
+    /// Rows of a row-major matrix `k` values wide.
+    pub fn matrix(a: &[f32], k: usize) -> Self {
+        Self {
+            start: a.as_ptr(),
+            stride: k,
+            run: k,
+            run_stride: 0,
+        }
+    }
+}
+
+/// `out[rows, n] = finish(lhs[rows, k] * weights)` for the output rows `rows`, whose
+/// left-hand rows `lhs` describes (its first row is `rows.start`'s), over the weights'
+/// panels `panels`; `out` and the residual are row-major `[_, n]` indexed by `rows`.
 ///
 /// # Safety
-/// `a` must hold `rows.len()` rows of at least `k` values, `lda` apart; `out` must point to
-/// a row-major `[_, n]` matrix covering `rows` that nothing else touches in these columns
+/// `lhs` must describe readable memory for `rows.len()` rows of `k` values; `out` must point
+/// to a row-major `[_, n]` matrix covering `rows` that nothing else touches in these columns
 /// during the call, and the residual cover the same rows.
 pub(crate) unsafe fn gemm_block(
     weights: &PackedWeights,
-    a: &[f32],
-    lda: usize,
+    lhs: LeftRows,
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     finish: Finish<'_>,
@@ -225,12 +248,19 @@ pub(crate) unsafe fn gemm_block(
 ) {
     let (isa, k, n) = (weights.isa, weights.k, weights.n);
     let Tile { mr, nr } = isa.tile();
-    debug_assert!(rows.is_empty() || a.len() >= (rows.len() - 1) * lda + k);
+    debug_assert_eq!(k % lhs.run, 0, "runs tile the inner dimension");
+    let lda = lhs.stride;
     // Edge tiles (columns past `n`) are computed in here and copied out.
     let mut edge = [0.0f32; MAX_TILE];
     let mut edge_residual = [0.0f32; MAX_TILE];
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    // Slices of the inner dimension, none crossing from one run into the next: (where the
+    // slice starts in `k`, where in a row of `A`, how long).
+    let slices = (0..k / lhs.run).flat_map(|r| {
+        (0..lhs.run)
+            .step_by(KC)
+            .map(move |j| (r * lhs.run + j, r * lhs.run_stride + j, KC.min(lhs.run - j)))
+    });
+    for (k0, a_offset, kc) in slices {
         let last = k0 + kc == k;
         for p in panels.clone() {
             let b = weights.panels.as_ptr().add(p * k * nr + k0 * nr);
@@ -238,7 +268,7 @@ pub(crate) unsafe fn gemm_block(
             let cols = nr.min(n - c0);
             for r0 in rows.clone().step_by(mr) {
                 let height = mr.min(rows.end - r0);
-                let a_tile = a.as_ptr().add((r0 - rows.start) * lda + k0);
+                let a_tile = lhs.start.add((r0 - rows.start) * lda + a_offset);
                 let residual = finish.residual.map(|r| r.as_ptr().add(r0 * n + c0));
                 let kernel = isa.kernel(height);
                 let dst = out.add(r0 * n + c0);

@@ -4,9 +4,10 @@
 //! - Convolutions are GEMMs on the micro-kernels of [`super::gemm`], the weights packed at
 //!   load: a separable convolution computes its depthwise half one block of pixels at a time
 //!   and the GEMM reads that block (`[pixels, cin]`) as its left-hand side; the stem and
-//!   shortcut convolutions gather their patches block by block (an implicit GEMM, no full
-//!   im2col). Bias, ReLU and the residual add are applied to the accumulators before they are
-//!   stored.
+//!   shortcut convolutions, whose windows never leave the input, are read where they lie (a
+//!   patch row is `kernel` runs of neighbouring pixels), others gather their patches block by
+//!   block (an implicit GEMM, no full im2col). Bias, ReLU and the residual add are applied to
+//!   the accumulators before they are stored.
 //! - The depthwise 3x3, the max-pool (with its residual add) and the global average pool are
 //!   direct loops over channels, which the compiler vectorises; [`multiversion`](mod@multiversion)
 //!   builds them for AVX2 and AVX-512 too and picks the widest the CPU has at run time.
@@ -19,7 +20,7 @@ use std::cell::RefCell;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::gemm::{self, Finish, PackedWeights};
+use super::gemm::{self, Finish, LeftRows, PackedWeights};
 use crate::graph::Padding;
 use crate::tensor::Shape;
 
@@ -57,6 +58,49 @@ impl ConvGeometry {
     /// Length of one patch: the GEMM's inner dimension.
     fn patch_len(&self) -> usize {
         self.kernel * self.kernel * self.input.channels
+    }
+
+    /// Whether every window lies inside the input with no padding before it ('valid'
+    /// convolutions, 1x1 strided ones): then a patch row is `kernel` runs of `kernel`
+    /// neighbouring pixels, which the GEMM reads where they lie, and nothing is gathered.
+    fn reads_in_place(&self) -> bool {
+        let (out_h, out_w, pad_top, pad_left) = self.resolve();
+        let inside = |out: usize, size: usize| (out - 1) * self.stride + self.kernel <= size;
+        pad_top == 0
+            && pad_left == 0
+            && inside(out_h, self.input.height)
+            && inside(out_w, self.input.width)
+    }
+
+    /// Calls `multiply` for each stretch of output pixels `rows` that lies in one output row,
+    /// with the stretch and where its patches lie in `x` (see [`Self::reads_in_place`]).
+    fn for_each_row_in_place(
+        &self,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        mut multiply: impl FnMut(std::ops::Range<usize>, LeftRows),
+    ) {
+        let (out_h, out_w, _, _) = self.resolve();
+        let s = self.input;
+        let c = s.channels;
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = rows.end.min((start / out_w + 1) * out_w);
+            let (n, oy, ox) = (
+                start / (out_h * out_w),
+                start / out_w % out_h,
+                start % out_w,
+            );
+            let first = ((n * s.height + oy * self.stride) * s.width + ox * self.stride) * c;
+            let lhs = LeftRows {
+                start: x[first..].as_ptr(),
+                stride: self.stride * c,
+                run: self.kernel * c,
+                run_stride: s.width * c,
+            };
+            multiply(start..end, lhs);
+            start = end;
+        }
     }
 
     /// Writes the patches of output pixels `rows` (in `(ky, kx, ci)` order, zeros where the
@@ -180,30 +224,30 @@ pub fn matmul(
             if rows.is_empty() || panels.is_empty() {
                 return;
             }
-            // SAFETY: the left-hand block holds `rows` rows of `k` values; `out` is `m x n`
-            // (checked above) and no other task writes these rows' columns in `panels`.
-            let multiply = |a: &[f32]| unsafe {
-                gemm::gemm_block(
-                    weights,
-                    a,
-                    k,
-                    rows.clone(),
-                    panels.clone(),
-                    finish,
-                    out.get(),
-                )
+            // SAFETY: `lhs` describes `rows` rows of `k` values inside the left-hand side's
+            // slice (a block of it, the gathered or computed block, or the input of a
+            // convolution whose windows lie inside it); `out` is `m x n` (checked above) and no
+            // other task writes these rows' columns in `panels`.
+            let multiply = |rows: std::ops::Range<usize>, lhs: LeftRows| unsafe {
+                gemm::gemm_block(weights, lhs, rows, panels.clone(), finish, out.get())
             };
             match lhs {
-                Lhs::Matrix(a) => multiply(&a[rows.start * k..rows.end * k]),
+                Lhs::Matrix(a) => multiply(
+                    rows.clone(),
+                    LeftRows::matrix(&a[rows.start * k..rows.end * k], k),
+                ),
+                Lhs::Patches(x, geometry) if geometry.reads_in_place() => {
+                    geometry.for_each_row_in_place(x, rows, multiply)
+                }
                 Lhs::Patches(x, geometry) => BLOCK.with_borrow_mut(|block| {
                     block.resize(rows.len() * k, 0.0);
                     geometry.gather(x, rows.clone(), block);
-                    multiply(block);
+                    multiply(rows, LeftRows::matrix(block, k));
                 }),
                 Lhs::Depthwise(x, depthwise) => BLOCK.with_borrow_mut(|block| {
                     block.resize(rows.len() * k, 0.0);
                     depthwise.compute(x, rows.clone(), block);
-                    multiply(block);
+                    multiply(rows, LeftRows::matrix(block, k));
                 }),
             }
         });
