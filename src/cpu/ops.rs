@@ -168,9 +168,14 @@ const ROWS_PER_TASK: usize = 128;
 /// Products smaller than this many multiply-adds run as one task.
 const MIN_TASK_MACS: usize = 1 << 20;
 
+/// Fewest rows worth a task of their own: two AVX-512 tiles.
+const MIN_ROWS_PER_TASK: usize = 24;
+
 /// How [`matmul`] splits an `m`-row product with `panels` column panels over `threads`:
-/// row blocks (a multiple of the thread count where there are enough), and where there are
-/// fewer row blocks than threads (the small late layers), groups of panels.
+/// row blocks (a multiple of the thread count where there are enough); where there are fewer
+/// blocks than threads (the middle and exit flows at batch 1), one block per thread while each
+/// keeps [`MIN_ROWS_PER_TASK`] rows, since a task computes the depthwise half of its own rows
+/// only; below that (the 5x5 maps), groups of panels, every task over all rows.
 fn tasks(m: usize, k: usize, n: usize, panels: usize, threads: usize) -> (usize, usize) {
     if m * n * k < MIN_TASK_MACS {
         return (1, 1);
@@ -178,6 +183,8 @@ fn tasks(m: usize, k: usize, n: usize, panels: usize, threads: usize) -> (usize,
     let row_blocks = m.div_ceil(ROWS_PER_TASK);
     if row_blocks >= threads {
         (row_blocks.next_multiple_of(threads).min(m), 1)
+    } else if m / threads >= MIN_ROWS_PER_TASK {
+        (threads, 1)
     } else {
         (row_blocks, threads.div_ceil(row_blocks).min(panels))
     }
