@@ -488,7 +488,7 @@ impl Xception {
 
     /// On the fast CPU backend, the most its threads can do in GFLOP/s: one core's measured
     /// fused multiply-add peak with its GEMM kernels' instructions, times its threads (about
-    /// 50 ms to measure). `None` on the other backends.
+    /// 15 ms to measure). `None` on the other backends.
     pub fn cpu_fma_peak_gflops(&self) -> Option<f64> {
         match &self.backend {
             Backend::Cpu(cpu) => {

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use super::gemm::Isa;
 
-/// Multiply-adds per timed round: long enough to time, short enough to take the best of
-/// several rounds in about 50 ms.
-const ROUND: usize = 1 << 20;
+/// Multiply-adds per timed round: about a millisecond, long enough for the vector units to
+/// reach their full clock (a first microsecond-long round reads low), short enough to take
+/// the best of a dozen rounds in about 15 ms.
+const ROUND: usize = 1 << 26;
 
 /// One core's peak in GFLOP/s (two per multiply-add) with `isa`'s widest fused multiply-add,
 /// the best of several rounds of independent multiply-adds in registers (no memory traffic).
@@ -64,48 +65,55 @@ mod x86 {
 
     use super::ROUND;
 
-    /// 24 chains of 16-lane fused multiply-adds, as many as the GEMM kernel keeps.
+    /// `acc[i] = acc[i] * x + y` for each named accumulator, written out so that every one
+    /// stays in its register (a loop over an array of them is spilled).
+    macro_rules! chains {
+        ($fma:ident, $x:ident, $y:ident; $($acc:ident)*) => {
+            $( $acc = $fma($acc, $x, $y); )*
+        };
+    }
+
+    /// 16 chains of 16-lane fused multiply-adds: two FMA units of four cycles' latency need 8.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512() -> (usize, f32) {
-        const CHAINS: usize = 24;
-        let mut acc = [_mm512_setzero_ps(); CHAINS];
         let (x, y) = std::hint::black_box((0.999_f32, 1e-7_f32));
         let (x, y) = (_mm512_set1_ps(x), _mm512_set1_ps(y));
-        let steps = ROUND / (16 * CHAINS);
+        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] =
+            [_mm512_setzero_ps(); 8];
+        let [mut a8, mut a9, mut a10, mut a11, mut a12, mut a13, mut a14, mut a15] =
+            [_mm512_setzero_ps(); 8];
+        let steps = ROUND / (16 * 16);
         for _ in 0..steps {
-            for a in acc.iter_mut() {
-                *a = _mm512_fmadd_ps(*a, x, y);
-            }
+            chains!(_mm512_fmadd_ps, x, y; a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15);
         }
-        let sum = acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum();
-        (2 * steps * 16 * CHAINS, sum)
+        let all = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15];
+        let sum = all.iter().map(|&a| _mm512_reduce_add_ps(a)).sum();
+        (2 * steps * 16 * 16, sum)
     }
 
-    /// 12 chains of 8-lane fused multiply-adds, as many as the GEMM kernel keeps.
+    /// 12 chains of 8-lane fused multiply-adds.
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2() -> (usize, f32) {
-        const CHAINS: usize = 12;
-        let mut acc = [_mm256_setzero_ps(); CHAINS];
         let (x, y) = std::hint::black_box((0.999_f32, 1e-7_f32));
         let (x, y) = (_mm256_set1_ps(x), _mm256_set1_ps(y));
-        let steps = ROUND / (8 * CHAINS);
+        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5] = [_mm256_setzero_ps(); 6];
+        let [mut a6, mut a7, mut a8, mut a9, mut a10, mut a11] = [_mm256_setzero_ps(); 6];
+        let steps = ROUND / (8 * 12);
         for _ in 0..steps {
-            for a in acc.iter_mut() {
-                *a = _mm256_fmadd_ps(*a, x, y);
-            }
+            chains!(_mm256_fmadd_ps, x, y; a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11);
         }
         let mut lanes = [0.0f32; 8];
         let mut sum = 0.0;
-        for a in acc {
+        for a in [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11] {
             _mm256_storeu_ps(lanes.as_mut_ptr(), a);
             sum += lanes.iter().sum::<f32>();
         }
-        (2 * steps * 8 * CHAINS, sum)
+        (2 * steps * 8 * 12, sum)
     }
 }
