@@ -89,7 +89,9 @@ mod x86 {
         for _ in 0..steps {
             chains!(_mm512_fmadd_ps, x, y; a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15);
         }
-        let all = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15];
+        let all = [
+            a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
+        ];
         let sum = all.iter().map(|&a| _mm512_reduce_add_ps(a)).sum();
         (2 * steps * 16 * 16, sum)
     }
