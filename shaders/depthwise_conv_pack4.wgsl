@@ -1,5 +1,5 @@
 // Depthwise 3x3 convolution, stride 1, 'same' padding, NHWC, for channel counts that are a
-// multiple of 4 (every Xception layer): depthwise_conv.wgsl with each invocation working on 4
+// multiple of 4 (every Xception layer): depthwise_conv_scalar.wgsl with each invocation working on 4
 // neighbouring channels through vec4 loads and stores, so one load fetches 4 values.
 // Optionally applies ReLU to the input as it is read. Kernel layout [3][3][channels].
 

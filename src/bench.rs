@@ -27,7 +27,7 @@ pub struct BenchCase {
 pub struct BenchResult {
     /// Adapter and backend (`gpu (llvmpipe ..., Vulkan)` or `cpu (reference)`).
     pub backend: String,
-    /// The convolution kernels that ran, e.g. `conv_gemm_tiled+depthwise_conv_tiled` (empty on
+    /// The convolution kernels that ran, e.g. `conv_tiled+depthwise_conv_tiled` (empty on
     /// the CPU).
     pub conv_kernels: String,
     /// The kernels of every convolution and why it got them (empty on the CPU).

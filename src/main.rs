@@ -315,7 +315,7 @@ impl KernelArg {
             KernelArg::Portable => KernelChoice::Portable,
             KernelArg::Subgroup => KernelChoice::Subgroup,
             KernelArg::Tiled => KernelChoice::Tiled,
-            KernelArg::Coopmat => KernelChoice::CoopMatrix,
+            KernelArg::Coopmat => KernelChoice::Coopmat,
             KernelArg::Tuned => KernelChoice::Tuned,
         }
     }

@@ -213,7 +213,7 @@ impl XceptionBuilder {
 
     /// Stores the GPU's convolution weights at `precision` (float32 by default; float16 halves
     /// their memory and loads, and the GPU kernels that can also multiply in float16, at a
-    /// measured cost in accuracy: see the README).
+    /// measured cost in accuracy: see `docs/cli.md`).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
@@ -507,7 +507,7 @@ impl Xception {
     }
 
     /// The distinct convolution kernels this model runs (depthwise included), joined with
-    /// `+`, most used first, e.g. `conv_gemm_tiled+depthwise_conv_tiled` (empty on the CPU).
+    /// `+`, most used first, e.g. `conv_tiled+depthwise_conv_tiled` (empty on the CPU).
     pub fn conv_kernel_summary(&self) -> String {
         let mut counts: Vec<(&'static str, usize)> = Vec::new();
         for assignment in self.conv_kernels() {

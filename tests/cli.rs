@@ -470,7 +470,7 @@ fn summary_totals_match_keras_and_info_names_the_model() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.contains("pointwise_conv") && text.contains("conv2d"),
+        text.contains("conv_portable") && text.contains("conv_direct"),
         "the portable kernels run every convolution:\n{text}"
     );
     assert!(!text.contains("conv_gemm"), "{text}");
@@ -549,7 +549,7 @@ fn bench_prints_json_lines_and_profiles() {
     assert_eq!(batches, [1, 3]);
     for line in &lines {
         let kernels = line["conv_kernels"].as_str().unwrap();
-        assert!(kernels.starts_with("conv_gemm_tiled"), "{line}");
+        assert!(kernels.starts_with("conv_tiled"), "{line}");
         let submit = line["submit_ms"].as_f64().unwrap();
         let min = line["latency_ms"]["min"].as_f64().unwrap();
         assert!(0.0 < submit && submit < min, "{line}");
@@ -785,9 +785,9 @@ fn check_passes_on_vulkan_and_gl_and_reports_json() {
             .map(|r| r["kernel"].as_str().unwrap())
             .collect();
         for kernel in [
-            "conv2d",
-            "pointwise_conv",
-            "conv_gemm_tiled",
+            "conv_direct",
+            "conv_portable",
+            "conv_tiled",
             "depthwise_conv_tiled",
         ] {
             assert!(kernels.contains(&kernel), "{backend}: {kernels:?}");
@@ -810,20 +810,14 @@ fn check_passes_on_vulkan_and_gl_and_reports_json() {
 #[test]
 fn check_fails_naming_a_planted_fault() {
     let out = xception(
-        &[
-            "check",
-            "--precision",
-            "f32",
-            "--plant-fault",
-            "conv_gemm_tiled",
-        ],
+        &["check", "--precision", "f32", "--plant-fault", "conv_tiled"],
         &[],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let verdict = stdout.lines().last().unwrap();
     assert!(
-        verdict.starts_with("verdict: 1 of ") && verdict.contains("FAILED: conv_gemm_tiled at F32"),
+        verdict.starts_with("verdict: 1 of ") && verdict.contains("FAILED: conv_tiled at F32"),
         "{verdict}"
     );
 }

@@ -47,7 +47,7 @@ fn reference_conv(
     bn: &RandomBn,
     residual: &Tensor,
 ) -> Tensor {
-    let mut y = ops::conv2d(
+    let mut y = ops::conv(
         x,
         kernel,
         case.geometry.kernel,
@@ -154,11 +154,8 @@ fn separable_convolutions_match_the_reference() {
         let shortcut = random_tensor(&mut rng, out);
 
         let input = if relu_in { ops::relu(&x) } else { x.clone() };
-        let mut want = ops::pointwise_conv(
-            &ops::depthwise_conv3x3(&input, &depthwise),
-            &pointwise,
-            cout,
-        );
+        let mut want =
+            ops::pointwise_conv(&ops::depthwise_conv(&input, &depthwise), &pointwise, cout);
         ops::batch_norm(&mut want, &bn.view());
         if residual {
             want = ops::add(&want, &shortcut);
@@ -204,10 +201,10 @@ fn depthwise_conv_matches_the_reference() {
             let x = random_tensor(&mut rng, shape);
             let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
             let input = if relu_in { ops::relu(&x) } else { x.clone() };
-            let want = ops::depthwise_conv3x3(&input, &kernel);
+            let want = ops::depthwise_conv(&input, &kernel);
             on_each_pool(|threads| {
                 let mut got = vec![f32::NAN; shape.len()];
-                fast::depthwise_conv3x3(&x.data, shape, &kernel, relu_in, &mut got);
+                fast::depthwise_conv(&x.data, shape, &kernel, relu_in, &mut got);
                 let what = format!("depthwise {shape} relu_in={relu_in} on {threads} threads");
                 assert_close(&got, &want.data, TOL, &what);
             });
@@ -217,19 +214,19 @@ fn depthwise_conv_matches_the_reference() {
 
 /// Both paddings (Keras' 'same', timm's symmetric 1) on odd and even sizes, with the residual.
 #[test]
-fn max_pool_add_matches_the_reference() {
+fn max_pool_matches_the_reference() {
     let mut rng = rng();
     for shape in max_pool_shapes() {
         // Shift everything negative so a zero-padded pool would give a wrong (zero) maximum.
         let mut x = random_tensor(&mut rng, shape);
         x.data.iter_mut().for_each(|v| *v -= 2.0);
         for padding in [Padding::Same, Padding::Symmetric(1)] {
-            let pooled = ops::max_pool_3x3_s2(&x, padding);
+            let pooled = ops::max_pool(&x, padding);
             let residual = random_tensor(&mut rng, pooled.shape);
             let want = ops::add(&pooled, &residual);
             on_each_pool(|threads| {
                 let mut got = vec![f32::NAN; want.shape.len()];
-                fast::max_pool_add(&x.data, shape, padding, &residual.data, &mut got);
+                fast::max_pool(&x.data, shape, padding, &residual.data, &mut got);
                 // A maximum is exact and the add is one rounding, as in the reference.
                 let what = format!("max pool {padding:?} + residual {shape} on {threads} threads");
                 assert_close(&got, &want.data, 0.0, &what);

@@ -168,8 +168,8 @@ fn choices(precision: Precision) -> Vec<KernelChoice> {
     if variants.contains(&ConvKernel::Subgroup) {
         choices.push(KernelChoice::Subgroup);
     }
-    if variants.contains(&ConvKernel::CoopMatrix) {
-        choices.push(KernelChoice::CoopMatrix);
+    if variants.contains(&ConvKernel::Coopmat) {
+        choices.push(KernelChoice::Coopmat);
     }
     choices
 }
@@ -235,12 +235,12 @@ fn auto_gives_each_adapter_kind_its_kernels() {
 /// Asking for a kernel the adapter cannot run fails at load, naming the adapter.
 #[test]
 fn a_kernel_the_adapter_cannot_run_is_refused_by_name() {
-    let err = gpu_with(KernelChoice::CoopMatrix, Precision::F32).unwrap_err();
+    let err = gpu_with(KernelChoice::Coopmat, Precision::F32).unwrap_err();
     let adapter = &common::gpu().adapter.name;
     assert!(err.to_string().contains("float16"), "{err}");
     assert!(err.to_string().contains(adapter.as_str()), "{err}");
-    if !choices(Precision::F16).contains(&KernelChoice::CoopMatrix) {
-        let err = gpu_with(KernelChoice::CoopMatrix, Precision::F16).unwrap_err();
+    if !choices(Precision::F16).contains(&KernelChoice::Coopmat) {
+        let err = gpu_with(KernelChoice::Coopmat, Precision::F16).unwrap_err();
         assert!(err.to_string().contains("cooperative matrices"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
-// The interface every GEMM convolution kernel shares (pointwise_conv, conv_gemm_subgroup,
-// conv_gemm_tiled, conv_gemm_coopmat): its parameters, which mirror `GemmParams` in
+// The interface every GEMM convolution kernel shares (conv_portable, conv_subgroup,
+// conv_tiled, conv_coopmat): its parameters, which mirror `GemmParams` in
 // src/gpu/ops/conv.rs, and its bindings. Kernels `#include` it.
 
 struct Params {

@@ -1,4 +1,4 @@
-// The epilogue of the scalar-output GEMM kernels (pointwise_conv, conv_gemm_tiled): adds the
+// The epilogue of the scalar-output GEMM kernels (conv_portable, conv_tiled): adds the
 // residual to channels c0..c0+3 of pixel `row` (whose bias `value` already holds), rectifies,
 // and stores those that exist. Needs conv_gemm_interface.wgsl with `Activation = Stored`.
 

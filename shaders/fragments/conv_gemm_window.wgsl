@@ -1,5 +1,5 @@
 // Shared by the implicit-GEMM kernels that read a pixel's taps from its window's corner
-// (conv_gemm_subgroup, conv_gemm_tiled); needs conv_gemm_interface.wgsl's `params`.
+// (conv_subgroup, conv_tiled); needs conv_gemm_interface.wgsl's `params`.
 
 // Where output pixel `row` reads its taps: (image, top input row, left input column), the
 // corner of its kernel window, which may lie in the padding.

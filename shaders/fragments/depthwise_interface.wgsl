@@ -1,4 +1,4 @@
-// The interface the depthwise kernels share (depthwise_conv, depthwise_conv_pack4,
+// The interface the depthwise kernels share (depthwise_conv_scalar, depthwise_conv_pack4,
 // depthwise_conv_tiled): their parameters, which mirror `DepthwiseParams` in
 // src/gpu/ops/depthwise.rs, and their bindings. Each kernel declares `Lanes`, the channels one
 // element holds (f32, or vec4<f32> for 4 at a time), and `StoredLanes`, the same in the

@@ -47,7 +47,7 @@ pub struct CheckArgs {
     /// Print the report as one JSON object (adapter, driver, features, limits, results).
     #[arg(long)]
     json: bool,
-    /// Shift one kernel's weights (by name, e.g. `conv_gemm_tiled`) to see the check fail:
+    /// Shift one kernel's weights (by name, e.g. `conv_tiled`) to see the check fail:
     /// a test of `check` itself.
     #[arg(long, value_name = "KERNEL", hide = true)]
     plant_fault: Option<String>,

@@ -274,7 +274,7 @@ impl CpuModel {
                 (Op::MaxPoolAdd { residual }, Layer::Pool) => {
                     let mut y = buffers.take(out_shape.len());
                     let residual = values[residual.0].as_deref().expect("shortcut computed");
-                    ops::max_pool_add(
+                    ops::max_pool(
                         x,
                         in_shape,
                         self.weights.info.pool_padding,

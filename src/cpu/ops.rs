@@ -306,7 +306,7 @@ impl Depthwise<'_> {
 /// Depthwise 3x3 convolution, stride 1, 'same' padding, kernel `[3, 3, C]`, with an optional
 /// ReLU applied to the input as it is read. (The network fuses it into the pointwise GEMM
 /// instead: [`Lhs::Depthwise`].)
-pub fn depthwise_conv3x3(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, out: &mut [f32]) {
+pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, out: &mut [f32]) {
     let c = shape.channels;
     assert_eq!(x.len(), shape.len(), "depthwise input");
     assert_eq!(out.len(), shape.len(), "depthwise output");
@@ -376,7 +376,7 @@ const LANES: usize = 16;
 
 /// Max-pool 3x3, stride 2, with `padding` (padded cells never win), plus `residual` (of the
 /// output's shape).
-pub fn max_pool_add(x: &[f32], shape: Shape, padding: Padding, residual: &[f32], out: &mut [f32]) {
+pub fn max_pool(x: &[f32], shape: Shape, padding: Padding, residual: &[f32], out: &mut [f32]) {
     let (out_h, pad_top) = padding.resolve(shape.height, 3, 2);
     let (out_w, pad_left) = padding.resolve(shape.width, 3, 2);
     let c = shape.channels;

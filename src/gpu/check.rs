@@ -299,7 +299,7 @@ pub fn compare(
 /// The parity of one kernel variant over its cases.
 #[derive(Debug, Clone)]
 pub struct VariantReport {
-    /// The kernel's name (its shader's, e.g. `conv_gemm_tiled_f16`).
+    /// The kernel's name (its shader's, e.g. `conv_tiled_f16`).
     pub kernel: String,
     /// The op family: `conv`, `depthwise`, `max_pool`, `global_avg_pool`, `dense`, `softmax`.
     pub op: &'static str,
@@ -401,13 +401,13 @@ fn conv_reference(
     let mut want = if round_weights {
         let (folded, bias) = bn.view().fold(kernel, cout);
         let rounded: Vec<f32> = folded.iter().map(|&w| to_f16(w)).collect();
-        let mut y = ops::conv2d(x, &rounded, k, stride, padding, cout);
+        let mut y = ops::conv(x, &rounded, k, stride, padding, cout);
         for px in y.data.chunks_mut(cout) {
             px.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
         }
         y
     } else {
-        let mut y = ops::conv2d(x, kernel, k, stride, padding, cout);
+        let mut y = ops::conv(x, kernel, k, stride, padding, cout);
         ops::batch_norm(&mut y, &bn.view());
         y
     };
@@ -434,7 +434,7 @@ fn product_magnitudes(case: &ConvCase, x: &Tensor, kernel: &[f32], bn: &RandomBn
         shape: x.shape,
         data: x.data.iter().map(|v| v.abs()).collect(),
     };
-    ops::conv2d(&abs_x, &abs_weights, k, stride, padding, case.out_channels).data
+    ops::conv(&abs_x, &abs_weights, k, stride, padding, case.out_channels).data
 }
 
 /// Runs `variant` at `precision` on every case of [`conv_cases`] it takes, on fresh random
@@ -511,7 +511,7 @@ pub fn depthwise_variant(
             let x = stored(&random_tensor(rng, shape), element);
             let kernel = uniform(rng, 9 * shape.channels, 1.0 / 3.0);
             let input = if relu_input { ops::relu(&x) } else { x.clone() };
-            let want = ops::depthwise_conv3x3(&input, &kernel);
+            let want = ops::depthwise_conv(&input, &kernel);
             let mut planted = kernel.clone();
             if Fault::applies(fault, variant.name()) {
                 planted[4] += Fault::SHIFT;
@@ -535,7 +535,7 @@ pub fn max_pool(ops_on_device: &GpuOps, rng: &mut StdRng) -> Result<VariantRepor
         x.data.iter_mut().for_each(|v| *v -= 2.0);
         let x = stored(&x, element);
         for padding in [Padding::Same, Padding::Symmetric(1)] {
-            let pooled = ops::max_pool_3x3_s2(&x, padding);
+            let pooled = ops::max_pool(&x, padding);
             let residual = stored(&random_tensor(rng, pooled.shape), element);
             for with_residual in [false, true] {
                 let (want, residual) = if with_residual {

@@ -26,7 +26,7 @@ pub struct GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     cache_dir: Option<PathBuf>,
     /// Whether the adapter multiplies 16x16x16 float16 cooperative matrices into float32 with
-    /// subgroups of exactly 32 invocations (what `conv_gemm_coopmat.wgsl` is written for).
+    /// subgroups of exactly 32 invocations (what `conv_coopmat.wgsl` is written for).
     cooperative_matrix: bool,
 }
 
@@ -163,7 +163,7 @@ impl GpuContext {
             required_features: features,
             required_limits: adapter.limits(),
             // SAFETY: the only experimental feature requested is cooperative matrices, used
-            // by `conv_gemm_coopmat.wgsl` alone, in configurations the adapter reports.
+            // by `conv_coopmat.wgsl` alone, in configurations the adapter reports.
             experimental_features: if cooperative_matrix {
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {

@@ -84,30 +84,30 @@ impl Element {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Direct convolution of any size and stride, with bias and optional ReLU.
-    Conv2d,
+    ConvDirect,
     /// Depthwise 3x3 'same' convolution with optional ReLU on read.
-    DepthwiseConv,
+    DepthwiseConvScalar,
     /// The same over 4 channels per invocation, for channel counts that are multiples of 4.
     DepthwiseConvPack4,
     /// The same with an 8x8-pixel, 32-channel tile's input staged in workgroup memory, for
     /// GPUs.
     DepthwiseConvTiled,
     /// Pointwise 1x1 convolution (GEMM) with a register tile and no workgroup memory.
-    PointwiseConv,
+    ConvPortable,
     /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
     /// broadcasts.
-    ConvGemmSubgroup,
+    ConvSubgroup,
     /// Convolution as an implicit GEMM with operand tiles staged in workgroup memory, for GPUs.
-    ConvGemmTiled,
-    /// [`Kernel::ConvGemmTiled`] with float16 operand tiles and products, float32 sums.
-    ConvGemmTiledF16,
-    /// [`Kernel::ConvGemmTiled`] over 32-pixel tiles.
-    ConvGemmTiled32,
-    /// [`Kernel::ConvGemmTiledF16`] over 32-pixel tiles.
-    ConvGemmTiled32F16,
+    ConvTiled,
+    /// [`Kernel::ConvTiled`] with float16 operand tiles and products, float32 sums.
+    ConvTiledF16,
+    /// [`Kernel::ConvTiled`] over 32-pixel tiles.
+    ConvTiled32,
+    /// [`Kernel::ConvTiledF16`] over 32-pixel tiles.
+    ConvTiled32F16,
     /// Convolution as an implicit GEMM on cooperative matrices (tensor cores), float16
     /// operands and float32 sums.
-    ConvGemmCoopMatrix,
+    ConvCoopmat,
     /// Packs float32 values into float16 pairs.
     PackF16,
     /// Folds batchnorm into a convolution's kernel and bias.
@@ -129,17 +129,17 @@ pub enum Kernel {
 impl Kernel {
     /// All kernels, in registry order.
     pub const ALL: [Kernel; 19] = [
-        Kernel::Conv2d,
-        Kernel::DepthwiseConv,
+        Kernel::ConvDirect,
+        Kernel::DepthwiseConvScalar,
         Kernel::DepthwiseConvPack4,
         Kernel::DepthwiseConvTiled,
-        Kernel::PointwiseConv,
-        Kernel::ConvGemmSubgroup,
-        Kernel::ConvGemmTiled,
-        Kernel::ConvGemmTiledF16,
-        Kernel::ConvGemmTiled32,
-        Kernel::ConvGemmTiled32F16,
-        Kernel::ConvGemmCoopMatrix,
+        Kernel::ConvPortable,
+        Kernel::ConvSubgroup,
+        Kernel::ConvTiled,
+        Kernel::ConvTiledF16,
+        Kernel::ConvTiled32,
+        Kernel::ConvTiled32F16,
+        Kernel::ConvCoopmat,
         Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
@@ -153,17 +153,17 @@ impl Kernel {
     /// The kernel's name: its shader file's stem, but for derived variants.
     pub const fn name(self) -> &'static str {
         match self {
-            Kernel::Conv2d => "conv2d",
-            Kernel::DepthwiseConv => "depthwise_conv",
+            Kernel::ConvDirect => "conv_direct",
+            Kernel::DepthwiseConvScalar => "depthwise_conv_scalar",
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::DepthwiseConvTiled => "depthwise_conv_tiled",
-            Kernel::PointwiseConv => "pointwise_conv",
-            Kernel::ConvGemmSubgroup => "conv_gemm_subgroup",
-            Kernel::ConvGemmTiled => "conv_gemm_tiled",
-            Kernel::ConvGemmTiledF16 => "conv_gemm_tiled_f16",
-            Kernel::ConvGemmTiled32 => "conv_gemm_tiled_32",
-            Kernel::ConvGemmTiled32F16 => "conv_gemm_tiled_32_f16",
-            Kernel::ConvGemmCoopMatrix => "conv_gemm_coopmat",
+            Kernel::ConvPortable => "conv_portable",
+            Kernel::ConvSubgroup => "conv_subgroup",
+            Kernel::ConvTiled => "conv_tiled",
+            Kernel::ConvTiledF16 => "conv_tiled_f16",
+            Kernel::ConvTiled32 => "conv_tiled_32",
+            Kernel::ConvTiled32F16 => "conv_tiled_32_f16",
+            Kernel::ConvCoopmat => "conv_coopmat",
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
@@ -176,11 +176,11 @@ impl Kernel {
     }
 
     /// The stem of the shader file the kernel is built from: its name, except for the
-    /// variants of `conv_gemm_tiled` (float16 operands, 32-pixel tiles).
+    /// variants of `conv_tiled` (float16 operands, 32-pixel tiles).
     pub const fn file(self) -> &'static str {
         match self {
-            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32 | Kernel::ConvGemmTiled32F16 => {
-                Kernel::ConvGemmTiled.name()
+            Kernel::ConvTiledF16 | Kernel::ConvTiled32 | Kernel::ConvTiled32F16 => {
+                Kernel::ConvTiled.name()
             }
             _ => self.name(),
         }
@@ -188,14 +188,14 @@ impl Kernel {
 
     /// Whether the kernel multiplies float16 operands.
     const fn f16_operands(self) -> bool {
-        matches!(self, Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16)
+        matches!(self, Kernel::ConvTiledF16 | Kernel::ConvTiled32F16)
     }
 
-    /// Pixel rows per invocation of a `conv_gemm_tiled` variant other than its file's (whose
+    /// Pixel rows per invocation of a `conv_tiled` variant other than its file's (whose
     /// tile is 64 pixels).
     const fn tile_rows(self) -> Option<u32> {
         match self {
-            Kernel::ConvGemmTiled32 | Kernel::ConvGemmTiled32F16 => Some(2),
+            Kernel::ConvTiled32 | Kernel::ConvTiled32F16 => Some(2),
             _ => None,
         }
     }
@@ -205,17 +205,17 @@ impl Kernel {
     pub const fn stores_activations(self) -> bool {
         matches!(
             self,
-            Kernel::Conv2d
-                | Kernel::DepthwiseConv
+            Kernel::ConvDirect
+                | Kernel::DepthwiseConvScalar
                 | Kernel::DepthwiseConvPack4
                 | Kernel::DepthwiseConvTiled
-                | Kernel::PointwiseConv
-                | Kernel::ConvGemmSubgroup
-                | Kernel::ConvGemmTiled
-                | Kernel::ConvGemmTiledF16
-                | Kernel::ConvGemmTiled32
-                | Kernel::ConvGemmTiled32F16
-                | Kernel::ConvGemmCoopMatrix
+                | Kernel::ConvPortable
+                | Kernel::ConvSubgroup
+                | Kernel::ConvTiled
+                | Kernel::ConvTiledF16
+                | Kernel::ConvTiled32
+                | Kernel::ConvTiled32F16
+                | Kernel::ConvCoopmat
                 | Kernel::MaxPool
                 | Kernel::GlobalAvgPool
         )
@@ -272,17 +272,17 @@ impl Kernel {
     /// The text of [`Kernel::file`].
     const fn file_source(self) -> &'static str {
         match self {
-            Kernel::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
-            Kernel::DepthwiseConv => include_str!("../../shaders/depthwise_conv.wgsl"),
+            Kernel::ConvDirect => include_str!("../../shaders/conv_direct.wgsl"),
+            Kernel::DepthwiseConvScalar => include_str!("../../shaders/depthwise_conv_scalar.wgsl"),
             Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
             Kernel::DepthwiseConvTiled => include_str!("../../shaders/depthwise_conv_tiled.wgsl"),
-            Kernel::PointwiseConv => include_str!("../../shaders/pointwise_conv.wgsl"),
-            Kernel::ConvGemmSubgroup => include_str!("../../shaders/conv_gemm_subgroup.wgsl"),
-            Kernel::ConvGemmTiled
-            | Kernel::ConvGemmTiledF16
-            | Kernel::ConvGemmTiled32
-            | Kernel::ConvGemmTiled32F16 => include_str!("../../shaders/conv_gemm_tiled.wgsl"),
-            Kernel::ConvGemmCoopMatrix => include_str!("../../shaders/conv_gemm_coopmat.wgsl"),
+            Kernel::ConvPortable => include_str!("../../shaders/conv_portable.wgsl"),
+            Kernel::ConvSubgroup => include_str!("../../shaders/conv_subgroup.wgsl"),
+            Kernel::ConvTiled
+            | Kernel::ConvTiledF16
+            | Kernel::ConvTiled32
+            | Kernel::ConvTiled32F16 => include_str!("../../shaders/conv_tiled.wgsl"),
+            Kernel::ConvCoopmat => include_str!("../../shaders/conv_coopmat.wgsl"),
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
@@ -303,9 +303,9 @@ impl Kernel {
         use naga::valid::Capabilities as C;
         let own = match self {
             Kernel::PackF16 => C::SHADER_FLOAT16_IN_FLOAT32,
-            Kernel::ConvGemmSubgroup => C::SUBGROUP,
-            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16 => C::SHADER_FLOAT16,
-            Kernel::ConvGemmCoopMatrix => C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
+            Kernel::ConvSubgroup => C::SUBGROUP,
+            Kernel::ConvTiledF16 | Kernel::ConvTiled32F16 => C::SHADER_FLOAT16,
+            Kernel::ConvCoopmat => C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
             _ => C::empty(),
         };
         match element {
@@ -319,11 +319,9 @@ impl Kernel {
     pub fn features(self, element: Element) -> wgpu::Features {
         use wgpu::Features as F;
         let own = match self {
-            Kernel::ConvGemmSubgroup => F::SUBGROUP,
-            Kernel::ConvGemmTiledF16 | Kernel::ConvGemmTiled32F16 => F::SHADER_F16,
-            Kernel::ConvGemmCoopMatrix => {
-                F::SHADER_F16 | F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX
-            }
+            Kernel::ConvSubgroup => F::SUBGROUP,
+            Kernel::ConvTiledF16 | Kernel::ConvTiled32F16 => F::SHADER_F16,
+            Kernel::ConvCoopmat => F::SHADER_F16 | F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX,
             _ => F::empty(),
         };
         match element {

@@ -75,7 +75,7 @@ pub enum KernelChoice {
     /// The tiled GEMM (float16 at [`Precision::F16`] where the device can).
     Tiled,
     /// The cooperative-matrix GEMM (needs [`Precision::F16`]).
-    CoopMatrix,
+    Coopmat,
     /// For each convolution shape, the variant measured fastest on this adapter among those
     /// that pass their parity check, timed once and remembered in the kernel cache (see
     /// [`crate::gpu::tune`]).
@@ -89,7 +89,7 @@ impl KernelChoice {
         ("portable", KernelChoice::Portable),
         ("subgroup", KernelChoice::Subgroup),
         ("tiled", KernelChoice::Tiled),
-        ("coopmat", KernelChoice::CoopMatrix),
+        ("coopmat", KernelChoice::Coopmat),
         ("tuned", KernelChoice::Tuned),
     ];
 }

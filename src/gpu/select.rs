@@ -15,26 +15,26 @@ use crate::tensor::Shape;
 /// measurement, or as forced; see [`KernelChoice`]); the plan launches what was picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
-    /// `conv2d.wgsl`: a direct convolution for the shapes the GEMMs chosen do not take.
+    /// `conv_direct.wgsl`: a direct convolution for the shapes the GEMMs chosen do not take.
     Direct,
-    /// `pointwise_conv.wgsl`: a register-tiled 1x1 GEMM with no workgroup memory or
+    /// `conv_portable.wgsl`: a register-tiled 1x1 GEMM with no workgroup memory or
     /// subgroups, for any adapter.
     Portable,
-    /// `conv_gemm_subgroup.wgsl`: an implicit GEMM sharing loads through subgroup broadcasts,
+    /// `conv_subgroup.wgsl`: an implicit GEMM sharing loads through subgroup broadcasts,
     /// for CPU drivers (subgroups of 8 or more; channel counts in 4s).
     Subgroup,
-    /// `conv_gemm_tiled.wgsl`: an implicit GEMM over 64x64 output tiles whose operands are
+    /// `conv_tiled.wgsl`: an implicit GEMM over 64x64 output tiles whose operands are
     /// staged in workgroup memory, for GPUs.
     Tiled,
-    /// `conv_gemm_tiled_f16`: `conv_gemm_tiled.wgsl` with float16 operands and products.
+    /// `conv_tiled_f16`: `conv_tiled.wgsl` with float16 operands and products.
     TiledF16,
-    /// `conv_gemm_tiled_32`: [`ConvKernel::Tiled`] over 32-pixel tiles, for small maps.
+    /// `conv_tiled_32`: [`ConvKernel::Tiled`] over 32-pixel tiles, for small maps.
     Tiled32,
-    /// `conv_gemm_tiled_32_f16`: [`ConvKernel::TiledF16`] over 32-pixel tiles.
+    /// `conv_tiled_32_f16`: [`ConvKernel::TiledF16`] over 32-pixel tiles.
     Tiled32F16,
-    /// `conv_gemm_coopmat.wgsl`: an implicit GEMM on 16x16 float16 cooperative matrices
+    /// `conv_coopmat.wgsl`: an implicit GEMM on 16x16 float16 cooperative matrices
     /// (tensor cores).
-    CoopMatrix,
+    Coopmat,
 }
 
 impl ConvKernel {
@@ -47,20 +47,20 @@ impl ConvKernel {
         ConvKernel::TiledF16,
         ConvKernel::Tiled32,
         ConvKernel::Tiled32F16,
-        ConvKernel::CoopMatrix,
+        ConvKernel::Coopmat,
     ];
 
     /// The kernel it launches.
     pub const fn kernel(self) -> Kernel {
         match self {
-            ConvKernel::Direct => Kernel::Conv2d,
-            ConvKernel::Portable => Kernel::PointwiseConv,
-            ConvKernel::Subgroup => Kernel::ConvGemmSubgroup,
-            ConvKernel::Tiled => Kernel::ConvGemmTiled,
-            ConvKernel::TiledF16 => Kernel::ConvGemmTiledF16,
-            ConvKernel::Tiled32 => Kernel::ConvGemmTiled32,
-            ConvKernel::Tiled32F16 => Kernel::ConvGemmTiled32F16,
-            ConvKernel::CoopMatrix => Kernel::ConvGemmCoopMatrix,
+            ConvKernel::Direct => Kernel::ConvDirect,
+            ConvKernel::Portable => Kernel::ConvPortable,
+            ConvKernel::Subgroup => Kernel::ConvSubgroup,
+            ConvKernel::Tiled => Kernel::ConvTiled,
+            ConvKernel::TiledF16 => Kernel::ConvTiledF16,
+            ConvKernel::Tiled32 => Kernel::ConvTiled32,
+            ConvKernel::Tiled32F16 => Kernel::ConvTiled32F16,
+            ConvKernel::Coopmat => Kernel::ConvCoopmat,
         }
     }
 
@@ -73,7 +73,7 @@ impl ConvKernel {
     pub const fn computes_f16(self) -> bool {
         matches!(
             self,
-            ConvKernel::TiledF16 | ConvKernel::Tiled32F16 | ConvKernel::CoopMatrix
+            ConvKernel::TiledF16 | ConvKernel::Tiled32F16 | ConvKernel::Coopmat
         )
     }
 
@@ -89,7 +89,7 @@ impl ConvKernel {
                 context.adapter.subgroup_min_size >= 8 && kernels.supports(self.kernel())
             }
             ConvKernel::TiledF16 | ConvKernel::Tiled32F16 => f16 && kernels.supports(self.kernel()),
-            ConvKernel::CoopMatrix => {
+            ConvKernel::Coopmat => {
                 f16 && context.cooperative_matrix() && kernels.supports(self.kernel())
             }
         }
@@ -105,7 +105,7 @@ impl ConvKernel {
             | ConvKernel::TiledF16
             | ConvKernel::Tiled32
             | ConvKernel::Tiled32F16
-            | ConvKernel::CoopMatrix => true,
+            | ConvKernel::Coopmat => true,
         }
     }
 
@@ -113,7 +113,7 @@ impl ConvKernel {
     pub(crate) fn tile(self) -> (usize, usize) {
         match self {
             ConvKernel::Subgroup | ConvKernel::Tiled32 | ConvKernel::Tiled32F16 => (32, 64),
-            ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::CoopMatrix => (64, 64),
+            ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::Coopmat => (64, 64),
             ConvKernel::Direct | ConvKernel::Portable => unreachable!("not a tiled GEMM"),
         }
     }
@@ -153,44 +153,41 @@ impl ConvSupport {
                 context.description()
             )))
         };
-        let gemm = match choice {
-            // Tuning falls back on the rule for shapes it has no measurement of.
-            KernelChoice::Auto | KernelChoice::Tuned
-                if context.adapter.device_type == wgpu::DeviceType::Cpu =>
-            {
-                if available(ConvKernel::Subgroup) {
-                    ConvKernel::Subgroup
-                } else {
-                    ConvKernel::Portable
+        let gemm =
+            match choice {
+                // Tuning falls back on the rule for shapes it has no measurement of.
+                KernelChoice::Auto | KernelChoice::Tuned
+                    if context.adapter.device_type == wgpu::DeviceType::Cpu =>
+                {
+                    if available(ConvKernel::Subgroup) {
+                        ConvKernel::Subgroup
+                    } else {
+                        ConvKernel::Portable
+                    }
                 }
-            }
-            KernelChoice::Auto | KernelChoice::Tuned => first_available(&[
-                ConvKernel::CoopMatrix,
-                ConvKernel::TiledF16,
-                ConvKernel::Tiled,
-            ]),
-            KernelChoice::Portable => ConvKernel::Portable,
-            KernelChoice::Subgroup if available(ConvKernel::Subgroup) => ConvKernel::Subgroup,
-            KernelChoice::Subgroup => {
-                return refuse("it needs the SUBGROUP feature with subgroups of at least 8")
-            }
-            KernelChoice::Tiled => first_available(&[ConvKernel::TiledF16, ConvKernel::Tiled]),
-            KernelChoice::CoopMatrix if precision == Precision::F32 => {
-                return refuse("it computes in float16; ask for precision f16")
-            }
-            KernelChoice::CoopMatrix if available(ConvKernel::CoopMatrix) => ConvKernel::CoopMatrix,
-            KernelChoice::CoopMatrix => {
-                return refuse(
+                KernelChoice::Auto | KernelChoice::Tuned => {
+                    first_available(&[ConvKernel::Coopmat, ConvKernel::TiledF16, ConvKernel::Tiled])
+                }
+                KernelChoice::Portable => ConvKernel::Portable,
+                KernelChoice::Subgroup if available(ConvKernel::Subgroup) => ConvKernel::Subgroup,
+                KernelChoice::Subgroup => {
+                    return refuse("it needs the SUBGROUP feature with subgroups of at least 8")
+                }
+                KernelChoice::Tiled => first_available(&[ConvKernel::TiledF16, ConvKernel::Tiled]),
+                KernelChoice::Coopmat if precision == Precision::F32 => {
+                    return refuse("it computes in float16; ask for precision f16")
+                }
+                KernelChoice::Coopmat if available(ConvKernel::Coopmat) => ConvKernel::Coopmat,
+                KernelChoice::Coopmat => return refuse(
                     "it needs cooperative matrices of 16x16x16 float16 -> float32 and subgroups \
                      of exactly 32 invocations",
-                )
-            }
-        };
+                ),
+            };
         // The workgroup-memory kernels go together: GPUs get both, CPU drivers (where
         // barriers are expensive) and the portable and subgroup choices neither.
         let depthwise_tiled = matches!(
             gemm,
-            ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::CoopMatrix
+            ConvKernel::Tiled | ConvKernel::TiledF16 | ConvKernel::Coopmat
         );
         Ok(Self {
             gemm,
@@ -205,7 +202,7 @@ impl ConvSupport {
         } else if DepthwiseKernel::Pack4.runs(channels) {
             DepthwiseKernel::Pack4
         } else {
-            DepthwiseKernel::Plain
+            DepthwiseKernel::Scalar
         }
     }
 
@@ -262,7 +259,7 @@ pub struct ConvAssignment {
 }
 
 impl ConvAssignment {
-    /// The kernels' names, e.g. `depthwise_conv_tiled + conv_gemm_tiled`.
+    /// The kernels' names, e.g. `depthwise_conv_tiled + conv_tiled`.
     pub fn kernels(&self) -> String {
         match self.depthwise {
             Some(depthwise) => format!("{} + {}", depthwise.name(), self.kernel.name()),

@@ -59,8 +59,7 @@ impl ReferenceModel {
             let y = match &node.op {
                 Op::Conv(c) => {
                     let kernel = w.tensor(&format!("{}.kernel", c.conv));
-                    let mut y =
-                        ops::conv2d(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
+                    let mut y = ops::conv(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
                     ops::batch_norm(&mut y, &w.batchnorm(&c.bn));
                     if c.relu {
                         y = ops::relu(&y);
@@ -77,7 +76,7 @@ impl ReferenceModel {
                     };
                     let depthwise = w.tensor(&format!("{}.depthwise_kernel", s.conv));
                     let pointwise = w.tensor(&format!("{}.pointwise_kernel", s.conv));
-                    let y = ops::depthwise_conv3x3(x, depthwise);
+                    let y = ops::depthwise_conv(x, depthwise);
                     let mut y = ops::pointwise_conv(&y, pointwise, s.out_channels);
                     ops::batch_norm(&mut y, &w.batchnorm(&s.bn));
                     if s.relu_out {
@@ -89,7 +88,7 @@ impl ReferenceModel {
                     y
                 }
                 Op::MaxPoolAdd { residual } => {
-                    let pooled = ops::max_pool_3x3_s2(x, w.info.pool_padding);
+                    let pooled = ops::max_pool(x, w.info.pool_padding);
                     ops::add(
                         &pooled,
                         values[residual.0].as_ref().expect("shortcut computed"),

@@ -27,7 +27,7 @@ fn for_each_row(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) +
 }
 
 /// Regular convolution, kernel `HWIO` of shape `[k, k, cin, cout]`, no bias.
-pub fn conv2d(
+pub fn conv(
     x: &Tensor,
     kernel: &[f32],
     k: usize,
@@ -39,7 +39,7 @@ pub fn conv2d(
     let (oh, pad_top) = padding.resolve(s.height, k, stride);
     let (ow, pad_left) = padding.resolve(s.width, k, stride);
     let cin = s.channels;
-    assert_eq!(kernel.len(), k * k * cin * cout, "conv2d kernel size");
+    assert_eq!(kernel.len(), k * k * cin * cout, "conv kernel size");
     let mut out = Tensor::zeros(Shape::new(s.batch, oh, ow, cout));
     // One output row (n, oy) of ow * cout values at a time.
     for_each_row(&mut out.data, ow * cout, |row, dst| {
@@ -72,7 +72,7 @@ pub fn conv2d(
 }
 
 /// Depthwise 3x3 convolution, stride 1, 'same' padding; kernel `[3, 3, C, 1]`.
-pub fn depthwise_conv3x3(x: &Tensor, kernel: &[f32]) -> Tensor {
+pub fn depthwise_conv(x: &Tensor, kernel: &[f32]) -> Tensor {
     let s = x.shape;
     let c = s.channels;
     assert_eq!(kernel.len(), 9 * c, "depthwise kernel size");
@@ -150,7 +150,7 @@ pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
 
 /// Max-pool 3x3, stride 2, with `padding`: TensorFlow's 'same' (Keras) or symmetric 1 (timm);
 /// padded cells never win.
-pub fn max_pool_3x3_s2(x: &Tensor, padding: Padding) -> Tensor {
+pub fn max_pool(x: &Tensor, padding: Padding) -> Tensor {
     let s = x.shape;
     let (oh, pad_top) = padding.resolve(s.height, 3, 2);
     let (ow, pad_left) = padding.resolve(s.width, 3, 2);

@@ -100,7 +100,7 @@ impl Model {
         self.inner.backend_description()
     }
 
-    /// The kernels the convolutions run on, e.g. `conv_gemm_tiled+depthwise_conv_tiled`.
+    /// The kernels the convolutions run on, e.g. `conv_tiled+depthwise_conv_tiled`.
     #[wasm_bindgen(getter)]
     pub fn kernels(&self) -> String {
         self.inner.conv_kernel_summary()

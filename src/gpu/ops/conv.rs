@@ -70,7 +70,7 @@ pub struct Conv {
     pub weights: ConvWeights,
 }
 
-/// Uniform parameters of `conv2d.wgsl`.
+/// Uniform parameters of `conv_direct.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct DirectParams {
@@ -91,7 +91,7 @@ struct DirectParams {
 }
 impl KernelParams for DirectParams {}
 
-/// Uniform parameters of every GEMM kernel (`pointwise_conv.wgsl`, `conv_gemm_*.wgsl`).
+/// Uniform parameters of every GEMM kernel (`conv_portable.wgsl`, `conv_gemm_*.wgsl`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GemmParams {
@@ -202,7 +202,7 @@ impl Conv {
                 let strips = out.batch * out.height * out.width.div_ceil(4);
                 let grid = tiled_grid(w.out_channels.div_ceil(8).div_ceil(8), strips.div_ceil(8));
                 kernels.dispatch(
-                    Kernel::Conv2d,
+                    Kernel::ConvDirect,
                     &params,
                     &[input, &w.weights, &w.bias, output],
                     grid,
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn params_match_their_shaders() {
-        assert_params_match::<DirectParams>(Kernel::Conv2d);
+        assert_params_match::<DirectParams>(Kernel::ConvDirect);
         for variant in ConvKernel::ALL {
             if variant != ConvKernel::Direct {
                 assert_params_match::<GemmParams>(variant.kernel());

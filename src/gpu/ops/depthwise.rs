@@ -8,8 +8,8 @@ use crate::tensor::Shape;
 /// pointwise half's kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DepthwiseKernel {
-    /// `depthwise_conv.wgsl`: one channel per invocation, any channel count.
-    Plain,
+    /// `depthwise_conv_scalar.wgsl`: one channel per invocation, any channel count.
+    Scalar,
     /// `depthwise_conv_pack4.wgsl`: 4 channels per invocation through vec4 loads.
     Pack4,
     /// `depthwise_conv_tiled.wgsl`: a tile's input staged in workgroup memory, for GPUs.
@@ -19,7 +19,7 @@ pub enum DepthwiseKernel {
 impl DepthwiseKernel {
     /// Every variant.
     pub const ALL: [DepthwiseKernel; 3] = [
-        DepthwiseKernel::Plain,
+        DepthwiseKernel::Scalar,
         DepthwiseKernel::Pack4,
         DepthwiseKernel::Tiled,
     ];
@@ -27,7 +27,7 @@ impl DepthwiseKernel {
     /// The kernel it launches.
     pub const fn kernel(self) -> Kernel {
         match self {
-            DepthwiseKernel::Plain => Kernel::DepthwiseConv,
+            DepthwiseKernel::Scalar => Kernel::DepthwiseConvScalar,
             DepthwiseKernel::Pack4 => Kernel::DepthwiseConvPack4,
             DepthwiseKernel::Tiled => Kernel::DepthwiseConvTiled,
         }
@@ -40,7 +40,7 @@ impl DepthwiseKernel {
 
     /// Whether it can run `channels` channels (the vec4 variants need multiples of 4).
     pub const fn runs(self, channels: usize) -> bool {
-        matches!(self, DepthwiseKernel::Plain) || channels.is_multiple_of(4)
+        matches!(self, DepthwiseKernel::Scalar) || channels.is_multiple_of(4)
     }
 }
 
@@ -88,7 +88,7 @@ impl Kernels {
         );
         let grid = match variant {
             // x: 64 channels per workgroup; y: strips of 4 columns; z: batch * rows.
-            DepthwiseKernel::Plain => [
+            DepthwiseKernel::Scalar => [
                 u(shape.channels.div_ceil(64)),
                 u(shape.width.div_ceil(4)),
                 u(shape.batch * shape.height),
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn params_match_their_shaders() {
-        assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConv);
+        assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvScalar);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvPack4);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvTiled);
     }

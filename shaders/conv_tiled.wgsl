@@ -13,9 +13,9 @@
 // 4tx..4tx+3 of pixels ty, ty + 16, ..., ty + 16 (ROWS - 1) of the tile.
 //
 // `Operand` is the type the tiles and products use. This file is the float32 kernel with
-// 64-pixel tiles; the variants are this source with one line changed: `conv_gemm_tiled_f16`
+// 64-pixel tiles; the variants are this source with one line changed: `conv_tiled_f16`
 // has `enable f16;` and `Operand = f16` (half the workgroup memory and float16 products, with
-// float32 sums), `conv_gemm_tiled_32` and `conv_gemm_tiled_32_f16` have `ROWS = 2u` (32-pixel
+// float32 sums), `conv_tiled_32` and `conv_tiled_32_f16` have `ROWS = 2u` (32-pixel
 // tiles, which waste less on the small maps of the exit flow).
 
 alias Operand = f32;
