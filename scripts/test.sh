@@ -48,7 +48,10 @@ fi
 wasm_bindgen="$(web/tools/wasm-bindgen-version.sh)"
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen" ]; then
     step "installing wasm-bindgen-cli $wasm_bindgen"
-    cargo install -q wasm-bindgen-cli --version "$wasm_bindgen" --locked --force
+    # Its own lock file first; a registry that has since dropped a version it pins (a yanked
+    # crate) gets the newest compatible versions instead.
+    cargo install -q wasm-bindgen-cli --version "$wasm_bindgen" --locked --force ||
+        cargo install -q wasm-bindgen-cli --version "$wasm_bindgen" --force
 fi
 
 # Mesa's device-selection Vulkan layer complains without a runtime directory (the CLI and the
