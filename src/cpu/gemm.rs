@@ -174,6 +174,9 @@ pub struct Finish<'a> {
 /// tile of a block of rows streams past it.
 const KC: usize = 256;
 
+/// Values in a 64-byte cache line.
+const LINE: usize = 16;
+
 /// One micro-kernel call: `rows` (the kernel's own) rows of `A` from `a` (`lda` apart), a
 /// panel slice from `b` (`kc` rows of `NR`), the `NR`-column tile at `c` (`ldc` apart).
 /// When `accumulate`, the tile is added to; else overwritten. `bias` (NR values) and
@@ -188,6 +191,12 @@ struct Call {
     ldc: usize,
     accumulate: bool,
     finish: Option<TileFinish>,
+    /// Cache lines of the weights the next panel slice reads, which the x86 kernels fetch
+    /// into L2 one per step of the inner loop while this tile computes (`prefetch..
+    /// prefetch_end`, 16 values a line), so that slice no longer waits on memory when its
+    /// first tile starts.
+    prefetch: *const f32,
+    prefetch_end: *const f32,
 }
 
 /// [`Finish`] for one tile: where its `NR` biases and its residual rows (null for none) are.
@@ -255,19 +264,34 @@ pub(crate) unsafe fn gemm_block(
     let mut edge_residual = [0.0f32; MAX_TILE];
     // Slices of the inner dimension, none crossing from one run into the next: (where the
     // slice starts in `k`, where in a row of `A`, how long).
-    let slices = (0..k / lhs.run).flat_map(|r| {
-        (0..lhs.run)
-            .step_by(KC)
-            .map(move |j| (r * lhs.run + j, r * lhs.run_stride + j, KC.min(lhs.run - j)))
-    });
-    for (k0, a_offset, kc) in slices {
+    let mut slices = (0..k / lhs.run)
+        .flat_map(|r| {
+            (0..lhs.run)
+                .step_by(KC)
+                .map(move |j| (r * lhs.run + j, r * lhs.run_stride + j, KC.min(lhs.run - j)))
+        })
+        .peekable();
+    let slice_of = |p: usize, k0: usize| weights.panels.as_ptr().add(p * k * nr + k0 * nr);
+    let tiles = rows.len().div_ceil(mr);
+    while let Some((k0, a_offset, kc)) = slices.next() {
         let last = k0 + kc == k;
+        let next_slice = slices.peek().map(|&(k0, _, kc)| (k0, kc));
         for p in panels.clone() {
-            let b = weights.panels.as_ptr().add(p * k * nr + k0 * nr);
+            let b = slice_of(p, k0);
+            // The slice after this one: the next panel's, else the next slice's first panel.
+            let (next, next_len) = match (p + 1 < panels.end, next_slice) {
+                (true, _) => (slice_of(p + 1, k0), kc * nr),
+                (false, Some((k1, kc1))) => (slice_of(panels.start, k1), kc1 * nr),
+                (false, None) => (b, 0),
+            };
+            let lines_per_tile = (next_len / LINE).div_ceil(tiles) * LINE;
             let c0 = p * nr;
             let cols = nr.min(n - c0);
-            for r0 in rows.clone().step_by(mr) {
+            for (tile, r0) in rows.clone().step_by(mr).enumerate() {
                 let height = mr.min(rows.end - r0);
+                let prefetch_from = (tile * lines_per_tile).min(next_len);
+                let prefetch = next.add(prefetch_from);
+                let prefetch_end = next.add((prefetch_from + lines_per_tile).min(next_len));
                 let a_tile = lhs.start.add((r0 - rows.start) * lda + a_offset);
                 let residual = finish.residual.map(|r| r.as_ptr().add(r0 * n + c0));
                 let kernel = isa.kernel(height);
@@ -286,6 +310,8 @@ pub(crate) unsafe fn gemm_block(
                             residual: residual.unwrap_or(std::ptr::null()),
                             relu: finish.relu,
                         }),
+                        prefetch,
+                        prefetch_end,
                     });
                     continue;
                 }
@@ -317,6 +343,8 @@ pub(crate) unsafe fn gemm_block(
                         },
                         relu: finish.relu,
                     }),
+                    prefetch,
+                    prefetch_end,
                 });
                 for row in 0..height {
                     std::slice::from_raw_parts_mut(dst.add(row * n), cols)
@@ -420,8 +448,12 @@ mod x86 {
                 }
             }
         }
-        let (mut a, mut b) = (t.a, t.b);
+        let (mut a, mut b, mut prefetch) = (t.a, t.b, t.prefetch);
         for _ in 0..t.kc {
+            if prefetch < t.prefetch_end {
+                _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
+                prefetch = prefetch.wrapping_add(super::LINE);
+            }
             let mut w = [_mm512_setzero_ps(); V];
             for (v, w) in w.iter_mut().enumerate() {
                 *w = _mm512_loadu_ps(b.add(16 * v));
@@ -476,8 +508,12 @@ mod x86 {
                 }
             }
         }
-        let (mut a, mut b) = (t.a, t.b);
+        let (mut a, mut b, mut prefetch) = (t.a, t.b, t.prefetch);
         for _ in 0..t.kc {
+            if prefetch < t.prefetch_end {
+                _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
+                prefetch = prefetch.wrapping_add(super::LINE);
+            }
             let w = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
             for (r, row) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_ps(*a.add(r * t.lda));
