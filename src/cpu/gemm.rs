@@ -9,9 +9,9 @@
 //! of its `MR` rows of `A` and issues `MR * NR / lanes` fused multiply-adds. On the last slice
 //! it adds the bias (and a residual) and applies the ReLU to the registers before storing.
 //!
-//! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16) and a portable one (4 x 16) that the
-//! compiler vectorises for whatever the target has (SSE2, NEON, SIMD128). [`Isa::detect`]
-//! picks the widest the CPU runs, once per model; tests force each.
+//! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16), NEON (6 x 16) and a portable one
+//! (4 x 16) that the compiler vectorises for whatever the target has (SSE2, SIMD128).
+//! [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
 
 /// A GEMM micro-kernel family: its instruction set and tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +20,15 @@ pub enum Isa {
     Avx512,
     /// 6 rows x 16 columns in 12 AVX2 registers, with FMA.
     Avx2Fma,
+    /// 6 rows x 16 columns in 24 NEON registers (aarch64).
+    Neon,
     /// 4 rows x 16 columns in plain Rust that the compiler vectorises.
     Portable,
 }
 
 impl Isa {
     /// Every kernel family, widest first.
-    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2Fma, Isa::Portable];
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2Fma, Isa::Neon, Isa::Portable];
 
     /// The widest family this CPU runs.
     pub fn detect() -> Self {
@@ -46,9 +48,12 @@ impl Isa {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 | Isa::Avx2Fma => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             Isa::Portable => true,
+            // The families of other architectures.
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 
@@ -57,6 +62,7 @@ impl Isa {
         match self {
             Isa::Avx512 => "AVX-512",
             Isa::Avx2Fma => "AVX2+FMA",
+            Isa::Neon => "NEON",
             Isa::Portable => "portable",
         }
     }
@@ -66,7 +72,7 @@ impl Isa {
     fn tile(self) -> Tile {
         match self {
             Isa::Avx512 => Tile { mr: 12, nr: 32 },
-            Isa::Avx2Fma => Tile { mr: 6, nr: 16 },
+            Isa::Avx2Fma | Isa::Neon => Tile { mr: 6, nr: 16 },
             Isa::Portable => Tile { mr: 4, nr: 16 },
         }
     }
@@ -79,9 +85,11 @@ impl Isa {
             Isa::Avx512 => x86::AVX512[rows - 1],
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => x86::AVX2[rows - 1],
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 | Isa::Avx2Fma => unreachable!("{self:?} is never available here"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => arm::NEON[rows - 1],
             Isa::Portable => portable::KERNELS[rows - 1],
+            #[allow(unreachable_patterns)]
+            other => unreachable!("{other:?} is never available here"),
         }
     }
 }
@@ -194,8 +202,10 @@ struct Call {
     /// Cache lines of the weights the next panel slice reads, which the x86 kernels fetch
     /// into L2 one per step of the inner loop while this tile computes (`prefetch..
     /// prefetch_end`, 16 values a line), so that slice no longer waits on memory when its
-    /// first tile starts.
+    /// first tile starts. The NEON and portable kernels ignore them.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch: *const f32,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch_end: *const f32,
 }
 
@@ -542,6 +552,72 @@ mod x86 {
         for (r, row) in acc.iter().enumerate() {
             for (v, y) in row.iter().enumerate() {
                 _mm256_storeu_ps(t.c.add(r * t.ldc + 8 * v), *y);
+            }
+        }
+    }
+}
+
+/// The NEON kernels.
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    use super::{Call, Kernel};
+
+    pub(super) const NEON: [Kernel; 6] = [
+        neon::<1>, neon::<2>, neon::<3>, neon::<4>, neon::<5>, neon::<6>,
+    ];
+
+    /// `R` rows x 16 columns: four 4-lane registers per row.
+    ///
+    /// # Safety
+    /// As [`Kernel`]; the CPU must have NEON.
+    #[target_feature(enable = "neon")]
+    unsafe fn neon<const R: usize>(t: &Call) {
+        const V: usize = 4;
+        let mut acc = [[vdupq_n_f32(0.0); V]; R];
+        if t.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = vld1q_f32(t.c.add(r * t.ldc + 4 * v));
+                }
+            }
+        }
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..t.kc {
+            let mut w = [vdupq_n_f32(0.0); V];
+            for (v, w) in w.iter_mut().enumerate() {
+                *w = vld1q_f32(b.add(4 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = vld1q_dup_f32(a.add(r * t.lda));
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = vfmaq_f32(*y, x, w[v]);
+                }
+            }
+            a = a.add(1);
+            b = b.add(4 * V);
+        }
+        if let Some(f) = t.finish {
+            let mut bias = [vdupq_n_f32(0.0); V];
+            for (v, bias) in bias.iter_mut().enumerate() {
+                *bias = vld1q_f32(f.bias.add(4 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = vaddq_f32(*y, bias[v]);
+                    if !f.residual.is_null() {
+                        *y = vaddq_f32(*y, vld1q_f32(f.residual.add(r * t.ldc + 4 * v)));
+                    }
+                    if f.relu {
+                        *y = vmaxq_f32(*y, vdupq_n_f32(0.0));
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, y) in row.iter().enumerate() {
+                vst1q_f32(t.c.add(r * t.ldc + 4 * v), *y);
             }
         }
     }
