@@ -13,20 +13,9 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*" >&2; }
 
 # System packages: Mesa's software Vulkan and OpenGL drivers, Chromium, Python's venv.
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri python3-venv chromium)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
-        missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    step "installing ${missing[*]}"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+source scripts/system-packages.sh
+install_missing mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri \
+    python3-venv chromium
 
 command -v cargo >/dev/null || {
     echo "error: Rust is missing; install it from https://rustup.rs, then run $0 again" >&2
