@@ -14,8 +14,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 # System packages: Mesa's software Vulkan and OpenGL drivers, Chromium, Python's venv.
 source scripts/system-packages.sh
-install_missing mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri \
-    python3-venv chromium
+install_test_packages
 
 command -v cargo >/dev/null || {
     echo "error: Rust is missing; install it from https://rustup.rs, then run $0 again" >&2
