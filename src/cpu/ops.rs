@@ -326,8 +326,11 @@ pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, ou
 /// Output pixels `x0..` of one row of the depthwise convolution (as many as `dst` holds) from
 /// its three input rows (`None` above the top or below the bottom).
 ///
-/// Each pixel's (up to) nine taps are summed in registers, [`LANES`] channels at a time, and
-/// stored once; per channel the taps are added in the reference's order.
+/// The channels go in strips of 16, then 8, then one at a time; each strip walks along the
+/// row with its nine weights and a 3x3 window of inputs in registers, loading one new input
+/// column per output pixel (rectified as it is loaded when `RELU_IN`). Per channel the taps
+/// are added in the reference's order; taps outside the input add zero products, which leave
+/// the sums bit for bit as the reference's.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn depthwise_row<const RELU_IN: bool>(
     rows: [Option<&[f32]>; 3],
@@ -336,43 +339,82 @@ fn depthwise_row<const RELU_IN: bool>(
     x0: usize,
     dst: &mut [f32],
 ) {
-    let width = rows[1].map_or(0, |row| row.len() / c);
-    let read = |v: f32| if RELU_IN { v.max(0.0) } else { v };
-    for (ox, out) in (x0..).zip(dst.chunks_exact_mut(c)) {
-        // The valid taps: (input pixel, its weights).
-        let mut taps: [(&[f32], &[f32]); 9] = [(&[], &[]); 9];
-        let mut count = 0;
-        for (ky, row) in rows.iter().enumerate() {
-            let Some(row) = row else { continue };
-            for kx in 0..3 {
-                if let Some(ix) = (ox + kx).checked_sub(1).filter(|&ix| ix < width) {
-                    taps[count] = (&row[ix * c..][..c], &kernel[(ky * 3 + kx) * c..][..c]);
-                    count += 1;
-                }
-            }
-        }
-        let taps = &taps[..count];
-        let full = c - c % LANES;
-        for (ch, out) in (0..full).step_by(LANES).zip(out.chunks_exact_mut(LANES)) {
-            let mut acc = [0.0f32; LANES];
-            for (src, w) in taps {
-                let (src, w) = (&src[ch..ch + LANES], &w[ch..ch + LANES]);
-                for lane in 0..LANES {
-                    acc[lane] += read(src[lane]) * w[lane];
-                }
-            }
-            out.copy_from_slice(&acc);
-        }
-        for ch in full..c {
-            out[ch] = taps
-                .iter()
-                .fold(0.0, |acc, (src, w)| acc + read(src[ch]) * w[ch]);
-        }
+    let mut ch = 0;
+    while ch + 16 <= c {
+        depthwise_strip::<RELU_IN, 16>(rows, kernel, c, ch, x0, dst);
+        ch += 16;
+    }
+    if ch + 8 <= c {
+        depthwise_strip::<RELU_IN, 8>(rows, kernel, c, ch, x0, dst);
+        ch += 8;
+    }
+    for ch in ch..c {
+        depthwise_strip::<RELU_IN, 1>(rows, kernel, c, ch, x0, dst);
     }
 }
 
-/// Channels the depthwise kernel sums at once: two AVX2 registers, one AVX-512 register.
-const LANES: usize = 16;
+/// Channels `ch..ch + N` of [`depthwise_row`]'s output pixels.
+#[inline(always)]
+fn depthwise_strip<const RELU_IN: bool, const N: usize>(
+    rows: [Option<&[f32]>; 3],
+    kernel: &[f32],
+    c: usize,
+    ch: usize,
+    x0: usize,
+    dst: &mut [f32],
+) {
+    let width = rows[1].map_or(0, |row| row.len() / c);
+    let mut w = [[0.0f32; N]; 9];
+    for (tap, w) in w.iter_mut().enumerate() {
+        w.copy_from_slice(&kernel[tap * c + ch..][..N]);
+    }
+    let mut left = window_column::<RELU_IN, N>(rows, c, ch, x0.checked_sub(1), width);
+    let mut mid = window_column::<RELU_IN, N>(rows, c, ch, Some(x0), width);
+    for (ox, out) in (x0..).zip(dst.chunks_exact_mut(c)) {
+        let right = window_column::<RELU_IN, N>(rows, c, ch, Some(ox + 1), width);
+        let mut acc = [0.0f32; N];
+        for ky in 0..3 {
+            for (kx, column) in [&left, &mid, &right].into_iter().enumerate() {
+                let w = &w[ky * 3 + kx];
+                for lane in 0..N {
+                    acc[lane] += column[ky][lane] * w[lane];
+                }
+            }
+        }
+        out[ch..ch + N].copy_from_slice(&acc);
+        left = mid;
+        mid = right;
+    }
+}
+
+/// One column of [`depthwise_strip`]'s window: channels `ch..ch + N` of input pixel `ix` in
+/// each of the three rows, zeros outside the input.
+#[inline(always)]
+fn window_column<const RELU_IN: bool, const N: usize>(
+    rows: [Option<&[f32]>; 3],
+    c: usize,
+    ch: usize,
+    ix: Option<usize>,
+    width: usize,
+) -> [[f32; N]; 3] {
+    let mut column = [[0.0f32; N]; 3];
+    let Some(ix) = ix.filter(|&ix| ix < width) else {
+        return column;
+    };
+    for (values, row) in column.iter_mut().zip(rows) {
+        if let Some(row) = row {
+            let src = &row[ix * c + ch..][..N];
+            for lane in 0..N {
+                values[lane] = if RELU_IN {
+                    src[lane].max(0.0)
+                } else {
+                    src[lane]
+                };
+            }
+        }
+    }
+    column
+}
 
 /// Max-pool 3x3, stride 2, with `padding` (padded cells never win), plus `residual` (of the
 /// output's shape).
