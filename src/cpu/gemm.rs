@@ -13,6 +13,8 @@
 //! (4 x 16) that the compiler vectorises for whatever the target has (SSE2, SIMD128).
 //! [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
 
+use super::prefetch;
+
 /// A GEMM micro-kernel family: its instruction set and tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -306,6 +308,16 @@ pub(crate) unsafe fn gemm_block(
                 let residual = finish.residual.map(|r| r.as_ptr().add(r0 * n + c0));
                 let kernel = isa.kernel(height);
                 let dst = out.add(r0 * n + c0);
+                if k0 == 0 {
+                    // The tile's output lines, which nothing has read yet, come into the cache
+                    // for writing while it computes, rather than when its results are stored.
+                    for row in 0..height {
+                        let line = dst.add(row * n);
+                        for col in (0..cols).step_by(LINE).chain([cols - 1]) {
+                            prefetch::write(line.add(col));
+                        }
+                    }
+                }
                 if cols == nr {
                     kernel(&Call {
                         a: a_tile,

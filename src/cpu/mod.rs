@@ -10,6 +10,7 @@
 pub mod gemm;
 pub mod ops;
 pub mod peak;
+mod prefetch;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

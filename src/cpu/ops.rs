@@ -21,6 +21,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::{self, Finish, LeftRows, PackedWeights};
+use super::prefetch;
 use crate::graph::Padding;
 use crate::tensor::Shape;
 
@@ -291,11 +292,12 @@ impl Depthwise<'_> {
                 Some(input_row(y)),
                 (y + 1 < s.height).then(|| input_row(y + 1)),
             ];
+            let ahead = (y + 2 < s.height).then(|| input_row(y + 2));
             let (out, rest) = dst.split_at_mut((x1 - x0) * c);
             if self.relu_in {
-                depthwise_row::<true>(rows, self.kernel, c, x0, out);
+                depthwise_row::<true>(rows, ahead, self.kernel, c, x0, out);
             } else {
-                depthwise_row::<false>(rows, self.kernel, c, x0, out);
+                depthwise_row::<false>(rows, ahead, self.kernel, c, x0, out);
             }
             dst = rest;
             pixel += x1 - x0;
@@ -324,7 +326,8 @@ pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, ou
 }
 
 /// Output pixels `x0..` of one row of the depthwise convolution (as many as `dst` holds) from
-/// its three input rows (`None` above the top or below the bottom).
+/// its three input rows (`None` above the top or below the bottom), fetching the same pixels
+/// of the row below them, `ahead` (which the next output row reads), into the cache meanwhile.
 ///
 /// The channels go in strips of 16, then 8, then one at a time; each strip walks along the
 /// row with its nine weights and a 3x3 window of inputs in registers, loading one new input
@@ -334,6 +337,7 @@ pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, ou
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn depthwise_row<const RELU_IN: bool>(
     rows: [Option<&[f32]>; 3],
+    ahead: Option<&[f32]>,
     kernel: &[f32],
     c: usize,
     x0: usize,
@@ -341,15 +345,15 @@ fn depthwise_row<const RELU_IN: bool>(
 ) {
     let mut ch = 0;
     while ch + 16 <= c {
-        depthwise_strip::<RELU_IN, 16>(rows, kernel, c, ch, x0, dst);
+        depthwise_strip::<RELU_IN, 16>(rows, ahead, kernel, c, ch, x0, dst);
         ch += 16;
     }
     if ch + 8 <= c {
-        depthwise_strip::<RELU_IN, 8>(rows, kernel, c, ch, x0, dst);
+        depthwise_strip::<RELU_IN, 8>(rows, ahead, kernel, c, ch, x0, dst);
         ch += 8;
     }
     for ch in ch..c {
-        depthwise_strip::<RELU_IN, 1>(rows, kernel, c, ch, x0, dst);
+        depthwise_strip::<RELU_IN, 1>(rows, ahead, kernel, c, ch, x0, dst);
     }
 }
 
@@ -357,6 +361,7 @@ fn depthwise_row<const RELU_IN: bool>(
 #[inline(always)]
 fn depthwise_strip<const RELU_IN: bool, const N: usize>(
     rows: [Option<&[f32]>; 3],
+    ahead: Option<&[f32]>,
     kernel: &[f32],
     c: usize,
     ch: usize,
@@ -371,6 +376,9 @@ fn depthwise_strip<const RELU_IN: bool, const N: usize>(
     let mut left = window_column::<RELU_IN, N>(rows, c, ch, x0.checked_sub(1), width);
     let mut mid = window_column::<RELU_IN, N>(rows, c, ch, Some(x0), width);
     for (ox, out) in (x0..).zip(dst.chunks_exact_mut(c)) {
+        if let Some(ahead) = ahead.filter(|_| ox + 1 < width) {
+            prefetch::read(&ahead[(ox + 1) * c + ch]);
+        }
         let right = window_column::<RELU_IN, N>(rows, c, ch, Some(ox + 1), width);
         let mut acc = [0.0f32; N];
         for ky in 0..3 {
