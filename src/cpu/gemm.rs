@@ -299,24 +299,32 @@ pub(crate) unsafe fn gemm_block(
             let lines_per_tile = (next_len / LINE).div_ceil(tiles) * LINE;
             let c0 = p * nr;
             let cols = nr.min(n - c0);
-            for (tile, r0) in rows.clone().step_by(mr).enumerate() {
-                let height = mr.min(rows.end - r0);
-                let prefetch_from = (tile * lines_per_tile).min(next_len);
-                let prefetch = next.add(prefetch_from);
-                let prefetch_end = next.add((prefetch_from + lines_per_tile).min(next_len));
+            for tile in 0..tiles {
+                // The rows split evenly over the tiles, so no tile is left a row or two.
+                let r0 = rows.start + tile * rows.len() / tiles;
+                let height = rows.start + (tile + 1) * rows.len() / tiles - r0;
+                let next_from = (tile * lines_per_tile).min(next_len);
+                let next_lines =
+                    next.add(next_from)..next.add((next_from + lines_per_tile).min(next_len));
                 let a_tile = lhs.start.add((r0 - rows.start) * lda + a_offset);
                 let residual = finish.residual.map(|r| r.as_ptr().add(r0 * n + c0));
                 let kernel = isa.kernel(height);
                 let dst = out.add(r0 * n + c0);
-                if k0 == 0 {
-                    // The tile's output lines, which nothing has read yet, come into the cache
-                    // for writing while it computes, rather than when its results are stored.
+                // The lines of the tile's output (which nothing has read yet) and of its
+                // residual come into the cache while it computes, rather than when its
+                // results are stored.
+                let tile_lines = |at: *const f32, hint: fn(*const f32)| {
                     for row in 0..height {
-                        let line = dst.add(row * n);
                         for col in (0..cols).step_by(LINE).chain([cols - 1]) {
-                            prefetch::write(line.add(col));
+                            hint(at.add(row * n + col));
                         }
                     }
+                };
+                if k0 == 0 {
+                    tile_lines(dst, prefetch::write);
+                }
+                if let (true, Some(residual)) = (last, residual) {
+                    tile_lines(residual, prefetch::read);
                 }
                 if cols == nr {
                     kernel(&Call {
@@ -332,8 +340,8 @@ pub(crate) unsafe fn gemm_block(
                             residual: residual.unwrap_or(std::ptr::null()),
                             relu: finish.relu,
                         }),
-                        prefetch,
-                        prefetch_end,
+                        prefetch: next_lines.start,
+                        prefetch_end: next_lines.end,
                     });
                     continue;
                 }
@@ -365,8 +373,8 @@ pub(crate) unsafe fn gemm_block(
                         },
                         relu: finish.relu,
                     }),
-                    prefetch,
-                    prefetch_end,
+                    prefetch: next_lines.start,
+                    prefetch_end: next_lines.end,
                 });
                 for row in 0..height {
                     std::slice::from_raw_parts_mut(dst.add(row * n), cols)

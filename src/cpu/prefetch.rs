@@ -17,12 +17,12 @@ pub(crate) fn read(value: *const f32) {
 /// Starts loading the cache line holding `value` for writing, so a store that fills it need
 /// not wait for memory.
 #[inline(always)]
-pub(crate) fn write(value: *mut f32) {
+pub(crate) fn write(value: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `read`.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        _mm_prefetch::<_MM_HINT_ET0>(value.cast_const().cast())
+        _mm_prefetch::<_MM_HINT_ET0>(value.cast())
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
