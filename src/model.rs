@@ -474,8 +474,26 @@ impl Xception {
         &self.weights
     }
 
+    /// The backend the model runs on: never [`BackendKind::Auto`], which resolves to one of
+    /// the others at load.
+    pub fn backend_kind(&self) -> BackendKind {
+        match &self.backend {
+            Backend::Reference(_) => BackendKind::Reference,
+            Backend::Cpu(_) => BackendKind::Cpu,
+            Backend::Gpu(_) => BackendKind::Gpu,
+        }
+    }
+
+    /// The threads of the fast CPU backend (`None` on the others).
+    pub fn cpu_threads(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Cpu(cpu) => Some(cpu.threads()),
+            _ => None,
+        }
+    }
+
     /// A one-line description of the backend, e.g. `gpu (llvmpipe, Vulkan)` or
-    /// `cpu (2 threads)`.
+    /// `cpu (2 threads, AVX-512)`.
     pub fn backend_description(&self) -> String {
         match &self.backend {
             Backend::Reference(_) => "reference (cpu)".to_string(),

@@ -1,5 +1,6 @@
 //! The page in a real browser: `web/build.sh` builds it, headless Chromium runs it on its own
-//! WebGPU adapter (SwiftShader's Vulkan on machines without a GPU), and
+//! WebGPU adapter (SwiftShader's Vulkan on machines without a GPU) or, without WebGPU or on
+//! that software adapter, on the CPU backend compiled to WebAssembly, and
 //! `web/classify-in-browser.sh` drives it through its file chooser, as a visitor would.
 //!
 //! Needs what `.ci/run` installs: Chromium, Node, the wasm32 target and wasm-bindgen-cli. A
@@ -60,12 +61,41 @@ fn reference_logits(model: &Xception, path: &str) -> Vec<f32> {
     model.forward(&input).unwrap().logits(0).to_vec()
 }
 
-#[test]
-fn the_page_classifies_the_samples_like_the_native_reference_and_survives_bad_files() {
-    let build = run(&mut Command::new("web/build.sh"));
-    assert!(build.status.success(), "web/build.sh failed");
+/// Builds the page once for all the tests here.
+fn build_page() {
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| run(&mut Command::new("web/build.sh")).status.success());
+    assert!(built, "web/build.sh failed");
+}
 
-    // Each bad file sits between photos: the photo after it must still classify.
+/// The driver's JSON lines (one per input) and its last stderr line's `timings`.
+fn classify_in_browser(
+    args: &[&str],
+    images: &[String],
+) -> (Output, Vec<serde_json::Value>, serde_json::Value) {
+    build_page();
+    let page = run(Command::new("web/classify-in-browser.sh")
+        .args(args)
+        .args(images));
+    let lines = String::from_utf8_lossy(&page.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let stderr = String::from_utf8_lossy(&page.stderr);
+    let timings = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["timings"].clone())
+        .unwrap_or_else(|| panic!("no timings line on stderr:\n{stderr}"));
+    (page, lines, timings)
+}
+
+/// Runs the six photos with a bad file after each but the last through the page with the
+/// driver's `args`: each photo's logits are within 1e-4 of the native reference's, each bad
+/// file gets the page's error and the photo after it still classifies, and every line names
+/// `backend` as the one that ran.
+fn classifies_the_samples_and_survives_bad_files(args: &[&str], backend: &str) {
     let photos: Vec<String> = LABELS.iter().map(|l| format!("samples/{l}.jpg")).collect();
     let bad = bad_files();
     let mut images = Vec::new();
@@ -75,26 +105,24 @@ fn the_page_classifies_the_samples_like_the_native_reference_and_survives_bad_fi
             images.push(file.clone());
         }
     }
-    let page = run(Command::new("web/classify-in-browser.sh")
-        .args(["--top", "6"])
-        .args(&images));
+    let (page, all, timings) = classify_in_browser(&[&["--top", "6"], args].concat(), &images);
     let stderr = String::from_utf8_lossy(&page.stderr);
     assert_eq!(
         page.status.code(),
         Some(1),
         "some images fail, so the exit status is 1"
     );
+    assert_eq!(timings["backend"], backend, "{timings}");
 
     let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
-    let all: Vec<serde_json::Value> = String::from_utf8_lossy(&page.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
     assert_eq!(
         all.len(),
         images.len(),
         "one line per input, as the CLI prints"
     );
+    for line in &all {
+        assert_eq!(line["backend"], backend, "{line}");
+    }
     let (failed, lines): (Vec<_>, Vec<_>) = all
         .into_iter()
         .zip(&images)
@@ -120,8 +148,32 @@ fn the_page_classifies_the_samples_like_the_native_reference_and_survives_bad_fi
         for (got, want) in logits.iter().zip(&expected) {
             assert!(
                 (got - want).abs() <= 1e-4,
-                "{path}: browser logits {logits:?}, native reference {expected:?}"
+                "{path}: browser logits {logits:?} ({backend}), native reference {expected:?}"
             );
         }
     }
+}
+
+/// `?backend=gpu` runs the WebGPU kernels, even on a software adapter.
+#[test]
+fn the_page_runs_the_webgpu_kernels_when_asked() {
+    classifies_the_samples_and_survives_bad_files(&["--backend", "gpu"], "gpu");
+}
+
+/// Without WebGPU the page runs the CPU backend compiled to WebAssembly (SIMD128).
+#[test]
+fn without_webgpu_the_page_runs_the_wasm_cpu_backend() {
+    classifies_the_samples_and_survives_bad_files(&["--no-webgpu"], "cpu");
+}
+
+/// With WebGPU on SwiftShader, `auto` (the page's default) takes the CPU backend, as the
+/// native `auto` does on a software adapter, and says why.
+#[test]
+fn on_a_software_adapter_auto_takes_the_wasm_cpu_backend() {
+    let (page, lines, timings) = classify_in_browser(&[], &["samples/cup.jpg".to_string()]);
+    assert!(page.status.success());
+    assert_eq!(lines[0]["backend"], "cpu", "{}", lines[0]);
+    assert_eq!(lines[0]["top"][0]["label"], "cup");
+    let fallback = timings["fallback"].as_str().unwrap_or_default();
+    assert!(fallback.contains("software"), "{timings}");
 }

@@ -1,11 +1,15 @@
 /**
  * Browser front end for the Xception classifier: checks for WebGPU, loads the weights
- * (through Cache Storage), creates the wasm model and classifies dropped, chosen or
- * bundled photos, one at a time.
+ * (through Cache Storage), creates the wasm model (on a hardware WebGPU adapter, else on the
+ * CPU backend compiled to WebAssembly) and classifies dropped, chosen or bundled photos, one
+ * at a time.
  *
  * Automation hooks, on `window.xceptionPage`:
- *   ready       Promise<{adapter, inputSize, labels, timings}>; resolves once the model is
- *               created, rejects with the reason (no WebGPU, missing build, bad weights, ...).
+ *   ready       Promise<{backend, threads, fallback, adapter, kernels, inputSize, labels,
+ *               timings}>; resolves once the model is created (`backend` "gpu" or "cpu",
+ *               `threads` the CPU backend's, `fallback` why `auto` did not take the GPU),
+ *               rejects with the reason (GPU asked for without WebGPU, missing build, bad
+ *               weights, ...).
  *   results     [{image, top, logits, timings: {decode_ms, inference_ms, wall_ms}}, ...],
  *               one per successful classification, in order.
  *   errors      [{image, error}, ...], one per failed classification.
@@ -17,10 +21,12 @@
  *   top         number of classes each classification asks for (default 5; at least 5
  *               are always requested so the page can show them).
  *   whenRun(n)  Promise resolving with `runs` once `runs >= n`.
- * The page's query string may choose the convolution kernels and the precision as the command
- * line's --kernel and --precision do: `?kernel=tiled&precision=f16`.
- * `document.body.dataset.state` is "loading", then "ready", or "unsupported" (no WebGPU) or
- * "failed" (the model could not be created); "busy" while a photo is being classified.
+ * The page's query string may choose the backend, the convolution kernels and the precision
+ * as the command line's --backend, --kernel and --precision do: `?backend=gpu&kernel=tiled`.
+ * `backend` is `auto` (the default: a hardware WebGPU adapter, else the CPU), `gpu` or `cpu`.
+ * `document.body.dataset.state` is "loading", then "ready", or "unsupported" (the GPU asked
+ * for without WebGPU) or "failed" (the model could not be created); "busy" while a photo is
+ * being classified.
  */
 
 const WEIGHTS_URL = "pkg/xception_kitchenware.safetensors";
@@ -75,14 +81,18 @@ async function start() {
   // A file that is not an image leaves no broken picture behind.
   $("photo").addEventListener("error", () => { $("photo").hidden = true; });
 
-  const missing = await webGpuMissing();
+  const asked = runOptions().backend ?? "auto";
+  const missing = asked === "cpu" ? null : await webGpuMissing();
   if (missing) {
     $("gpu-missing-reason").textContent = missing;
     $("gpu-missing").hidden = false;
-    setState("unsupported");
-    status("WebGPU is not available in this browser.");
-    markFailed(new Error(`WebGPU is not available: ${missing}`));
-    return;
+    if (asked === "gpu") {
+      $("gpu-missing-consequence").textContent = "The page was asked to run on the GPU. To enable WebGPU:";
+      setState("unsupported");
+      status("WebGPU is not available in this browser.");
+      markFailed(new Error(`WebGPU is not available: ${missing}`));
+      return;
+    }
   }
 
   status("Loading the WebAssembly module…");
@@ -102,10 +112,13 @@ async function start() {
   $("t-weights").textContent = `${ms(page.timings.weightsMs)}, ${
     weights.source === "cache" ? "from cache" : "downloaded"} (${mb(weights.bytes.length)})`;
 
-  status("Setting up the network on the GPU…");
+  status("Setting up the network…");
   const t1 = performance.now();
+  // Without WebGPU, `auto` means the CPU; with an adapter the runtime decides (a software
+  // one, such as SwiftShader, loses to the CPU backend as it does natively).
+  const options = { ...runOptions(), backend: missing ? "cpu" : asked };
   try {
-    model = await wasm.Model.create(weights.bytes, runOptions());
+    model = await wasm.Model.create(weights.bytes, options);
   } catch (err) {
     await weights.forget();
     throw err;
@@ -116,8 +129,14 @@ async function start() {
 
   const [height, width] = Array.from(model.inputSize);
   const adapter = model.adapter;
+  const backend = model.backend;
+  const threads = model.threads ?? null;
+  const fallback = model.fallback ?? (missing ? `no WebGPU: ${missing}` : null);
+  $("backend").textContent = (backend === "cpu"
+    ? `CPU (WebAssembly), ${threads} thread${threads === 1 ? "" : "s"}`
+    : "GPU (WebGPU)") + (fallback ? `: ${fallback}` : "");
   $("adapter").textContent = [adapter, browserAdapter].filter(Boolean).join("; ");
-  $("kernels").textContent = model.kernels;
+  $("kernels").textContent = model.kernels || "GEMM micro-kernels";
   $("input-size").textContent = `${width} × ${height} pixels`;
   $("weights-progress").hidden = true;
   $("file-input").disabled = false;
@@ -125,6 +144,9 @@ async function start() {
   setState("ready");
   status("Ready: drop a photo, choose a file or pick a sample.");
   markReady({
+    backend,
+    threads,
+    fallback,
     adapter,
     kernels: model.kernels,
     inputSize: [height, width],
@@ -133,11 +155,12 @@ async function start() {
   });
 }
 
-/** The `kernel` and `precision` the query string asks for (the runtime checks the names). */
+/** The `backend`, `kernel` and `precision` the query string asks for (the runtime checks the
+ * names). */
 function runOptions() {
   const query = new URLSearchParams(location.search);
   const options = {};
-  for (const key of ["kernel", "precision"]) {
+  for (const key of ["backend", "kernel", "precision"]) {
     if (query.has(key)) options[key] = query.get(key);
   }
   return options;

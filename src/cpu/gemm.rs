@@ -9,8 +9,9 @@
 //! of its `MR` rows of `A` and issues `MR * NR / lanes` fused multiply-adds. On the last slice
 //! it adds the bias (and a residual) and applies the ReLU to the registers before storing.
 //!
-//! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16), NEON (6 x 16) and a portable one
-//! (4 x 16) that the compiler vectorises for whatever the target has (SSE2, SIMD128).
+//! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16), NEON (6 x 16), WebAssembly SIMD128
+//! (4 x 8) and a portable one (4 x 16) that the compiler vectorises for whatever the target
+//! has.
 //! [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
 
 use super::prefetch;
@@ -24,13 +25,22 @@ pub enum Isa {
     Avx2Fma,
     /// 6 rows x 16 columns in 24 NEON registers (aarch64).
     Neon,
+    /// 4 rows x 8 columns in 8 SIMD128 vectors (wasm32 built with `+simd128`): few enough
+    /// for a browser's compiler to keep in the 16 vector registers of an x86 machine.
+    Simd128,
     /// 4 rows x 16 columns in plain Rust that the compiler vectorises.
     Portable,
 }
 
 impl Isa {
     /// Every kernel family, widest first.
-    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2Fma, Isa::Neon, Isa::Portable];
+    pub const ALL: [Isa; 5] = [
+        Isa::Avx512,
+        Isa::Avx2Fma,
+        Isa::Neon,
+        Isa::Simd128,
+        Isa::Portable,
+    ];
 
     /// The widest family this CPU runs.
     pub fn detect() -> Self {
@@ -52,6 +62,9 @@ impl Isa {
             }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            // WebAssembly has no run-time detection: the build either has SIMD128 or not.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => true,
             Isa::Portable => true,
             // The families of other architectures.
             #[allow(unreachable_patterns)]
@@ -65,6 +78,7 @@ impl Isa {
             Isa::Avx512 => "AVX-512",
             Isa::Avx2Fma => "AVX2+FMA",
             Isa::Neon => "NEON",
+            Isa::Simd128 => "SIMD128",
             Isa::Portable => "portable",
         }
     }
@@ -75,6 +89,7 @@ impl Isa {
         match self {
             Isa::Avx512 => Tile { mr: 12, nr: 32 },
             Isa::Avx2Fma | Isa::Neon => Tile { mr: 6, nr: 16 },
+            Isa::Simd128 => Tile { mr: 4, nr: 8 },
             Isa::Portable => Tile { mr: 4, nr: 16 },
         }
     }
@@ -89,6 +104,8 @@ impl Isa {
             Isa::Avx2Fma => x86::AVX2[rows - 1],
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => arm::NEON[rows - 1],
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => wasm::SIMD128[rows - 1],
             Isa::Portable => portable::KERNELS[rows - 1],
             #[allow(unreachable_patterns)]
             other => unreachable!("{other:?} is never available here"),
@@ -638,6 +655,67 @@ mod arm {
         for (r, row) in acc.iter().enumerate() {
             for (v, y) in row.iter().enumerate() {
                 vst1q_f32(t.c.add(r * t.ldc + 4 * v), *y);
+            }
+        }
+    }
+}
+
+/// The WebAssembly SIMD128 kernels.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use std::arch::wasm32::*;
+
+    use super::{Call, Kernel};
+
+    pub(super) const SIMD128: [Kernel; 4] =
+        [simd128::<1>, simd128::<2>, simd128::<3>, simd128::<4>];
+
+    /// `R` rows x 8 columns: two 4-lane vectors per row. SIMD128 has no fused multiply-add
+    /// (only relaxed SIMD's, whose rounding varies by engine): a multiply, then an add.
+    ///
+    /// # Safety
+    /// As [`Kernel`].
+    unsafe fn simd128<const R: usize>(t: &Call) {
+        const V: usize = 2;
+        let load = |p: *const f32| v128_load(p.cast());
+        let mut acc = [[f32x4_splat(0.0); V]; R];
+        if t.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = load(t.c.add(r * t.ldc + 4 * v));
+                }
+            }
+        }
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..t.kc {
+            let w = [load(b), load(b.add(4))];
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = f32x4_splat(*a.add(r * t.lda));
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = f32x4_add(*y, f32x4_mul(x, w[v]));
+                }
+            }
+            a = a.add(1);
+            b = b.add(4 * V);
+        }
+        if let Some(f) = t.finish {
+            let bias = [load(f.bias), load(f.bias.add(4))];
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, y) in row.iter_mut().enumerate() {
+                    *y = f32x4_add(*y, bias[v]);
+                    if !f.residual.is_null() {
+                        *y = f32x4_add(*y, load(f.residual.add(r * t.ldc + 4 * v)));
+                    }
+                    if f.relu {
+                        // `y` where it is above zero, else zero (NaN too, as `f32::max`).
+                        *y = f32x4_pmax(f32x4_splat(0.0), *y);
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, y) in row.iter().enumerate() {
+                v128_store(t.c.add(r * t.ldc + 4 * v).cast(), *y);
             }
         }
     }

@@ -201,11 +201,12 @@ impl CpuModel {
                 0 => &input.data,
                 v => values[v].as_deref().expect("input computed"),
             };
-            let started = Instant::now();
+            // Only a profile reads the clock (which `wasm32-unknown-unknown` lacks).
+            let started = timings.is_some().then(Instant::now);
             // Records the node's step, which ends now.
             let macs = node.macs(shapes).total();
             let mut step = |kind: OpKind, floats: usize| {
-                if let Some(timings) = timings.as_deref_mut() {
+                if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started) {
                     timings.push(LaunchTiming {
                         layer: self.graph.value_names[node.output.0].clone(),
                         kind,

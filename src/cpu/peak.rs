@@ -38,7 +38,8 @@ fn round(isa: Isa) -> (usize, f32) {
         Isa::Avx2Fma => unsafe { x86::avx2() },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => unsafe { arm::neon() },
-        Isa::Portable => portable(),
+        // The portable loop compiles to SIMD128's multiplies and adds in a `+simd128` build.
+        Isa::Simd128 | Isa::Portable => portable(),
         #[allow(unreachable_patterns)]
         other => unreachable!("{other:?} is never available here"),
     }

@@ -1,11 +1,14 @@
 //! xception-wgpu in the browser: a small `wasm-bindgen` surface over the same runtime, running
-//! the network on the page's WebGPU adapter with the same kernels as on native.
+//! the network on the page's WebGPU adapter with the same kernels as on native or, as the
+//! native `auto` does where there is no adapter or only a software one, on the fast CPU
+//! backend compiled to WebAssembly with its SIMD128 kernels.
 //!
 //! ```js
 //! import init, { Model } from "./pkg/xception_web.js";
 //! await init();
 //! const weights = new Uint8Array(await (await fetch(url)).arrayBuffer());
-//! const model = await Model.create(weights); // or (weights, { kernel: "tiled", precision: "f16" })
+//! const model = await Model.create(weights); // or (weights, { backend: "gpu", kernel: "tiled" })
+//! model.backend; // "gpu" or "cpu"; model.fallback says why `auto` did not take the GPU
 //! const result = await model.classifyEncoded(jpegBytes, "photo.jpg", 5);
 //! // { image, top: [{ index, label, probability }], logits, timings: { decode_ms, inference_ms } }
 //! ```
@@ -20,18 +23,20 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use web_time::Instant;
 use xception_wgpu::image::{DynamicImage, RgbaImage};
-use xception_wgpu::{preprocess, Error, KernelChoice, Precision, Xception};
+use xception_wgpu::{preprocess, BackendKind, Error, KernelChoice, Precision, Xception};
 
-/// Xception with its weights on the page's WebGPU device.
+/// Xception with its weights on the page's WebGPU device or on the CPU.
 #[wasm_bindgen]
 pub struct Model {
     inner: Rc<Xception>,
 }
 
-/// How to run the network: the names of the command line's `--kernel` and `--precision`.
+/// How to run the network: the names of the command line's `--backend` (`auto`, `gpu` or
+/// `cpu`; `auto` when left out), `--kernel` and `--precision`.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct Options {
+    backend: Option<String>,
     kernel: Option<String>,
     precision: Option<String>,
 }
@@ -60,6 +65,18 @@ struct Timings {
     inference_ms: f64,
 }
 
+/// The backend `name` asks for (`auto` when none).
+fn parse_backend(name: Option<&str>) -> Result<BackendKind, JsError> {
+    match name.unwrap_or("auto") {
+        "auto" => Ok(BackendKind::Auto),
+        "gpu" => Ok(BackendKind::Gpu),
+        "cpu" => Ok(BackendKind::Cpu),
+        other => Err(JsError::new(&format!(
+            "unknown backend '{other}' (expected auto, gpu or cpu)"
+        ))),
+    }
+}
+
 fn js_error(error: Error) -> JsValue {
     JsError::new(&error.to_string()).into()
 }
@@ -71,14 +88,19 @@ fn ms_since(start: Instant) -> f64 {
 #[wasm_bindgen]
 impl Model {
     /// Creates a model from safetensors weights (the bytes of the `.safetensors` file) on the
-    /// page's WebGPU adapter: resolves to the model, or rejects with the runtime's message.
-    /// `options` (optional): `{ kernel: "auto" | "portable" | "subgroup" | "tiled" |
-    /// "coopmat", precision: "f32" | "f16" }`, as on the command line.
+    /// page's WebGPU adapter or the CPU: resolves to the model, or rejects with the runtime's
+    /// message. `options` (optional): `{ backend: "auto" | "gpu" | "cpu", kernel: "auto" |
+    /// "portable" | "subgroup" | "tiled" | "coopmat", precision: "f32" | "f16" }`, as on the
+    /// command line; `auto` takes a hardware WebGPU adapter, else the CPU.
     pub async fn create(weights: Vec<u8>, options: JsValue) -> Result<Model, JsError> {
         console_error_panic_hook::set_once();
         let options: Option<Options> = serde_wasm_bindgen::from_value(options)?;
-        let Options { kernel, precision } = options.unwrap_or_default();
-        let mut builder = Xception::builder();
+        let Options {
+            backend,
+            kernel,
+            precision,
+        } = options.unwrap_or_default();
+        let mut builder = Xception::builder().backend(parse_backend(backend.as_deref())?);
         if let Some(kernel) = kernel {
             builder = builder.conv_kernel(kernel.parse::<KernelChoice>()?);
         }
@@ -94,10 +116,33 @@ impl Model {
         })
     }
 
-    /// The adapter and backend the model runs on.
+    /// The adapter and backend the model runs on, e.g. `gpu (…)` or `cpu (1 threads, SIMD128)`.
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.inner.backend_description()
+    }
+
+    /// `"gpu"` or `"cpu"`: where the network runs.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        match self.inner.backend_kind() {
+            BackendKind::Gpu => "gpu",
+            _ => "cpu",
+        }
+        .to_string()
+    }
+
+    /// Threads the CPU backend runs on (`undefined` on the GPU).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> Option<u32> {
+        self.inner.cpu_threads().map(|threads| threads as u32)
+    }
+
+    /// Why `auto` runs on the CPU rather than the page's WebGPU adapter (`undefined` where it
+    /// took the GPU or a backend was asked for).
+    #[wasm_bindgen(getter)]
+    pub fn fallback(&self) -> Option<String> {
+        self.inner.fallback().map(ToString::to_string)
     }
 
     /// The kernels the convolutions run on, e.g. `conv_tiled+depthwise_conv_tiled`.

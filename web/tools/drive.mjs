@@ -4,7 +4,8 @@
  * prints one JSON line per image on stdout, as `xception classify --json` does.
  *
  *   node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
- *        [--visits N] [--top K] [--timeout S] [--kernel K] [--precision P] IMAGE|DIR...
+ *        [--visits N] [--top K] [--timeout S] [--backend B] [--no-webgpu] [--kernel K]
+ *        [--precision P] IMAGE|DIR...
  *
  * Serves web/ on 127.0.0.1, opens the page over the DevTools protocol, hands each image to
  * the page's file input (as a user's file choice would be) and reads the outcome from the
@@ -38,13 +39,17 @@ const MIME_TYPES = {
   ".safetensors": "application/octet-stream",
 };
 const USAGE = `usage: node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
-       [--visits N] [--top K] [--timeout S] [--kernel K] [--precision P] IMAGE|DIR...
+       [--visits N] [--top K] [--timeout S] [--backend B] [--no-webgpu] [--kernel K]
+       [--precision P] IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
                         weights cache; each later visit classifies that image once (default 1)
   --top K               classes per image in the JSON lines (default 5)
   --timeout S           give up after S seconds in all (default 600)
+  --backend B           auto, gpu or cpu, as xception's --backend (default auto: a hardware
+                        WebGPU adapter, else the CPU backend compiled to WebAssembly)
+  --no-webgpu           start Chromium without WebGPU (no adapter is offered)
   --kernel K            the convolution kernels, as xception's --kernel (default auto)
   --precision P         f32 or f16, as xception's --precision (default f32)`;
 
@@ -96,10 +101,11 @@ async function main() {
     server.close();
   });
   const query = new URLSearchParams(
-    Object.entries({ kernel: options.kernel, precision: options.precision }).filter(([, v]) => v),
+    Object.entries({ backend: options.backend, kernel: options.kernel, precision: options.precision })
+      .filter(([, v]) => v),
   );
   const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
-  const browser = await launch(browserPath);
+  const browser = await launch(browserPath, options.webgpu);
   const cdp = await Cdp.connect(browser.wsUrl);
   cleanups.push(() => cdp.close());
 
@@ -123,11 +129,11 @@ async function main() {
       const message = `${image.shown}: ${outcome.error}`;
       console.error(`error: ${message}`);
       // As `xception classify --json` does, so that a JSON reader sees every input.
-      console.log(`{"error":${JSON.stringify(message)},"image":${JSON.stringify(image.shown)}}`);
+      console.log(`{"backend":"${ready.backend}","error":${JSON.stringify(message)},"image":${JSON.stringify(image.shown)}}`);
       continue;
     }
     last = image;
-    console.log(cliJson(image.shown, outcome.result, options.top));
+    console.log(cliJson(ready.backend, image.shown, outcome.result, options.top));
   }
 
   const warm = [];
@@ -158,6 +164,9 @@ async function main() {
 
   console.error(JSON.stringify({
     timings: {
+      backend: ready.backend,
+      threads: ready.threads,
+      fallback: ready.fallback,
       adapter: ready.adapter,
       kernels: ready.kernels,
       visits,
@@ -174,8 +183,8 @@ async function main() {
 /** Parses the command line; prints the usage and exits for --help, throws it on errors. */
 function parseArgs(args) {
   const options = {
-    screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, kernel: null, precision: null,
-    images: [],
+    screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, backend: null, webgpu: true,
+    kernel: null, precision: null, images: [],
   };
   const count = (name, value, min) => {
     const n = Number(value);
@@ -197,6 +206,8 @@ function parseArgs(args) {
     else if (arg === "--visits") options.visits = count(arg, value(), 1);
     else if (arg === "--top") options.top = count(arg, value(), 0);
     else if (arg === "--timeout") options.timeout = count(arg, value(), 1);
+    else if (arg === "--backend") options.backend = value();
+    else if (arg === "--no-webgpu") options.webgpu = false;
     else if (arg === "--kernel") options.kernel = value();
     else if (arg === "--precision") options.precision = value();
     else if (arg === "--") {
@@ -310,15 +321,18 @@ function serve(root) {
   });
 }
 
-/** Starts Chromium on a fresh profile and returns its DevTools websocket URL. */
-async function launch(binary) {
+/**
+ * Starts Chromium on a fresh profile, with WebGPU unless `webgpu` is false (on Linux it offers
+ * no adapter without --enable-unsafe-webgpu), and returns its DevTools websocket URL.
+ */
+async function launch(binary, webgpu) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "xception-chromium-"));
   cleanups.push(() => fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 }));
   const args = [
     "--headless=new",
     "--no-sandbox",
     "--disable-dev-shm-usage",
-    "--enable-unsafe-webgpu",
+    ...(webgpu ? ["--enable-unsafe-webgpu"] : []),
     "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
@@ -548,14 +562,15 @@ async function classify(page, image) {
 }
 
 /**
- * The CLI's `--json` line, byte for byte: keys image, logits, top (index, label,
- * probability), no spaces, numbers written as serde_json writes them.
+ * The CLI's `--json` line, byte for byte (keys image, logits, top: index, label,
+ * probability; no spaces; numbers written as serde_json writes them), led by the backend
+ * that ran it ("gpu" or "cpu").
  */
-function cliJson(shown, result, k) {
+function cliJson(backend, shown, result, k) {
   const numbers = (values) => values.map(jsonNumber).join(",");
   const top = result.top.slice(0, k).map(({ index, label, probability }) =>
     `{"index":${index},"label":${JSON.stringify(label)},"probability":${jsonNumber(probability)}}`);
-  return `{"image":${JSON.stringify(shown)},"logits":[${numbers(result.logits)}],"top":[${top.join(",")}]}`;
+  return `{"backend":"${backend}","image":${JSON.stringify(shown)},"logits":[${numbers(result.logits)}],"top":[${top.join(",")}]}`;
 }
 
 /**
