@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what the tests need on a Debian or Ubuntu machine, installing only what is missing,
-# then runs them all: `cargo test --release`, the weights converter's tests and the Python
-# package's tests. CI (`.ci/run`) runs exactly this.
+# then runs them all: `cargo test --release`, the CPU kernels compiled to WebAssembly
+# (`scripts/test-wasm.sh`), the weights converter's tests and the Python package's tests. CI
+# (`.ci/run`) runs exactly this.
 #
 # Needs: Rust (rustup), Node.js 20 or newer, and root or sudo where a system package is
 # missing. GPU tests run on Mesa's software Vulkan driver (lavapipe), `xception check` also on
@@ -51,6 +52,9 @@ fi
 
 step "cargo test --release"
 cargo test --release
+
+step "the CPU backend's WebAssembly kernels (SIMD128) against the reference, in Node"
+scripts/test-wasm.sh
 
 # One virtual environment for the Python tests, kept under target/ between runs.
 venv="target/test-venv"

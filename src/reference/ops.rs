@@ -7,12 +7,19 @@ use crate::graph::Padding;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
 
-/// Runs `f(row_index, row)` over the `row_len`-sized rows of `out`, spread over the CPU cores.
+/// Runs `f(row_index, row)` over the `row_len`-sized rows of `out`, spread over the CPU cores
+/// (on the calling thread alone where there is one core, or no threads, as in WebAssembly).
 fn for_each_row(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let rows = out.len() / row_len.max(1);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(rows.max(1));
+    if threads == 1 {
+        for (i, row) in out.chunks_mut(row_len.max(1)).enumerate() {
+            f(i, row);
+        }
+        return;
+    }
     let rows_per_thread = rows.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
         for (t, chunk) in out.chunks_mut(rows_per_thread * row_len).enumerate() {
