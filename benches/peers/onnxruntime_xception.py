@@ -19,7 +19,8 @@ Usage (from the repository root)::
     /tmp/ort-venv/bin/python benches/peers/onnxruntime_xception.py --check
     /tmp/ort-venv/bin/python benches/peers/onnxruntime_xception.py --size 150 --size 299 --threads 2 --runs 20
 
-``--check`` runs every tests/golden/*.safetensors case (input =
+``--export DIR`` writes the graph for each size as ``DIR/xception_SIZE.onnx``, what
+``web/peers/`` runs on ONNX Runtime Web. ``--check`` runs every tests/golden/*.safetensors case (input =
 pixels/127.5 - 1) and prints max |d| of embedding and logits against the Keras
 goldens (tolerance 1e-4, as the Rust tests). Timing reports min and median
 milliseconds of a run (batch 1 unless ``--batch``) on a fixed random input after 3 warm-up runs,
@@ -247,9 +248,21 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--check", action="store_true", help="compare against tests/golden/*.safetensors and exit")
+    ap.add_argument("--export", metavar="DIR",
+                    help="write the graph for each --size to DIR/xception_SIZE.onnx (for ONNX Runtime Web) and exit")
     args = ap.parse_args()
 
     weights, meta = load_weights(args.weights)
+    if args.export:
+        os.makedirs(args.export, exist_ok=True)
+        for size in args.size or [150, 299]:
+            path = os.path.join(args.export, f"xception_{size}.onnx")
+            model = build_model(weights, meta, size, size)[0]
+            # IR 10 (opset 17 needs 8 or later), which every ONNX Runtime Web release reads.
+            model.ir_version = min(model.ir_version, 10)
+            onnx.save(model, path)
+            print(f"wrote {path}")
+        return 0
     print(f"onnxruntime {ort.__version__} (onnx {onnx.__version__}), CPUExecutionProvider")
     if args.check:
         return 0 if check(weights, meta, args.threads) else 1

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * Times the page's CPU backend in WebAssembly and ONNX Runtime Web's WebAssembly backend on
+ * the same network, in one headless Chromium session driven by Playwright, in rounds that
+ * alternate the two. Prints one JSON line per measurement.
+ *
+ *   cd web/peers && npm ci && node bench.mjs [--rounds N] [--runs N] [--threads N]
+ *
+ * Needs web/build.sh's build and the peer's models, written by
+ *   benches/peers/onnxruntime_xception.py --export web/peers/models --size 150 --size 299
+ * The page classifies its bundled cup photo at the model's input size (150x150); the peer
+ * runs at 150x150 and 299x299. Environment: CHROMIUM, the browser binary (default
+ * /usr/bin/chromium).
+ */
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const TYPES = {
+  ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript",
+  ".css": "text/css", ".wasm": "application/wasm", ".jpg": "image/jpeg", ".png": "image/png",
+};
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const rounds = option("--rounds", 2);
+const runs = option("--runs", 7);
+const threads = option("--threads", 1);
+
+for (const needed of ["pkg/xception_web.js", "peers/models/xception_150.onnx", "peers/models/xception_299.onnx"]) {
+  if (!fs.existsSync(path.join(WEB, needed))) {
+    console.error(`error: web/${needed} is missing (see the usage at the top of this file)`);
+    process.exit(2);
+  }
+}
+
+// web/ over HTTP, cross-origin isolated so that threaded WebAssembly may run.
+const server = http.createServer((request, response) => {
+  const file = path.join(WEB, path.normalize(decodeURIComponent(new URL(request.url, "http://x").pathname)));
+  const target = file.endsWith(path.sep) ? path.join(file, "index.html") : file;
+  if (!target.startsWith(WEB) || !fs.existsSync(target) || fs.statSync(target).isDirectory()) {
+    response.writeHead(404).end();
+    return;
+  }
+  response.writeHead(200, {
+    "Content-Type": TYPES[path.extname(target)] ?? "application/octet-stream",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+  });
+  fs.createReadStream(target).pipe(response);
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const summary = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)] };
+};
+
+try {
+  for (let round = 1; round <= rounds; round++) {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/?backend=cpu`);
+    const ready = await page.evaluate(() => window.xceptionPage.ready);
+    const button = page.locator("#samples button").first();
+    for (let run = 1; run <= runs + 1; run++) {
+      await button.click();
+      await page.evaluate((n) => window.xceptionPage.whenRun(n), run);
+    }
+    const ms = await page.evaluate(() => window.xceptionPage.results.map((r) => r.timings.inference_ms));
+    console.log(JSON.stringify({
+      round, runtime: `xception-wgpu (${ready.adapter})`, size: 150, threads: ready.threads,
+      setupMs: ready.timings.setupMs, firstMs: ms[0], ...summary(ms.slice(1)),
+    }));
+    await page.close();
+
+    for (const size of [150, 299]) {
+      const peer = await browser.newPage();
+      await peer.goto(`${origin}/peers/onnxruntime-web.html?size=${size}&threads=${threads}&runs=${runs}`);
+      const result = await peer.evaluate(() => window.peer);
+      const { runsMs, ...rest } = result;
+      console.log(JSON.stringify({ round, ...rest, ...summary(runsMs) }));
+      await peer.close();
+    }
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
