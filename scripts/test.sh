@@ -50,6 +50,9 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
     export XDG_RUNTIME_DIR
 fi
 
+step "the page's driver (Playwright, web/tools/package-lock.json)"
+npm ci --prefix web/tools --no-audit --no-fund
+
 step "cargo test --release"
 cargo test --release
 

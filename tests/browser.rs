@@ -3,8 +3,9 @@
 //! that software adapter, on the CPU backend compiled to WebAssembly, and
 //! `web/classify-in-browser.sh` drives it through its file chooser, as a visitor would.
 //!
-//! Needs what `.ci/run` installs: Chromium, Node, the wasm32 target and wasm-bindgen-cli. A
-//! missing piece fails the test, naming it; it never skips.
+//! Needs what `.ci/run` installs: Chromium, Node, Playwright (`npm ci --prefix web/tools`),
+//! the wasm32 target and wasm-bindgen-cli. A missing piece fails the test, naming it; it never
+//! skips.
 
 use std::process::{Command, Output};
 

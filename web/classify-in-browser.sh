@@ -12,4 +12,8 @@ if ! command -v node >/dev/null 2>&1; then
     echo "error: node (version 20 or later) is not on PATH" >&2
     exit 2
 fi
-exec node --experimental-websocket "$here/tools/drive.mjs" "$@"
+if [[ ! -d "$here/tools/node_modules/playwright-core" ]]; then
+    echo "error: the driver's Playwright is missing: run npm ci --prefix $here/tools" >&2
+    exit 2
+fi
+exec node "$here/tools/drive.mjs" "$@"

@@ -3,11 +3,11 @@
  * Classifies images with the in-browser page (web/index.html) in headless Chromium and
  * prints one JSON line per image on stdout, as `xception classify --json` does.
  *
- *   node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
- *        [--visits N] [--top K] [--timeout S] [--backend B] [--no-webgpu] [--kernel K]
- *        [--precision P] IMAGE|DIR...
+ *   node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
+ *        [--timeout S] [--backend B] [--no-webgpu] [--kernel K] [--precision P] IMAGE|DIR...
  *
- * Serves web/ on 127.0.0.1, opens the page over the DevTools protocol, hands each image to
+ * Serves web/ on 127.0.0.1, opens the page in Chromium through Playwright (`playwright-core`,
+ * pinned in web/tools/package-lock.json: `npm ci --prefix web/tools`), hands each image to
  * the page's file input (as a user's file choice would be) and reads the outcome from the
  * page's `window.xceptionPage` hooks. Failed images are reported on stderr and make the
  * exit code 1; a driver or browser failure exits 1, a usage or setup error 2. The page's
@@ -15,10 +15,8 @@
  * Environment: CHROMIUM, the browser binary to run.
  */
 
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,9 +36,8 @@ const MIME_TYPES = {
   ".ico": "image/x-icon",
   ".safetensors": "application/octet-stream",
 };
-const USAGE = `usage: node --experimental-websocket web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
-       [--visits N] [--top K] [--timeout S] [--backend B] [--no-webgpu] [--kernel K]
-       [--precision P] IMAGE|DIR...
+const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
+       [--timeout S] [--backend B] [--no-webgpu] [--kernel K] [--precision P] IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
@@ -76,9 +73,11 @@ main().then(
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  if (typeof WebSocket === "undefined") {
-    const hint = "run with `node --experimental-websocket` (Node 20) or Node 22+";
-    throw new Failure(`no WebSocket in this Node: ${hint}`, 2);
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch {
+    throw new Failure("playwright-core is missing: run `npm ci --prefix web/tools`", 2);
   }
   const { images, ok: expanded } = expandImages(options.images);
   const browserPath = findChromium();
@@ -105,18 +104,10 @@ async function main() {
       .filter(([, v]) => v),
   );
   const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
-  const browser = await launch(browserPath, options.webgpu);
-  const cdp = await Cdp.connect(browser.wsUrl);
-  cleanups.push(() => cdp.close());
-
-  const { targetId } = await cdp.send("Target.createTarget", { url: "about:blank" });
-  const { sessionId } = await cdp.send("Target.attachToTarget", { targetId, flatten: true });
-  const page = cdp.session(sessionId);
-  forwardConsole(cdp, sessionId);
-  await Promise.all(["Runtime", "Page", "Log", "Inspector"].map((domain) => page.send(`${domain}.enable`)));
+  const page = await launch(chromium, browserPath, options.webgpu);
 
   const visits = [];
-  const ready = await open(page, () => page.send("Page.navigate", { url }));
+  const ready = await open(page, () => page.goto(url));
   visits.push(visitTimings(ready.timings));
   await evaluate(page, `window.xceptionPage.top = ${options.top}`);
 
@@ -150,7 +141,7 @@ async function main() {
   visits[0].firstInferenceMs = round(await evaluate(page, "window.xceptionPage.timings.firstInferenceMs"));
 
   for (let visit = 2; visit <= options.visits; visit++) {
-    const again = await open(page, () => page.send("Page.reload", {}));
+    const again = await open(page, () => page.reload());
     if (last) {
       const outcome = await classify(page, last);
       if (outcome.error) throw new Failure(`${last.shown}: visit ${visit}: ${outcome.error}`);
@@ -322,204 +313,51 @@ function serve(root) {
 }
 
 /**
- * Starts Chromium on a fresh profile, with WebGPU unless `webgpu` is false (on Linux it offers
- * no adapter without --enable-unsafe-webgpu), and returns its DevTools websocket URL.
+ * Starts Chromium (`binary`) through Playwright, with WebGPU unless `webgpu` is false (on
+ * Linux it offers no adapter without --enable-unsafe-webgpu), on a fresh profile, and returns
+ * a page whose console goes to stderr.
  */
-async function launch(binary, webgpu) {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "xception-chromium-"));
-  cleanups.push(() => fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 }));
-  const args = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    ...(webgpu ? ["--enable-unsafe-webgpu"] : []),
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--remote-debugging-port=0",
-    `--user-data-dir=${profile}`,
-    "--window-size=1200,900",
-    "about:blank",
-  ];
-  // Its own process group, so that stopping it also stops its helper processes.
-  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: true });
-  let exited = child.exitCode !== null;
-  const gone = new Promise((resolve) => child.once("exit", () => { exited = true; resolve(); }));
-  let spawnError = null;
-  child.once("error", (err) => { spawnError = err; exited = true; });
-  cleanups.push(async () => {
-    // Browser.close has usually ended it; then whatever is left of its group goes.
-    const group = (sig) => {
-      try {
-        process.kill(-child.pid, sig);
-        return true;
-      } catch {
-        return false; // no process left in the group
-      }
-    };
-    if (!exited && !(await Promise.race([gone.then(() => true), sleep(3000)]))) group("SIGTERM");
-    for (let i = 0; i < 40 && group(0); i++) {
-      if (i === 20) group("SIGKILL");
-      await sleep(100);
-    }
+async function launch(chromium, binary, webgpu) {
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: binary,
+      args: ["--no-sandbox", "--disable-dev-shm-usage", ...(webgpu ? ["--enable-unsafe-webgpu"] : [])],
+    });
+  } catch (err) {
+    throw new Failure(`could not start ${binary}: ${err.message}`);
+  }
+  cleanups.push(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  page.on("console", (message) => {
+    const kind = message.type() === "log" ? "" : `${message.type()}: `;
+    console.error(`[page] ${kind}${message.text()}`);
   });
-
-  let stderr = "";
-  let wsUrl = null;
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text) => {
-    stderr = (stderr + text).slice(-8000);
-    wsUrl ??= /DevTools listening on (ws:\/\/\S+)/.exec(stderr)?.[1] ?? null;
+  page.on("pageerror", (err) => console.error(`[page] uncaught: ${err.message}`));
+  page.on("crash", () => {
+    console.error("error: the page crashed");
+    finish(1);
   });
-  const portFile = path.join(profile, "DevToolsActivePort");
-  const deadline = Date.now() + 30_000;
-  while (!wsUrl) {
-    if (spawnError) throw new Failure(`could not start ${binary}: ${spawnError.message}`, 2);
-    if (exited) throw new Failure(`${binary} exited during start-up:\n${stderr.trim()}`);
-    if (Date.now() > deadline) {
-      throw new Failure(`${binary} did not open DevTools within 30 s:\n${stderr.trim()}`);
-    }
-    try {
-      const [port, target] = fs.readFileSync(portFile, "utf8").split("\n");
-      if (port && target) wsUrl = `ws://127.0.0.1:${port.trim()}${target.trim()}`;
-    } catch {
-      // not written yet
-    }
-    if (!wsUrl) await sleep(50);
-  }
-  return { wsUrl, process: child };
-}
-
-/** A DevTools protocol connection; sessions route by `sessionId` (flattened targets). */
-class Cdp {
-  static connect(url) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      ws.addEventListener("open", () => resolve(new Cdp(ws)), { once: true });
-      ws.addEventListener("error", () => reject(new Failure(`could not connect to ${url}`)), { once: true });
-    });
-  }
-
-  constructor(ws) {
-    this.ws = ws;
-    this.nextId = 1;
-    this.pending = new Map();
-    this.listeners = new Set();
-    ws.addEventListener("message", (event) => this.receive(JSON.parse(event.data)));
-    ws.addEventListener("close", () => {
-      for (const { reject, method } of this.pending.values()) {
-        reject(new Failure(`${method}: the browser closed the DevTools connection`));
-      }
-      this.pending.clear();
-    });
-  }
-
-  send(method, params = {}, sessionId = undefined) {
-    const id = this.nextId++;
-    const message = { id, method, params };
-    if (sessionId) message.sessionId = sessionId;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, method });
-      this.ws.send(JSON.stringify(message));
-    });
-  }
-
-  receive(message) {
-    if (message.id !== undefined) {
-      const call = this.pending.get(message.id);
-      if (!call) return;
-      this.pending.delete(message.id);
-      if (message.error) call.reject(new Failure(`${call.method}: ${message.error.message}`));
-      else call.resolve(message.result);
-      return;
-    }
-    for (const listener of this.listeners) listener(message);
-  }
-
-  /** Calls `listener` with every event. */
-  on(listener) {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  /** Resolves with the params of the next `method` event of `sessionId`. */
-  once(method, sessionId) {
-    return new Promise((resolve) => {
-      const off = this.on((message) => {
-        if (message.method === method && message.sessionId === sessionId) {
-          off();
-          resolve(message.params);
-        }
-      });
-    });
-  }
-
-  session(sessionId) {
-    return {
-      send: (method, params) => this.send(method, params, sessionId),
-      once: (method) => this.once(method, sessionId),
-    };
-  }
-
-  async close() {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
-    try {
-      await Promise.race([this.send("Browser.close"), sleep(2000)]);
-    } catch {
-      // the browser went away first
-    }
-    this.ws.close();
-  }
-}
-
-/** Prints the page's console messages, exceptions and log entries to stderr; ends on a crash. */
-function forwardConsole(cdp, sessionId) {
-  const show = (arg) => {
-    if (arg.type === "string") return arg.value;
-    if ("value" in arg) return JSON.stringify(arg.value);
-    return arg.unserializableValue ?? arg.description ?? arg.type;
-  };
-  cdp.on((message) => {
-    if (message.sessionId !== sessionId) return;
-    const { method, params } = message;
-    if (method === "Runtime.consoleAPICalled") {
-      const kind = params.type === "log" ? "" : `${params.type}: `;
-      console.error(`[page] ${kind}${params.args.map(show).join(" ")}`);
-    } else if (method === "Runtime.exceptionThrown") {
-      const details = params.exceptionDetails;
-      console.error(`[page] uncaught: ${details.exception?.description ?? details.text}`);
-    } else if (method === "Log.entryAdded") {
-      const { level, text, url } = params.entry;
-      console.error(`[page] ${level}: ${text}${url ? ` (${url})` : ""}`);
-    } else if (method === "Inspector.targetCrashed") {
-      console.error("error: the page crashed");
-      finish(1);
-    }
-  });
+  return page;
 }
 
 /** Evaluates `expression` in the page, awaiting promises; returns its value. */
 async function evaluate(page, expression) {
-  const reply = await page.send("Runtime.evaluate", {
-    expression,
-    awaitPromise: true,
-    returnByValue: true,
-  });
-  if (reply.exceptionDetails) {
-    const details = reply.exceptionDetails;
-    throw new Failure(`in the page: ${details.exception?.description ?? details.text}`);
+  try {
+    return await page.evaluate(expression);
+  } catch (err) {
+    throw new Failure(`in the page: ${err.message}`);
   }
-  return reply.result.value;
 }
 
 /** Loads the page with `go` (navigate or reload) and returns what `ready` resolves to. */
 async function open(page, go) {
-  const loaded = page.once("Page.loadEventFired");
-  const { errorText } = await go();
-  if (errorText) throw new Failure(`could not open the page: ${errorText}`);
-  await loaded;
+  try {
+    await go();
+  } catch (err) {
+    throw new Failure(`could not open the page: ${err.message}`);
+  }
   const deadline = Date.now() + 30_000;
   while (!(await evaluate(page, "typeof window.xceptionPage?.ready?.then === 'function'"))) {
     if (Date.now() > deadline) {
@@ -543,10 +381,8 @@ async function classify(page, image) {
   }
   const before = await evaluate(page, `(({ runs, results, errors }) =>
     ({ runs, results: results.length, errors: errors.length }))(window.xceptionPage)`);
-  const { root } = await page.send("DOM.getDocument", { depth: 0 });
-  const { nodeId } = await page.send("DOM.querySelector", { nodeId: root.nodeId, selector: "#file-input" });
-  if (!nodeId) throw new Failure("the page has no #file-input");
-  await page.send("DOM.setFileInputFiles", { nodeId, files: [image.absolute] });
+  if ((await page.locator("#file-input").count()) !== 1) throw new Failure("the page has no #file-input");
+  await page.setInputFiles("#file-input", image.absolute);
   const outcome = await evaluate(page, `(async () => {
     const page = window.xceptionPage;
     await page.whenRun(${before.runs + 1});
@@ -607,19 +443,7 @@ function visitTimings(t) {
 }
 
 async function screenshot(page, file) {
-  const { cssContentSize } = await page.send("Page.getLayoutMetrics");
-  const { data } = await page.send("Page.captureScreenshot", {
-    format: "png",
-    captureBeyondViewport: true,
-    clip: {
-      x: 0,
-      y: 0,
-      width: Math.ceil(cssContentSize.width),
-      height: Math.ceil(cssContentSize.height),
-      scale: 1,
-    },
-  });
-  fs.writeFileSync(file, Buffer.from(data, "base64"));
+  await page.screenshot({ path: file, fullPage: true });
   console.error(`screenshot: ${file}`);
 }
 
@@ -639,7 +463,7 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Runs the clean-ups (browser, profile, server), last registered first, once; exits. */
+/** Runs the clean-ups (browser, server), last registered first, once; exits. */
 async function finish(code) {
   if (finishing) return;
   finishing = true;
