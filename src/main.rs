@@ -25,7 +25,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xception_wgpu::gpu::tune::TuneEvent;
 use xception_wgpu::gpu::{default_cache_dir, KernelCache};
-use xception_wgpu::graph::{Graph, MIN_INPUT_SIZE};
 use xception_wgpu::{
     BackendKind, Error, Fallback, KernelChoice, Precision, Size, Weights, Xception, XceptionBuilder,
 };
@@ -389,32 +388,16 @@ pub enum Sizing {
     Native,
 }
 
-/// `--size`, the same on every command: `N` (N x N), `WxH`, or `native`; at least 71x71.
+/// `--size`, the same on every command: `native`, or a size as [`Size`] parses it (`N` or
+/// `WxH`, at least 71x71, within the activation limit).
 fn parse_size(text: &str) -> Result<Sizing, Error> {
     if text == "native" {
         return Ok(Sizing::Native);
     }
-    let parsed = match text.split_once(['x', 'X']) {
-        Some((w, h)) => w.parse().ok().zip(h.parse().ok()),
-        None => text.parse().ok().map(|side| (side, side)),
-    };
-    match parsed {
-        Some((width, height)) if width >= MIN_INPUT_SIZE && height >= MIN_INPUT_SIZE => {
-            let size = Size::new(width, height);
-            Graph::check_input_size(size).map_err(|e| match e {
-                Error::Input(problem) => Error::Argument(format!("--size {size}: {problem}")),
-                other => other,
-            })?;
-            Ok(Sizing::Fixed(size))
-        }
-        Some((width, height)) => Err(Error::Argument(format!(
-            "--size {width}x{height} is too small: Xception needs at least \
-             {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
-        ))),
-        None => Err(Error::Argument(format!(
-            "--size `{text}` is neither N, WxH (e.g. 299x299) nor `native`"
-        ))),
-    }
+    text.parse().map(Sizing::Fixed).map_err(|e| match e {
+        Error::Argument(problem) => Error::Argument(format!("--{problem}")),
+        other => other,
+    })
 }
 
 fn weights_path(given: Option<&Path>) -> PathBuf {

@@ -24,6 +24,39 @@ impl std::fmt::Display for Size {
     }
 }
 
+/// An input size as the command line's `--size` and the page's `size` take it: `N` (N x N)
+/// or `WxH`, at least [`MIN_INPUT_SIZE`](crate::graph::MIN_INPUT_SIZE) a side and within the
+/// activation limit ([`Graph::check_input_size`](crate::graph::Graph::check_input_size));
+/// anything else is an [`Error::Argument`] that says why.
+impl std::str::FromStr for Size {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        use crate::graph::{Graph, MIN_INPUT_SIZE};
+        let parsed = match text.split_once(['x', 'X']) {
+            Some((w, h)) => w.parse().ok().zip(h.parse().ok()),
+            None => text.parse().ok().map(|side| (side, side)),
+        };
+        let Some((width, height)) = parsed else {
+            return Err(Error::Argument(format!(
+                "size `{text}` is neither N nor WxH (e.g. 299x299)"
+            )));
+        };
+        if width < MIN_INPUT_SIZE || height < MIN_INPUT_SIZE {
+            return Err(Error::Argument(format!(
+                "size {width}x{height} is too small: Xception needs at least \
+                 {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
+            )));
+        }
+        let size = Size::new(width, height);
+        Graph::check_input_size(size).map_err(|e| match e {
+            Error::Input(problem) => Error::Argument(format!("size {size}: {problem}")),
+            other => other,
+        })?;
+        Ok(size)
+    }
+}
+
 /// Shape of an NHWC activation tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {

@@ -13,7 +13,7 @@ mod common;
 
 use common::process::OutputWithinLimit;
 
-use xception_wgpu::{preprocess, BackendKind, Xception};
+use xception_wgpu::{preprocess, BackendKind, Size, Xception};
 
 const LABELS: [&str; 6] = ["cup", "fork", "glass", "knife", "plate", "spoon"];
 const WEIGHTS: &str = "weights/xception_kitchenware.safetensors";
@@ -56,9 +56,10 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
-/// The native CPU reference's logits for `path`.
-fn reference_logits(model: &Xception, path: &str) -> Vec<f32> {
-    let input = preprocess::load_image(path, Some(model.info().input_size)).unwrap();
+/// The native CPU reference's logits for `path` at the model's input size, or at `size`.
+fn reference_logits(model: &Xception, path: &str, size: Option<Size>) -> Vec<f32> {
+    let size = size.unwrap_or(model.info().input_size);
+    let input = preprocess::load_image(path, Some(size)).unwrap();
     model.forward(&input).unwrap().logits(0).to_vec()
 }
 
@@ -144,7 +145,7 @@ fn classifies_the_samples_and_survives_bad_files(args: &[&str], backend: &str) {
         assert_eq!(line["top"][0]["label"], label, "{line}");
         assert_eq!(line["top"].as_array().unwrap().len(), LABELS.len());
         let logits: Vec<f32> = serde_json::from_value(line["logits"].clone()).unwrap();
-        let expected = reference_logits(&reference, &path);
+        let expected = reference_logits(&reference, &path, None);
         assert_eq!(logits.len(), expected.len());
         for (got, want) in logits.iter().zip(&expected) {
             assert!(
@@ -177,4 +178,33 @@ fn on_a_software_adapter_auto_takes_the_wasm_cpu_backend() {
     assert_eq!(lines[0]["top"][0]["label"], "cup");
     let fallback = timings["fallback"].as_str().unwrap_or_default();
     assert!(fallback.contains("software"), "{timings}");
+}
+
+/// `?size=299` classifies at that size, as `--size 299` does natively; a size the network
+/// cannot take stops the page with the runtime's message.
+#[test]
+fn the_page_classifies_at_the_size_asked_for() {
+    let photo = "samples/fork.jpg".to_string();
+    let (page, lines, _) = classify_in_browser(&["--no-webgpu", "--size", "299"], &[photo.clone()]);
+    assert!(page.status.success());
+    let logits: Vec<f32> = serde_json::from_value(lines[0]["logits"].clone()).unwrap();
+    let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
+    let expected = reference_logits(&reference, &photo, Some(Size::new(299, 299)));
+    for (got, want) in logits.iter().zip(&expected) {
+        assert!(
+            (got - want).abs() <= 1e-4,
+            "browser logits {logits:?} at 299x299, native reference {expected:?}"
+        );
+    }
+
+    build_page();
+    let refused = run(Command::new("web/classify-in-browser.sh")
+        .args(["--no-webgpu", "--size", "50"])
+        .arg(&photo));
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("size 50x50 is too small: Xception needs at least 71x71"),
+        "{stderr}"
+    );
 }

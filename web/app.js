@@ -21,8 +21,9 @@
  *   top         number of classes each classification asks for (default 5; at least 5
  *               are always requested so the page can show them).
  *   whenRun(n)  Promise resolving with `runs` once `runs >= n`.
- * The page's query string may choose the backend, the convolution kernels and the precision
- * as the command line's --backend, --kernel and --precision do: `?backend=gpu&kernel=tiled`.
+ * The page's query string may choose the backend, the input size, the convolution kernels and
+ * the precision as the command line's --backend, --size, --kernel and --precision do:
+ * `?backend=gpu&size=299&kernel=tiled`.
  * `backend` is `auto` (the default: a hardware WebGPU adapter, else the CPU), `gpu` or `cpu`.
  * `document.body.dataset.state` is "loading", then "ready", or "unsupported" (the GPU asked
  * for without WebGPU) or "failed" (the model could not be created); "busy" while a photo is
@@ -155,12 +156,12 @@ async function start() {
   });
 }
 
-/** The `backend`, `kernel` and `precision` the query string asks for (the runtime checks the
- * names). */
+/** The `backend`, `size`, `kernel` and `precision` the query string asks for (the runtime
+ * checks them). */
 function runOptions() {
   const query = new URLSearchParams(location.search);
   const options = {};
-  for (const key of ["backend", "kernel", "precision"]) {
+  for (const key of ["backend", "size", "kernel", "precision"]) {
     if (query.has(key)) options[key] = query.get(key);
   }
   return options;

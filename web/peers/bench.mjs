@@ -8,8 +8,8 @@
  *
  * Needs web/build.sh's build and the peer's models, written by
  *   benches/peers/onnxruntime_xception.py --export web/peers/models --size 150 --size 299
- * The page classifies its bundled cup photo at the model's input size (150x150); the peer
- * runs at 150x150 and 299x299. Environment: CHROMIUM, the browser binary (default
+ * Both run at 150x150 and 299x299 (the page classifies its bundled cup photo resized to that
+ * size). Environment: CHROMIUM, the browser binary (default
  * /usr/bin/chromium).
  */
 import fs from "node:fs";
@@ -69,22 +69,22 @@ const summary = (values) => {
 
 try {
   for (let round = 1; round <= rounds; round++) {
-    const page = await browser.newPage();
-    await page.goto(`${origin}/?backend=cpu`);
-    const ready = await page.evaluate(() => window.xceptionPage.ready);
-    const button = page.locator("#samples button").first();
-    for (let run = 1; run <= runs + 1; run++) {
-      await button.click();
-      await page.evaluate((n) => window.xceptionPage.whenRun(n), run);
-    }
-    const ms = await page.evaluate(() => window.xceptionPage.results.map((r) => r.timings.inference_ms));
-    console.log(JSON.stringify({
-      round, runtime: `xception-wgpu (${ready.adapter})`, size: 150, threads: ready.threads,
-      setupMs: ready.timings.setupMs, firstMs: ms[0], ...summary(ms.slice(1)),
-    }));
-    await page.close();
-
     for (const size of [150, 299]) {
+      const page = await browser.newPage();
+      await page.goto(`${origin}/?backend=cpu&size=${size}`);
+      const ready = await page.evaluate(() => window.xceptionPage.ready);
+      const button = page.locator("#samples button").first();
+      for (let run = 1; run <= runs + 1; run++) {
+        await button.click();
+        await page.evaluate((n) => window.xceptionPage.whenRun(n), run);
+      }
+      const ms = await page.evaluate(() => window.xceptionPage.results.map((r) => r.timings.inference_ms));
+      console.log(JSON.stringify({
+        round, runtime: `xception-wgpu (${ready.adapter})`, size, threads: ready.threads,
+        setupMs: ready.timings.setupMs, firstMs: ms[0], ...summary(ms.slice(1)),
+      }));
+      await page.close();
+
       const peer = await browser.newPage();
       await peer.goto(`${origin}/peers/onnxruntime-web.html?size=${size}&threads=${threads}&runs=${runs}`);
       const result = await peer.evaluate(() => window.peer);

@@ -23,20 +23,24 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use web_time::Instant;
 use xception_wgpu::image::{DynamicImage, RgbaImage};
-use xception_wgpu::{preprocess, BackendKind, Error, KernelChoice, Precision, Xception};
+use xception_wgpu::{preprocess, BackendKind, Error, KernelChoice, Precision, Size, Xception};
 
 /// Xception with its weights on the page's WebGPU device or on the CPU.
 #[wasm_bindgen]
 pub struct Model {
     inner: Rc<Xception>,
+    /// What images are resized to: the `size` option, else the weights' input size.
+    size: Size,
 }
 
 /// How to run the network: the names of the command line's `--backend` (`auto`, `gpu` or
-/// `cpu`; `auto` when left out), `--kernel` and `--precision`.
+/// `cpu`; `auto` when left out), `--size` (`N` or `WxH`; the weights' input size when left
+/// out), `--kernel` and `--precision`.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct Options {
     backend: Option<String>,
+    size: Option<String>,
     kernel: Option<String>,
     precision: Option<String>,
 }
@@ -89,17 +93,22 @@ fn ms_since(start: Instant) -> f64 {
 impl Model {
     /// Creates a model from safetensors weights (the bytes of the `.safetensors` file) on the
     /// page's WebGPU adapter or the CPU: resolves to the model, or rejects with the runtime's
-    /// message. `options` (optional): `{ backend: "auto" | "gpu" | "cpu", kernel: "auto" |
-    /// "portable" | "subgroup" | "tiled" | "coopmat", precision: "f32" | "f16" }`, as on the
-    /// command line; `auto` takes a hardware WebGPU adapter, else the CPU.
+    /// message. `options` (optional): `{ backend: "auto" | "gpu" | "cpu", size: "N" | "WxH",
+    /// kernel: "auto" | "portable" | "subgroup" | "tiled" | "coopmat", precision: "f32" |
+    /// "f16" }`, as on the command line; `auto` takes a hardware WebGPU adapter, else the CPU.
     pub async fn create(weights: Vec<u8>, options: JsValue) -> Result<Model, JsError> {
         console_error_panic_hook::set_once();
         let options: Option<Options> = serde_wasm_bindgen::from_value(options)?;
         let Options {
             backend,
+            size,
             kernel,
             precision,
         } = options.unwrap_or_default();
+        let size = size
+            .map(|size| size.parse::<Size>())
+            .transpose()
+            .map_err(|e| JsError::new(&e.to_string()))?;
         let mut builder = Xception::builder().backend(parse_backend(backend.as_deref())?);
         if let Some(kernel) = kernel {
             builder = builder.conv_kernel(kernel.parse::<KernelChoice>()?);
@@ -112,6 +121,7 @@ impl Model {
             .await
             .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(Model {
+            size: size.unwrap_or(model.info().input_size),
             inner: Rc::new(model),
         })
     }
@@ -160,7 +170,7 @@ impl Model {
     /// `[height, width]` that images are resized to.
     #[wasm_bindgen(getter, js_name = inputSize)]
     pub fn input_size(&self) -> Vec<u32> {
-        let xception_wgpu::Size { width, height } = self.inner.info().input_size;
+        let Size { width, height } = self.size;
         vec![height as u32, width as u32]
     }
 
@@ -168,11 +178,19 @@ impl Model {
     /// the `top` most probable classes; `name` identifies the image in errors.
     #[wasm_bindgen(js_name = classifyEncoded)]
     pub fn classify_encoded(&self, bytes: Vec<u8>, name: String, top: usize) -> js_sys::Promise {
-        let model = self.inner.clone();
+        let (model, size) = (self.inner.clone(), self.size);
         future_to_promise(async move {
             let start = Instant::now();
             let image = preprocess::decode_bytes(&bytes, &name).map_err(js_error)?;
-            classify(&model, DynamicImage::ImageRgb8(image), name, top, start).await
+            classify(
+                &model,
+                size,
+                DynamicImage::ImageRgb8(image),
+                name,
+                top,
+                start,
+            )
+            .await
         })
     }
 
@@ -187,7 +205,7 @@ impl Model {
         name: String,
         top: usize,
     ) -> js_sys::Promise {
-        let model = self.inner.clone();
+        let (model, size) = (self.inner.clone(), self.size);
         future_to_promise(async move {
             let start = Instant::now();
             let expected = width as usize * height as usize * 4;
@@ -196,7 +214,15 @@ impl Model {
                     "{name}: {width}x{height} RGBA pixels take {expected} bytes"
                 )))
             })?;
-            classify(&model, DynamicImage::ImageRgba8(image), name, top, start).await
+            classify(
+                &model,
+                size,
+                DynamicImage::ImageRgba8(image),
+                name,
+                top,
+                start,
+            )
+            .await
         })
     }
 }
@@ -204,12 +230,13 @@ impl Model {
 /// Preprocesses `image`, runs the network and returns the JS result object.
 async fn classify(
     model: &Xception,
+    size: Size,
     image: DynamicImage,
     name: String,
     top: usize,
     start: Instant,
 ) -> Result<JsValue, JsValue> {
-    let input = model.prepare(&image).map_err(js_error)?;
+    let input = preprocess::from_image(&image, Some(size)).map_err(js_error)?;
     let decode_ms = ms_since(start);
     let start = Instant::now();
     let outputs = model.forward_async(&input).await.map_err(js_error)?;

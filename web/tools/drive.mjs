@@ -4,7 +4,8 @@
  * prints one JSON line per image on stdout, as `xception classify --json` does.
  *
  *   node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
- *        [--timeout S] [--backend B] [--no-webgpu] [--kernel K] [--precision P] IMAGE|DIR...
+ *        [--timeout S] [--backend B] [--no-webgpu] [--size S] [--kernel K] [--precision P]
+ *        IMAGE|DIR...
  *
  * Serves web/ on 127.0.0.1, opens the page in Chromium through Playwright (`playwright-core`,
  * pinned in web/tools/package-lock.json: `npm ci --prefix web/tools`), hands each image to
@@ -37,7 +38,8 @@ const MIME_TYPES = {
   ".safetensors": "application/octet-stream",
 };
 const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
-       [--timeout S] [--backend B] [--no-webgpu] [--kernel K] [--precision P] IMAGE|DIR...
+       [--timeout S] [--backend B] [--no-webgpu] [--size S] [--kernel K] [--precision P]
+       IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
@@ -47,6 +49,7 @@ const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
   --backend B           auto, gpu or cpu, as xception's --backend (default auto: a hardware
                         WebGPU adapter, else the CPU backend compiled to WebAssembly)
   --no-webgpu           start Chromium without WebGPU (no adapter is offered)
+  --size S              N or WxH, as xception's --size (default the model's input size)
   --kernel K            the convolution kernels, as xception's --kernel (default auto)
   --precision P         f32 or f16, as xception's --precision (default f32)`;
 
@@ -100,8 +103,9 @@ async function main() {
     server.close();
   });
   const query = new URLSearchParams(
-    Object.entries({ backend: options.backend, kernel: options.kernel, precision: options.precision })
-      .filter(([, v]) => v),
+    Object.entries({
+      backend: options.backend, size: options.size, kernel: options.kernel, precision: options.precision,
+    }).filter(([, v]) => v),
   );
   const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
   const page = await launch(chromium, browserPath, options.webgpu);
@@ -175,7 +179,7 @@ async function main() {
 function parseArgs(args) {
   const options = {
     screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, backend: null, webgpu: true,
-    kernel: null, precision: null, images: [],
+    size: null, kernel: null, precision: null, images: [],
   };
   const count = (name, value, min) => {
     const n = Number(value);
@@ -199,6 +203,7 @@ function parseArgs(args) {
     else if (arg === "--timeout") options.timeout = count(arg, value(), 1);
     else if (arg === "--backend") options.backend = value();
     else if (arg === "--no-webgpu") options.webgpu = false;
+    else if (arg === "--size") options.size = value();
     else if (arg === "--kernel") options.kernel = value();
     else if (arg === "--precision") options.precision = value();
     else if (arg === "--") {
