@@ -185,7 +185,8 @@ fn on_a_software_adapter_auto_takes_the_wasm_cpu_backend() {
 #[test]
 fn the_page_classifies_at_the_size_asked_for() {
     let photo = "samples/fork.jpg".to_string();
-    let (page, lines, _) = classify_in_browser(&["--no-webgpu", "--size", "299"], &[photo.clone()]);
+    let args = ["--no-webgpu", "--size", "299"];
+    let (page, lines, _) = classify_in_browser(&args, std::slice::from_ref(&photo));
     assert!(page.status.success());
     let logits: Vec<f32> = serde_json::from_value(lines[0]["logits"].clone()).unwrap();
     let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
