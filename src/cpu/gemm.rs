@@ -11,8 +11,7 @@
 //!
 //! The kernels: AVX-512 (12 x 32), AVX2+FMA (6 x 16), NEON (6 x 16), WebAssembly SIMD128
 //! (4 x 8) and a portable one (4 x 16) that the compiler vectorises for whatever the target
-//! has.
-//! [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
+//! has. [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
 
 use super::prefetch;
 
@@ -221,7 +220,7 @@ struct Call {
     /// Cache lines of the weights the next panel slice reads, which the x86 kernels fetch
     /// into L2 one per step of the inner loop while this tile computes (`prefetch..
     /// prefetch_end`, 16 values a line), so that slice no longer waits on memory when its
-    /// first tile starts. The NEON and portable kernels ignore them.
+    /// first tile starts. The NEON, SIMD128 and portable kernels ignore them.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch: *const f32,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -69,6 +69,25 @@ fn reference(
     y.data
 }
 
+/// `finish(lhs * kernel + bias)` on `m` rows, with the weights (`[k, n]` kernel, `n` biases)
+/// packed for each kernel family of [`families`], matches `want`.
+fn every_family_matches(
+    lhs: Lhs<'_>,
+    m: usize,
+    (kernel, bias): (&[f32], &[f32]),
+    finish: Finish<'_>,
+    want: &[f32],
+    what: &str,
+) {
+    let n = bias.len();
+    for isa in families() {
+        let weights = PackedWeights::new(isa, kernel, bias, kernel.len() / n, n);
+        let mut got = vec![f32::NAN; m * n];
+        fast::matmul(lhs, m, &weights, finish, &mut got);
+        assert_close(&got, want, &format!("{what}, {}", isa.name()));
+    }
+}
+
 #[wasm_bindgen_test]
 fn gemms_match_the_reference() {
     let mut values = Values(1);
@@ -92,20 +111,19 @@ fn gemms_match_the_reference() {
         for (with_residual, relu) in [(false, false), (true, true)] {
             let residual = with_residual.then_some(&residual);
             let want = reference(&x, &kernel, &bias, residual, relu);
-            for isa in families() {
-                let weights = PackedWeights::new(isa, &kernel, &bias, k, n);
-                let mut got = vec![f32::NAN; m * n];
-                let finish = Finish {
-                    residual: residual.map(|r| &r.data[..]),
-                    relu,
-                };
-                fast::matmul(Lhs::Matrix(&x.data), m, &weights, finish, &mut got);
-                let what = format!(
-                    "{m}x{k}x{n} residual={with_residual} relu={relu}, {}",
-                    isa.name()
-                );
-                assert_close(&got, &want, &what);
-            }
+            let finish = Finish {
+                residual: residual.map(|r| &r.data[..]),
+                relu,
+            };
+            let what = format!("{m}x{k}x{n} residual={with_residual} relu={relu}");
+            every_family_matches(
+                Lhs::Matrix(&x.data),
+                m,
+                (&kernel, &bias),
+                finish,
+                &want,
+                &what,
+            );
         }
     }
 }
@@ -146,20 +164,19 @@ fn separable_convolutions_and_the_depthwise_match_the_reference() {
                 relu_in,
             },
         );
-        for isa in families() {
-            let weights = PackedWeights::new(isa, &pointwise, &bias, cin, cout);
-            let mut got = vec![f32::NAN; shape.pixels() * cout];
-            let finish = Finish {
-                residual: None,
-                relu: true,
-            };
-            fast::matmul(lhs, shape.pixels(), &weights, finish, &mut got);
-            let what = format!(
-                "separable {shape} -> {cout} relu_in={relu_in}, {}",
-                isa.name()
-            );
-            assert_close(&got, &want, &what);
-        }
+        let finish = Finish {
+            residual: None,
+            relu: true,
+        };
+        let what = format!("separable {shape} -> {cout} relu_in={relu_in}");
+        every_family_matches(
+            lhs,
+            shape.pixels(),
+            (&pointwise, &bias),
+            finish,
+            &want,
+            &what,
+        );
     }
 }
 
