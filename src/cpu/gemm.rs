@@ -203,16 +203,19 @@ const KC: usize = 256;
 /// Values in a 64-byte cache line.
 const LINE: usize = 16;
 
-/// One micro-kernel call: `rows` (the kernel's own) rows of `A` from `a` (`lda` apart), a
-/// panel slice from `b` (`kc` rows of `NR`), the `NR`-column tile at `c` (`ldc` apart).
-/// When `accumulate`, the tile is added to; else overwritten. `bias` (NR values) and
-/// `residual` (rows `ldc` apart) are added, and the ReLU applied, when `finish` is set.
+/// One micro-kernel call: `rows` (the kernel's own) rows of `A` from `a` (`lda` apart), each
+/// `runs` runs of `kc` values `run_stride` apart, times a panel slice from `b` (`runs * kc`
+/// rows of `NR`), into the `NR`-column tile at `c` (`ldc` apart). When `accumulate`, the
+/// tile is added to; else overwritten. `bias` (NR values) and `residual` (rows `ldc` apart)
+/// are added, and the ReLU applied, when `finish` is set.
 #[derive(Clone, Copy)]
 struct Call {
     a: *const f32,
     lda: usize,
     b: *const f32,
     kc: usize,
+    runs: usize,
+    run_stride: usize,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -290,25 +293,31 @@ pub(crate) unsafe fn gemm_block(
     // Edge tiles (columns past `n`) are computed in here and copied out.
     let mut edge = [0.0f32; MAX_TILE];
     let mut edge_residual = [0.0f32; MAX_TILE];
-    // Slices of the inner dimension, none crossing from one run into the next: (where the
-    // slice starts in `k`, where in a row of `A`, how long).
-    let mut slices = (0..k / lhs.run)
+    // Slices of the inner dimension: (where the slice starts in `k`, where in a row of `A`,
+    // values per run, runs). A slice holds as many whole runs as fit in `KC`, or a piece of
+    // a run longer than that.
+    let runs = k / lhs.run;
+    let runs_per_slice = (KC / lhs.run).max(1);
+    let mut slices = (0..runs)
+        .step_by(runs_per_slice)
         .flat_map(|r| {
-            (0..lhs.run)
-                .step_by(KC)
-                .map(move |j| (r * lhs.run + j, r * lhs.run_stride + j, KC.min(lhs.run - j)))
+            (0..lhs.run).step_by(KC).map(move |j| {
+                let kc = KC.min(lhs.run - j);
+                let runs = runs_per_slice.min(runs - r);
+                (r * lhs.run + j, r * lhs.run_stride + j, kc, runs)
+            })
         })
         .peekable();
     let slice_of = |p: usize, k0: usize| weights.panels.as_ptr().add(p * k * nr + k0 * nr);
     let tiles = rows.len().div_ceil(mr);
-    while let Some((k0, a_offset, kc)) = slices.next() {
-        let last = k0 + kc == k;
-        let next_slice = slices.peek().map(|&(k0, _, kc)| (k0, kc));
+    while let Some((k0, a_offset, kc, runs)) = slices.next() {
+        let last = k0 + kc * runs == k;
+        let next_slice = slices.peek().map(|&(k0, _, kc, runs)| (k0, kc * runs));
         for p in panels.clone() {
             let b = slice_of(p, k0);
             // The slice after this one: the next panel's, else the next slice's first panel.
             let (next, next_len) = match (p + 1 < panels.end, next_slice) {
-                (true, _) => (slice_of(p + 1, k0), kc * nr),
+                (true, _) => (slice_of(p + 1, k0), kc * runs * nr),
                 (false, Some((k1, kc1))) => (slice_of(panels.start, k1), kc1 * nr),
                 (false, None) => (b, 0),
             };
@@ -348,6 +357,8 @@ pub(crate) unsafe fn gemm_block(
                         lda,
                         b,
                         kc,
+                        runs,
+                        run_stride: lhs.run_stride,
                         c: dst,
                         ldc: n,
                         accumulate: k0 > 0,
@@ -378,6 +389,8 @@ pub(crate) unsafe fn gemm_block(
                     lda,
                     b,
                     kc,
+                    runs,
+                    run_stride: lhs.run_stride,
                     c: edge.as_mut_ptr(),
                     ldc: nr,
                     accumulate: k0 > 0,
@@ -419,13 +432,18 @@ mod portable {
                 row.copy_from_slice(std::slice::from_raw_parts(t.c.add(r * t.ldc), NR));
             }
         }
-        for step in 0..t.kc {
-            let b: &[f32; NR] = &*(t.b.add(step * NR) as *const [f32; NR]);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a = *t.a.add(r * t.lda + step);
-                for (v, &w) in row.iter_mut().zip(b) {
-                    *v += a * w;
+        let mut b = t.b;
+        for run in 0..t.runs {
+            let a = t.a.add(run * t.run_stride);
+            for step in 0..t.kc {
+                let w: &[f32; NR] = &*(b as *const [f32; NR]);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = *a.add(r * t.lda + step);
+                    for (v, &w) in row.iter_mut().zip(w) {
+                        *v += x * w;
+                    }
                 }
+                b = b.add(NR);
             }
         }
         if let Some(f) = t.finish {
@@ -494,24 +512,27 @@ mod x86 {
                 }
             }
         }
-        let (mut a, mut b, mut prefetch) = (t.a, t.b, t.prefetch);
-        for _ in 0..t.kc {
-            if prefetch < t.prefetch_end {
-                _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
-                prefetch = prefetch.wrapping_add(super::LINE);
-            }
-            let mut w = [_mm512_setzero_ps(); V];
-            for (v, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_ps(b.add(16 * v));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * t.lda));
-                for (v, y) in row.iter_mut().enumerate() {
-                    *y = _mm512_fmadd_ps(x, w[v], *y);
+        let (mut b, mut prefetch) = (t.b, t.prefetch);
+        for run in 0..t.runs {
+            let mut a = t.a.add(run * t.run_stride);
+            for _ in 0..t.kc {
+                if prefetch < t.prefetch_end {
+                    _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
+                    prefetch = prefetch.wrapping_add(super::LINE);
                 }
+                let mut w = [_mm512_setzero_ps(); V];
+                for (v, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_loadu_ps(b.add(16 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*a.add(r * t.lda));
+                    for (v, y) in row.iter_mut().enumerate() {
+                        *y = _mm512_fmadd_ps(x, w[v], *y);
+                    }
+                }
+                a = a.add(1);
+                b = b.add(16 * V);
             }
-            a = a.add(1);
-            b = b.add(16 * V);
         }
         if let Some(f) = t.finish {
             let mut bias = [_mm512_setzero_ps(); V];
@@ -554,21 +575,24 @@ mod x86 {
                 }
             }
         }
-        let (mut a, mut b, mut prefetch) = (t.a, t.b, t.prefetch);
-        for _ in 0..t.kc {
-            if prefetch < t.prefetch_end {
-                _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
-                prefetch = prefetch.wrapping_add(super::LINE);
-            }
-            let w = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_ps(*a.add(r * t.lda));
-                for (v, y) in row.iter_mut().enumerate() {
-                    *y = _mm256_fmadd_ps(x, w[v], *y);
+        let (mut b, mut prefetch) = (t.b, t.prefetch);
+        for run in 0..t.runs {
+            let mut a = t.a.add(run * t.run_stride);
+            for _ in 0..t.kc {
+                if prefetch < t.prefetch_end {
+                    _mm_prefetch::<_MM_HINT_T1>(prefetch as *const i8);
+                    prefetch = prefetch.wrapping_add(super::LINE);
                 }
+                let w = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*a.add(r * t.lda));
+                    for (v, y) in row.iter_mut().enumerate() {
+                        *y = _mm256_fmadd_ps(x, w[v], *y);
+                    }
+                }
+                a = a.add(1);
+                b = b.add(NR);
             }
-            a = a.add(1);
-            b = b.add(NR);
         }
         if let Some(f) = t.finish {
             let bias = [_mm256_loadu_ps(f.bias), _mm256_loadu_ps(f.bias.add(8))];
@@ -619,20 +643,23 @@ mod arm {
                 }
             }
         }
-        let (mut a, mut b) = (t.a, t.b);
-        for _ in 0..t.kc {
-            let mut w = [vdupq_n_f32(0.0); V];
-            for (v, w) in w.iter_mut().enumerate() {
-                *w = vld1q_f32(b.add(4 * v));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = vld1q_dup_f32(a.add(r * t.lda));
-                for (v, y) in row.iter_mut().enumerate() {
-                    *y = vfmaq_f32(*y, x, w[v]);
+        let mut b = t.b;
+        for run in 0..t.runs {
+            let mut a = t.a.add(run * t.run_stride);
+            for _ in 0..t.kc {
+                let mut w = [vdupq_n_f32(0.0); V];
+                for (v, w) in w.iter_mut().enumerate() {
+                    *w = vld1q_f32(b.add(4 * v));
                 }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = vld1q_dup_f32(a.add(r * t.lda));
+                    for (v, y) in row.iter_mut().enumerate() {
+                        *y = vfmaq_f32(*y, x, w[v]);
+                    }
+                }
+                a = a.add(1);
+                b = b.add(4 * V);
             }
-            a = a.add(1);
-            b = b.add(4 * V);
         }
         if let Some(f) = t.finish {
             let mut bias = [vdupq_n_f32(0.0); V];
@@ -685,17 +712,20 @@ mod wasm {
                 }
             }
         }
-        let (mut a, mut b) = (t.a, t.b);
-        for _ in 0..t.kc {
-            let w = [load(b), load(b.add(4))];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = f32x4_splat(*a.add(r * t.lda));
-                for (v, y) in row.iter_mut().enumerate() {
-                    *y = f32x4_add(*y, f32x4_mul(x, w[v]));
+        let mut b = t.b;
+        for run in 0..t.runs {
+            let mut a = t.a.add(run * t.run_stride);
+            for _ in 0..t.kc {
+                let w = [load(b), load(b.add(4))];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = f32x4_splat(*a.add(r * t.lda));
+                    for (v, y) in row.iter_mut().enumerate() {
+                        *y = f32x4_add(*y, f32x4_mul(x, w[v]));
+                    }
                 }
+                a = a.add(1);
+                b = b.add(4 * V);
             }
-            a = a.add(1);
-            b = b.add(4 * V);
         }
         if let Some(f) = t.finish {
             let bias = [load(f.bias), load(f.bias.add(4))];

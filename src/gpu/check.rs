@@ -137,7 +137,8 @@ impl std::fmt::Display for ConvCase {
 
 /// Xception's convolutions and their awkward relatives: the 3-channel stem (stride 2, 'valid',
 /// odd sizes), the second stem convolution on a map large enough to be split over threads, 3x3
-/// 'same' at stride 1 and 2 (taps in the padding), the 1x1/2 shortcuts on even and odd maps,
+/// 'same' at stride 1 and 2 (taps in the padding), a 'valid' 3x3 whose kernel rows are longer
+/// than the CPU GEMM's slice of the inner dimension, the 1x1/2 shortcuts on even and odd maps,
 /// pointwise layers of 728, 1024 -> 1536 and 1536 -> 2048 channels, channel counts that are not
 /// multiples of 4 or 8, 1x1 maps, and batches.
 pub fn conv_cases() -> Vec<ConvCase> {
@@ -160,6 +161,7 @@ pub fn conv_cases() -> Vec<ConvCase> {
         case(s(1, 3, 3, 5), 3, 1, Valid, 7, false, false),
         case(s(1, 12, 13, 32), 3, 1, Valid, 64, true, false),
         case(s(1, 40, 41, 32), 3, 1, Valid, 64, true, false),
+        case(s(1, 6, 9, 100), 3, 1, Valid, 40, true, false),
         case(s(2, 7, 9, 8), 3, 1, Same, 12, false, false),
         case(s(1, 8, 11, 4), 3, 2, Same, 8, true, false),
         case(s(1, 6, 7, 3), 3, 2, Same, 9, true, false),
