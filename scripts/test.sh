@@ -34,6 +34,15 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
 fi
+# Its threaded build needs the nightly toolchain web/build.sh pins, with rust-src (build-std).
+nightly="$(sed -n 's/^nightly="\(.*\)"$/\1/p' web/build.sh)"
+if ! rustup run "$nightly" rustc --version >/dev/null 2>&1 ||
+    ! rustup component list --installed --toolchain "$nightly" | grep -q '^rust-src' ||
+    ! rustup target list --installed --toolchain "$nightly" | grep -qx wasm32-unknown-unknown; then
+    step "installing $nightly with rust-src and the wasm32 target (the page's threaded build)"
+    rustup toolchain install "$nightly" --profile minimal --component rust-src \
+        --target wasm32-unknown-unknown
+fi
 wasm_bindgen="$(web/tools/wasm-bindgen-version.sh)"
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen" ]; then
     step "installing wasm-bindgen-cli $wasm_bindgen"

@@ -96,8 +96,11 @@ fn classify_in_browser(
 /// Runs the six photos with a bad file after each but the last through the page with the
 /// driver's `args`: each photo's logits are within 1e-4 of the native reference's, each bad
 /// file gets the page's error and the photo after it still classifies, and every line names
-/// `backend` as the one that ran.
-fn classifies_the_samples_and_survives_bad_files(args: &[&str], backend: &str) {
+/// `backend` as the one that ran. Returns the driver's timings line.
+fn classifies_the_samples_and_survives_bad_files(
+    args: &[&str],
+    backend: &str,
+) -> serde_json::Value {
     let photos: Vec<String> = LABELS.iter().map(|l| format!("samples/{l}.jpg")).collect();
     let bad = bad_files();
     let mut images = Vec::new();
@@ -154,6 +157,7 @@ fn classifies_the_samples_and_survives_bad_files(args: &[&str], backend: &str) {
             );
         }
     }
+    timings
 }
 
 /// `?backend=gpu` runs the WebGPU kernels, even on a software adapter.
@@ -162,10 +166,13 @@ fn the_page_runs_the_webgpu_kernels_when_asked() {
     classifies_the_samples_and_survives_bad_files(&["--backend", "gpu"], "gpu");
 }
 
-/// Without WebGPU the page runs the CPU backend compiled to WebAssembly (SIMD128).
+/// Without WebGPU the page runs the CPU backend compiled to WebAssembly (SIMD128), here the
+/// threaded build on two workers (the driver's server makes the page cross-origin isolated).
 #[test]
-fn without_webgpu_the_page_runs_the_wasm_cpu_backend() {
-    classifies_the_samples_and_survives_bad_files(&["--no-webgpu"], "cpu");
+fn without_webgpu_the_page_runs_the_wasm_cpu_backend_on_threads() {
+    let timings =
+        classifies_the_samples_and_survives_bad_files(&["--no-webgpu", "--threads", "2"], "cpu");
+    assert_eq!(timings["threads"], 2, "{timings}");
 }
 
 /// With WebGPU on SwiftShader, `auto` (the page's default) takes the CPU backend, as the
@@ -180,14 +187,16 @@ fn on_a_software_adapter_auto_takes_the_wasm_cpu_backend() {
     assert!(fallback.contains("software"), "{timings}");
 }
 
-/// `?size=299` classifies at that size, as `--size 299` does natively; a size the network
-/// cannot take stops the page with the runtime's message.
+/// `?size=299` classifies at that size, as `--size 299` does natively (here on the
+/// single-threaded build); a size the network cannot take stops the page with the runtime's
+/// message.
 #[test]
 fn the_page_classifies_at_the_size_asked_for() {
     let photo = "samples/fork.jpg".to_string();
-    let args = ["--no-webgpu", "--size", "299"];
-    let (page, lines, _) = classify_in_browser(&args, std::slice::from_ref(&photo));
+    let args = ["--no-webgpu", "--threads", "1", "--size", "299"];
+    let (page, lines, timings) = classify_in_browser(&args, std::slice::from_ref(&photo));
     assert!(page.status.success());
+    assert_eq!(timings["threads"], 1, "{timings}");
     let logits: Vec<f32> = serde_json::from_value(lines[0]["logits"].clone()).unwrap();
     let reference = Xception::load(WEIGHTS, BackendKind::Reference).unwrap();
     let expected = reference_logits(&reference, &photo, Some(Size::new(299, 299)));

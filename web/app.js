@@ -1,8 +1,9 @@
 /**
  * Browser front end for the Xception classifier: checks for WebGPU, loads the weights
- * (through Cache Storage), creates the wasm model (on a hardware WebGPU adapter, else on the
- * CPU backend compiled to WebAssembly) and classifies dropped, chosen or bundled photos, one
- * at a time.
+ * (through Cache Storage), creates the wasm model in a worker (web/worker.js: on a hardware
+ * WebGPU adapter, else on the CPU backend compiled to WebAssembly, on several threads where
+ * the page is cross-origin isolated) and classifies dropped, chosen or bundled photos, one at
+ * a time.
  *
  * Automation hooks, on `window.xceptionPage`:
  *   ready       Promise<{backend, threads, fallback, adapter, kernels, inputSize, labels,
@@ -25,6 +26,10 @@
  * the precision as the command line's --backend, --size, --kernel and --precision do:
  * `?backend=gpu&size=299&kernel=tiled`.
  * `backend` is `auto` (the default: a hardware WebGPU adapter, else the CPU), `gpu` or `cpu`.
+ * `threads` is the CPU backend's thread count (default: the logical cores); more than one
+ * runs the threaded build (web/build.sh), which needs a cross-origin isolated page (served
+ * with `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy:
+ * require-corp`, as web/tools/serve.mjs does); elsewhere the CPU runs on one.
  * `document.body.dataset.state` is "loading", then "ready", or "unsupported" (the GPU asked
  * for without WebGPU) or "failed" (the model could not be created); "busy" while a photo is
  * being classified.
@@ -96,14 +101,16 @@ async function start() {
     }
   }
 
+  // The CPU backend's threads: the threaded build needs memory shared with workers, which
+  // browsers allow only on cross-origin isolated pages; a GPU asked for needs none.
+  const threadsAsked = threadCount();
+  const build = asked !== "gpu" && threadsAsked > 1 && globalThis.crossOriginIsolated
+    ? "threads" : "single";
+  const singleWhy = threadsAsked > 1 && build === "single" && asked !== "gpu"
+    ? "the page is not cross-origin isolated, so WebAssembly cannot share memory with workers"
+    : null;
   status("Loading the WebAssembly module…");
-  let wasm;
-  try {
-    wasm = await import("./pkg/xception_web.js");
-  } catch (err) {
-    throw new Error(`could not load pkg/xception_web.js (run web/build.sh): ${messageOf(err)}`);
-  }
-  await wasm.default();
+  const remote = await RemoteModel.load(build, threadsAsked);
 
   status("Loading the weights…");
   const t0 = performance.now();
@@ -119,7 +126,7 @@ async function start() {
   // one, such as SwiftShader, loses to the CPU backend as it does natively).
   const options = { ...runOptions(), backend: missing ? "cpu" : asked };
   try {
-    model = await wasm.Model.create(weights.bytes, options);
+    model = await remote.create(weights.bytes, options);
   } catch (err) {
     await weights.forget();
     throw err;
@@ -134,7 +141,8 @@ async function start() {
   const threads = model.threads ?? null;
   const fallback = model.fallback ?? (missing ? `no WebGPU: ${missing}` : null);
   $("backend").textContent = (backend === "cpu"
-    ? `CPU (WebAssembly), ${threads} thread${threads === 1 ? "" : "s"}`
+    ? `CPU (WebAssembly), ${threads} thread${threads === 1 ? "" : "s"}${
+      singleWhy ? ` (${singleWhy})` : ""}`
     : "GPU (WebGPU)") + (fallback ? `: ${fallback}` : "");
   $("adapter").textContent = [adapter, browserAdapter].filter(Boolean).join("; ");
   $("kernels").textContent = model.kernels || "GEMM micro-kernels";
@@ -165,6 +173,70 @@ function runOptions() {
     if (query.has(key)) options[key] = query.get(key);
   }
   return options;
+}
+
+/** The `threads` the query string asks for, else one per logical core. */
+function threadCount() {
+  const asked = new URLSearchParams(location.search).get("threads");
+  if (asked === null) return navigator.hardwareConcurrency || 1;
+  const n = Number(asked);
+  if (!Number.isInteger(n) || n < 1 || asked.trim() === "") {
+    throw new Error(`threads wants a whole number of at least 1, not ${JSON.stringify(asked)}`);
+  }
+  return n;
+}
+
+/**
+ * The model in web/worker.js, with the wasm `Model`'s getters (read once, at creation) and
+ * methods, each call a message to the worker.
+ */
+class RemoteModel {
+  /** Starts the worker and loads the `build` ("single" or "threads", with `threads`). */
+  static async load(build, threads) {
+    const remote = new RemoteModel();
+    await remote.call("load", [build, threads]);
+    return remote;
+  }
+
+  constructor() {
+    this.worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
+    this.pending = new Map();
+    this.nextId = 0;
+    this.worker.onmessage = ({ data: { id, value, error } }) => {
+      const call = this.pending.get(id);
+      this.pending.delete(id);
+      if (error === undefined) call.resolve(value);
+      else call.reject(new Error(error));
+    };
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      const error = new Error(`the model's worker failed: ${event.message || "it could not start"}`);
+      for (const call of this.pending.values()) call.reject(error);
+      this.pending.clear();
+    };
+  }
+
+  /** Creates the model over the weights; resolves with this, its getters filled in. */
+  async create(weights, options) {
+    Object.assign(this, await this.call("create", [weights, options]));
+    return this;
+  }
+
+  classifyEncoded(bytes, name, top) {
+    return this.call("classifyEncoded", [bytes, name, top], [bytes.buffer]);
+  }
+
+  classifyPixels(rgba, width, height, name, top) {
+    return this.call("classifyPixels", [rgba, width, height, name, top], [rgba.buffer]);
+  }
+
+  call(call, args, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, call, args }, transfer);
+    });
+  }
 }
 
 /** What the browser tells of its adapter (vendor, architecture), which wgpu leaves out. */

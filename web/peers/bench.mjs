@@ -2,7 +2,9 @@
 /**
  * Times the page's CPU backend in WebAssembly and ONNX Runtime Web's WebAssembly backend on
  * the same network, in one headless Chromium session driven by Playwright, in rounds that
- * alternate the two. Prints one JSON line per measurement.
+ * alternate the two, with the same number of threads (more than one: the page's threaded build
+ * and ONNX Runtime Web's, on a cross-origin isolated page). Prints one JSON line per
+ * measurement.
  *
  *   cd web/peers && npm ci && node bench.mjs [--rounds N] [--runs N] [--threads N]
  *
@@ -13,16 +15,10 @@
  * /usr/bin/chromium).
  */
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const TYPES = {
-  ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript",
-  ".css": "text/css", ".wasm": "application/wasm", ".jpg": "image/jpeg", ".png": "image/png",
-};
+import { serve, WEB_ROOT as WEB } from "../tools/serve.mjs";
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -33,29 +29,15 @@ const rounds = option("--rounds", 2);
 const runs = option("--runs", 7);
 const threads = option("--threads", 1);
 
-for (const needed of ["pkg/xception_web.js", "peers/models/xception_150.onnx", "peers/models/xception_299.onnx"]) {
+const build = threads > 1 ? "pkg/threads/xception_web.js" : "pkg/xception_web.js";
+for (const needed of [build, "peers/models/xception_150.onnx", "peers/models/xception_299.onnx"]) {
   if (!fs.existsSync(path.join(WEB, needed))) {
     console.error(`error: web/${needed} is missing (see the usage at the top of this file)`);
     process.exit(2);
   }
 }
 
-// web/ over HTTP, cross-origin isolated so that threaded WebAssembly may run.
-const server = http.createServer((request, response) => {
-  const file = path.join(WEB, path.normalize(decodeURIComponent(new URL(request.url, "http://x").pathname)));
-  const target = file.endsWith(path.sep) ? path.join(file, "index.html") : file;
-  if (!target.startsWith(WEB) || !fs.existsSync(target) || fs.statSync(target).isDirectory()) {
-    response.writeHead(404).end();
-    return;
-  }
-  response.writeHead(200, {
-    "Content-Type": TYPES[path.extname(target)] ?? "application/octet-stream",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
-  });
-  fs.createReadStream(target).pipe(response);
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const server = await serve();
 const origin = `http://127.0.0.1:${server.address().port}`;
 
 const browser = await chromium.launch({
@@ -71,7 +53,7 @@ try {
   for (let round = 1; round <= rounds; round++) {
     for (const size of [150, 299]) {
       const page = await browser.newPage();
-      await page.goto(`${origin}/?backend=cpu&size=${size}`);
+      await page.goto(`${origin}/?backend=cpu&size=${size}&threads=${threads}`);
       const ready = await page.evaluate(() => window.xceptionPage.ready);
       const button = page.locator("#samples button").first();
       for (let run = 1; run <= runs + 1; run++) {

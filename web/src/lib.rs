@@ -1,7 +1,8 @@
 //! xception-wgpu in the browser: a small `wasm-bindgen` surface over the same runtime, running
 //! the network on the page's WebGPU adapter with the same kernels as on native or, as the
 //! native `auto` does where there is no adapter or only a software one, on the fast CPU
-//! backend compiled to WebAssembly with its SIMD128 kernels.
+//! backend compiled to WebAssembly with its SIMD128 kernels; with the `threads` feature (the
+//! threaded build of web/build.sh) on rayon's Web Workers.
 //!
 //! ```js
 //! import init, { Model } from "./pkg/xception_web.js";
@@ -24,6 +25,11 @@ use wasm_bindgen_futures::future_to_promise;
 use web_time::Instant;
 use xception_wgpu::image::{DynamicImage, RgbaImage};
 use xception_wgpu::{preprocess, BackendKind, Error, KernelChoice, Precision, Size, Xception};
+
+/// `initThreadPool(threads)`: starts the CPU backend's worker threads (the threaded build only;
+/// call it once, before `Model.create`).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// Xception with its weights on the page's WebGPU device or on the CPU.
 #[wasm_bindgen]

@@ -4,10 +4,10 @@
  * prints one JSON line per image on stdout, as `xception classify --json` does.
  *
  *   node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
- *        [--timeout S] [--backend B] [--no-webgpu] [--size S] [--kernel K] [--precision P]
- *        IMAGE|DIR...
+ *        [--timeout S] [--backend B] [--no-webgpu] [--threads N] [--size S] [--kernel K]
+ *        [--precision P] IMAGE|DIR...
  *
- * Serves web/ on 127.0.0.1, opens the page in Chromium through Playwright (`playwright-core`,
+ * Serves web/ on 127.0.0.1 (cross-origin isolated: serve.mjs), opens the page in Chromium through Playwright (`playwright-core`,
  * pinned in web/tools/package-lock.json: `npm ci --prefix web/tools`), hands each image to
  * the page's file input (as a user's file choice would be) and reads the outcome from the
  * page's `window.xceptionPage` hooks. Failed images are reported on stderr and make the
@@ -17,29 +17,13 @@
  */
 
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg"];
-const MIME_TYPES = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-  ".jpg": "image/jpeg",
-  ".jpeg": "image/jpeg",
-  ".png": "image/png",
-  ".svg": "image/svg+xml",
-  ".ico": "image/x-icon",
-  ".safetensors": "application/octet-stream",
-};
+import { serve, WEB_ROOT } from "./serve.mjs";
+
 const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
-       [--timeout S] [--backend B] [--no-webgpu] [--size S] [--kernel K] [--precision P]
-       IMAGE|DIR...
+       [--timeout S] [--backend B] [--no-webgpu] [--threads N] [--size S] [--kernel K]
+       [--precision P] IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
@@ -49,6 +33,8 @@ const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
   --backend B           auto, gpu or cpu, as xception's --backend (default auto: a hardware
                         WebGPU adapter, else the CPU backend compiled to WebAssembly)
   --no-webgpu           start Chromium without WebGPU (no adapter is offered)
+  --threads N           the CPU backend's threads (default one per logical core; more than
+                        one runs the threaded build)
   --size S              N or WxH, as xception's --size (default the model's input size)
   --kernel K            the convolution kernels, as xception's --kernel (default auto)
   --precision P         f32 or f16, as xception's --precision (default f32)`;
@@ -104,7 +90,8 @@ async function main() {
   });
   const query = new URLSearchParams(
     Object.entries({
-      backend: options.backend, size: options.size, kernel: options.kernel, precision: options.precision,
+      backend: options.backend, threads: options.threads, size: options.size, kernel: options.kernel,
+      precision: options.precision,
     }).filter(([, v]) => v),
   );
   const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
@@ -179,7 +166,7 @@ async function main() {
 function parseArgs(args) {
   const options = {
     screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, backend: null, webgpu: true,
-    size: null, kernel: null, precision: null, images: [],
+    threads: null, size: null, kernel: null, precision: null, images: [],
   };
   const count = (name, value, min) => {
     const n = Number(value);
@@ -203,6 +190,7 @@ function parseArgs(args) {
     else if (arg === "--timeout") options.timeout = count(arg, value(), 1);
     else if (arg === "--backend") options.backend = value();
     else if (arg === "--no-webgpu") options.webgpu = false;
+    else if (arg === "--threads") options.threads = count(arg, value(), 1);
     else if (arg === "--size") options.size = value();
     else if (arg === "--kernel") options.kernel = value();
     else if (arg === "--precision") options.precision = value();
@@ -279,42 +267,6 @@ function findChromium() {
     if (runnable(file)) return file;
   }
   throw new Failure("no Chromium found: set CHROMIUM to the browser binary, or install chromium", 2);
-}
-
-/** Serves `root` on a free port of 127.0.0.1. */
-function serve(root) {
-  const server = http.createServer((req, res) => {
-    const fail = (status, text) => {
-      res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8" });
-      res.end(`${text}\n`);
-    };
-    if (req.method !== "GET" && req.method !== "HEAD") return fail(405, "method not allowed");
-    let pathname;
-    try {
-      pathname = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
-    } catch {
-      return fail(400, "bad request");
-    }
-    if (pathname.includes("\0")) return fail(400, "bad request");
-    if (pathname.endsWith("/")) pathname += "index.html";
-    const file = path.join(root, pathname);
-    if (!file.startsWith(root + path.sep)) return fail(404, "not found");
-    fs.stat(file, (err, stat) => {
-      if (err || !stat.isFile()) return fail(404, "not found");
-      res.writeHead(200, {
-        "Content-Type": MIME_TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream",
-        "Content-Length": stat.size,
-        "Last-Modified": stat.mtime.toUTCString(),
-        "Cache-Control": "no-cache",
-      });
-      if (req.method === "HEAD") return res.end();
-      fs.createReadStream(file).on("error", () => res.destroy()).pipe(res);
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve(server));
-  });
 }
 
 /**
