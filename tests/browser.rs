@@ -187,13 +187,13 @@ fn on_a_software_adapter_auto_takes_the_wasm_cpu_backend() {
     assert!(fallback.contains("software"), "{timings}");
 }
 
-/// `?size=299` classifies at that size, as `--size 299` does natively (here on the
-/// single-threaded build); a size the network cannot take stops the page with the runtime's
+/// `?size=299` classifies at that size, as `--size 299` does natively (here `?backend=cpu` on
+/// the single-threaded build); a size the network cannot take stops the page with the runtime's
 /// message.
 #[test]
 fn the_page_classifies_at_the_size_asked_for() {
     let photo = "samples/fork.jpg".to_string();
-    let args = ["--no-webgpu", "--threads", "1", "--size", "299"];
+    let args = ["--backend", "cpu", "--threads", "1", "--size", "299"];
     let (page, lines, timings) = classify_in_browser(&args, std::slice::from_ref(&photo));
     assert!(page.status.success());
     assert_eq!(timings["threads"], 1, "{timings}");
