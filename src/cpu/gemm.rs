@@ -460,7 +460,7 @@ mod portable {
                 }
                 if f.relu {
                     for v in row.iter_mut() {
-                        *v = v.max(0.0);
+                        *v = crate::cpu::relu(*v);
                     }
                 }
             }

@@ -21,7 +21,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::{self, Finish, LeftRows, PackedWeights};
-use super::prefetch;
+use super::{prefetch, relu};
 use crate::graph::Padding;
 use crate::tensor::Shape;
 
@@ -329,9 +329,10 @@ pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, ou
 /// its three input rows (`None` above the top or below the bottom), fetching the same pixels
 /// of the row below them, `ahead` (which the next output row reads), into the cache meanwhile.
 ///
-/// The channels go in strips of 16, then 8, then one at a time; each strip walks along the
-/// row with its nine weights and a 3x3 window of inputs in registers, loading one new input
-/// column per output pixel (rectified as it is loaded when `RELU_IN`). Per channel the taps
+/// The channels go in strips of 16, then 8 (in WebAssembly: SIMD128 strips of 4), then one at
+/// a time; each strip walks along the row with its nine weights and a 3x3 window of inputs in
+/// registers, loading one new input column per output pixel (rectified as it is loaded when
+/// `RELU_IN`). Per channel the taps
 /// are added in the reference's order; taps outside the input add zero products, which leave
 /// the sums bit for bit as the reference's.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
@@ -344,13 +345,22 @@ fn depthwise_row<const RELU_IN: bool>(
     dst: &mut [f32],
 ) {
     let mut ch = 0;
-    while ch + 16 <= c {
-        depthwise_strip::<RELU_IN, 16>(rows, ahead, kernel, c, ch, x0, dst);
-        ch += 16;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        while ch + 16 <= c {
+            depthwise_strip::<RELU_IN, 16>(rows, ahead, kernel, c, ch, x0, dst);
+            ch += 16;
+        }
+        if ch + 8 <= c {
+            depthwise_strip::<RELU_IN, 8>(rows, ahead, kernel, c, ch, x0, dst);
+            ch += 8;
+        }
     }
-    if ch + 8 <= c {
-        depthwise_strip::<RELU_IN, 8>(rows, ahead, kernel, c, ch, x0, dst);
-        ch += 8;
+    // SIMD128's (in V8 on x86) 16 vector registers hold one 4-lane 3x3 window, not more.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    while ch + 4 <= c {
+        simd128::depthwise_strip::<RELU_IN>(rows, kernel, c, ch, x0, dst);
+        ch += 4;
     }
     for ch in ch..c {
         depthwise_strip::<RELU_IN, 1>(rows, ahead, kernel, c, ch, x0, dst);
@@ -395,6 +405,53 @@ fn depthwise_strip<const RELU_IN: bool, const N: usize>(
     }
 }
 
+/// The depthwise strip in WebAssembly SIMD128 vectors.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    /// Channels `ch..ch + 4` of [`super::depthwise_row`]'s output pixels, as
+    /// [`super::depthwise_strip`] computes them (the same products, added in the same order).
+    pub(super) fn depthwise_strip<const RELU_IN: bool>(
+        rows: [Option<&[f32]>; 3],
+        kernel: &[f32],
+        c: usize,
+        ch: usize,
+        x0: usize,
+        dst: &mut [f32],
+    ) {
+        let width = rows[1].map_or(0, |row| row.len() / c);
+        // SAFETY: every load and store is of 4 values inside a checked slice.
+        let load = |values: &[f32]| unsafe { v128_load(values[..4].as_ptr().cast()) };
+        let column = |ix: Option<usize>| -> [v128; 3] {
+            let ix = ix.filter(|&ix| ix < width);
+            rows.map(|row| match (row, ix) {
+                (Some(row), Some(ix)) if RELU_IN => {
+                    f32x4_pmax(f32x4_splat(0.0), load(&row[ix * c + ch..]))
+                }
+                (Some(row), Some(ix)) => load(&row[ix * c + ch..]),
+                _ => f32x4_splat(0.0),
+            })
+        };
+        let w: [v128; 9] = std::array::from_fn(|tap| load(&kernel[tap * c + ch..]));
+        let mut left = column(x0.checked_sub(1));
+        let mut mid = column(Some(x0));
+        for (ox, out) in (x0..).zip(dst.chunks_exact_mut(c)) {
+            let right = column(Some(ox + 1));
+            let mut acc = f32x4_splat(0.0);
+            for ky in 0..3 {
+                for (kx, column) in [&left, &mid, &right].into_iter().enumerate() {
+                    acc = f32x4_add(acc, f32x4_mul(column[ky], w[ky * 3 + kx]));
+                }
+            }
+            // SAFETY: as the loads.
+            unsafe { v128_store(out[ch..ch + 4].as_mut_ptr().cast(), acc) };
+            left = mid;
+            mid = right;
+        }
+    }
+}
+
 /// One column of [`depthwise_strip`]'s window: channels `ch..ch + N` of input pixel `ix` in
 /// each of the three rows, zeros outside the input.
 #[inline(always)]
@@ -413,11 +470,7 @@ fn window_column<const RELU_IN: bool, const N: usize>(
         if let Some(row) = row {
             let src = &row[ix * c + ch..][..N];
             for lane in 0..N {
-                values[lane] = if RELU_IN {
-                    src[lane].max(0.0)
-                } else {
-                    src[lane]
-                };
+                values[lane] = if RELU_IN { relu(src[lane]) } else { src[lane] };
             }
         }
     }
@@ -471,8 +524,10 @@ fn max_pool_row(rows: &[&[f32]], pad_left: usize, c: usize, residual: &[f32], ds
                 let Some(ix) = (ox * 2 + kx).checked_sub(pad_left).filter(|&ix| ix < width) else {
                     continue;
                 };
+                // A comparison rather than `f32::max` (see [`relu`]); `best` is never NaN,
+                // so as with `max` a NaN input never wins.
                 for (b, &v) in best.iter_mut().zip(&row[ix * c..][..c]) {
-                    *b = b.max(v);
+                    *b = if v > *b { v } else { *b };
                 }
             }
         }
