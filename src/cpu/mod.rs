@@ -209,9 +209,12 @@ impl CpuModel {
         let mut features = None;
         for (i, (node, layer)) in self.graph.nodes.iter().zip(&self.layers).enumerate() {
             let (in_shape, out_shape) = (shapes[node.input.0], shapes[node.output.0]);
+            // A value's buffer may be longer than the value (see `Buffers::take`).
+            let value =
+                |v: usize| &values[v].as_deref().expect("value computed")[..shapes[v].len()];
             let x: &[f32] = match node.input.0 {
                 0 => &input.data,
-                v => values[v].as_deref().expect("input computed"),
+                v => value(v),
             };
             // Only a profile reads the clock (which `wasm32-unknown-unknown` lacks).
             let started = timings.is_some().then(Instant::now);
@@ -242,13 +245,14 @@ impl CpuModel {
                         relu: c.relu,
                     };
                     let rows = out_shape.pixels();
-                    ops::matmul(Lhs::Patches(x, geometry), rows, weights, finish, &mut y);
+                    let out = &mut y[..out_shape.len()];
+                    ops::matmul(Lhs::Patches(x, geometry), rows, weights, finish, out);
                     let kind = if c.kernel == 1 {
                         OpKind::ShortcutConv
                     } else {
                         OpKind::StemConv
                     };
-                    step(kind, x.len() + y.len() + weights.k() * weights.n());
+                    step(kind, x.len() + out_shape.len() + weights.k() * weights.n());
                     y
                 }
                 (
@@ -259,9 +263,7 @@ impl CpuModel {
                     },
                 ) => {
                     let mut y = buffers.take(out_shape.len());
-                    let residual = sep
-                        .residual
-                        .map(|r| values[r.0].as_deref().expect("shortcut computed"));
+                    let residual = sep.residual.map(|r| value(r.0));
                     let finish = Finish {
                         residual,
                         relu: sep.relu_out,
@@ -277,25 +279,24 @@ impl CpuModel {
                         rows,
                         pointwise,
                         finish,
-                        &mut y,
+                        &mut y[..out_shape.len()],
                     );
                     step(
                         OpKind::Separable,
-                        x.len() + y.len() + pointwise.k() * pointwise.n(),
+                        x.len() + out_shape.len() + pointwise.k() * pointwise.n(),
                     );
                     y
                 }
                 (Op::MaxPoolAdd { residual }, Layer::Pool) => {
                     let mut y = buffers.take(out_shape.len());
-                    let residual = values[residual.0].as_deref().expect("shortcut computed");
                     ops::max_pool(
                         x,
                         in_shape,
                         self.weights.info.pool_padding,
-                        residual,
-                        &mut y,
+                        value(residual.0),
+                        &mut y[..out_shape.len()],
                     );
-                    step(OpKind::MaxPoolAdd, x.len() + 2 * y.len());
+                    step(OpKind::MaxPoolAdd, x.len() + 2 * out_shape.len());
                     y
                 }
                 (Op::GlobalAvgPool, Layer::Pool) => {
@@ -344,7 +345,9 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// A buffer of `len` values (their contents are overwritten by the kernel that takes it).
+    /// A buffer of at least `len` values, whose first `len` the kernel that takes it
+    /// overwrites. A buffer keeps the length it once had, so that zeroing a new one's values
+    /// (memory traffic as large as the kernel's own output) happens once, not every pass.
     fn take(&mut self, len: usize) -> Vec<f32> {
         let smallest_fitting = |buffers: &Vec<Vec<f32>>| {
             buffers
@@ -363,7 +366,9 @@ impl Buffers {
             (Some((i, _)), None) => self.spare.swap_remove(i),
             (None, None) => Vec::with_capacity(len),
         };
-        buffer.resize(len, 0.0);
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
         buffer
     }
 
