@@ -108,11 +108,19 @@ async function start() {
   const threadsAsked = threadCount();
   const build = asked !== "gpu" && threadsAsked > 1 && globalThis.crossOriginIsolated
     ? "threads" : "single";
-  const singleWhy = threadsAsked > 1 && build === "single" && asked !== "gpu"
+  let singleWhy = threadsAsked > 1 && build === "single" && asked !== "gpu"
     ? "the page is not cross-origin isolated, so WebAssembly cannot share memory with workers"
     : null;
   status("Loading the WebAssembly module…");
-  const remote = await RemoteModel.load(build, threadsAsked);
+  let remote;
+  try {
+    remote = await RemoteModel.load(build, threadsAsked);
+  } catch (err) {
+    if (build !== "threads") throw err;
+    // E.g. built with --single-threaded: the page still runs, on one thread.
+    singleWhy = `the threaded build did not load: ${messageOf(err)}`;
+    remote = await RemoteModel.load("single", 1);
+  }
 
   status("Loading the weights…");
   const t0 = performance.now();

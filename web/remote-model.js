@@ -9,7 +9,12 @@ export class RemoteModel {
   /** Starts the worker and loads the `build` ("single" or "threads", with `threads`). */
   static async load(build, threads) {
     const remote = new RemoteModel();
-    await remote.call("load", [build, threads]);
+    try {
+      await remote.call("load", [build, threads]);
+    } catch (err) {
+      remote.worker.terminate();
+      throw err;
+    }
     return remote;
   }
 
