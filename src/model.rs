@@ -37,6 +37,34 @@ pub enum BackendKind {
     Auto,
 }
 
+impl BackendKind {
+    /// The names the command line's `--backend` and the page's `backend` option give them.
+    pub const NAMES: [(&'static str, BackendKind); 4] = [
+        ("auto", BackendKind::Auto),
+        ("gpu", BackendKind::Gpu),
+        ("cpu", BackendKind::Cpu),
+        ("reference", BackendKind::Reference),
+    ];
+
+    /// Its name in [`BackendKind::NAMES`].
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map(|(name, _)| *name)
+            .expect("every kind is named")
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+
+    /// Parses a name of [`BackendKind::NAMES`].
+    fn from_str(name: &str) -> Result<Self> {
+        crate::gpu::options::from_name("backend", &Self::NAMES, name)
+    }
+}
+
 /// Why a model asked for with [`BackendKind::Auto`] runs on the fast CPU backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {

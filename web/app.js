@@ -25,7 +25,8 @@
  * The page's query string may choose the backend, the input size, the convolution kernels and
  * the precision as the command line's --backend, --size, --kernel and --precision do:
  * `?backend=gpu&size=299&kernel=tiled`.
- * `backend` is `auto` (the default: a hardware WebGPU adapter, else the CPU), `gpu` or `cpu`.
+ * `backend` is `auto` (the default: a hardware WebGPU adapter, else the CPU), `gpu`, `cpu` or
+ * `reference` (the plain oracle).
  * `threads` is the CPU backend's thread count (default: the logical cores); more than one
  * runs the threaded build (web/build.sh), which needs a cross-origin isolated page (served
  * with `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy:
@@ -153,7 +154,8 @@ async function start() {
   $("backend").textContent = (backend === "cpu"
     ? `CPU (WebAssembly), ${threads} thread${threads === 1 ? "" : "s"}${
       singleWhy ? ` (${singleWhy})` : ""}`
-    : "GPU (WebGPU)") + (fallback ? `: ${fallback}` : "");
+    : backend === "gpu" ? "GPU (WebGPU)" : "the reference implementation (WebAssembly)")
+    + (fallback ? `: ${fallback}` : "");
   $("adapter").textContent = [adapter, browserAdapter].filter(Boolean).join("; ");
   $("kernels").textContent = model.kernels || "GEMM micro-kernels";
   $("input-size").textContent = `${width} × ${height} pixels`;

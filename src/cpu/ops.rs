@@ -332,9 +332,8 @@ pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, ou
 /// The channels go in strips of 16, then 8 (in WebAssembly: SIMD128 strips of 4), then one at
 /// a time; each strip walks along the row with its nine weights and a 3x3 window of inputs in
 /// registers, loading one new input column per output pixel (rectified as it is loaded when
-/// `RELU_IN`). Per channel the taps
-/// are added in the reference's order; taps outside the input add zero products, which leave
-/// the sums bit for bit as the reference's.
+/// `RELU_IN`). Per channel the taps are added in the reference's order; taps outside the input
+/// add zero products, which leave the sums bit for bit as the reference's.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
 fn depthwise_row<const RELU_IN: bool>(
     rows: [Option<&[f32]>; 3],

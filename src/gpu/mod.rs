@@ -10,7 +10,7 @@ mod kernels;
 mod limits;
 mod network;
 mod ops;
-mod options;
+pub(crate) mod options;
 #[cfg(not(target_arch = "wasm32"))]
 mod pipeline_cache;
 mod select;

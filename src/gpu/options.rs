@@ -32,7 +32,7 @@ impl std::str::FromStr for Precision {
 }
 
 /// The value named `name` in `names`, or an error listing the names of `what`.
-fn from_name<T: Copy>(what: &str, names: &[(&str, T)], name: &str) -> Result<T> {
+pub(crate) fn from_name<T: Copy>(what: &str, names: &[(&str, T)], name: &str) -> Result<T> {
     names
         .iter()
         .find(|(n, _)| *n == name)
@@ -123,5 +123,14 @@ mod tests {
         );
         let error = "f64".parse::<Precision>().unwrap_err().to_string();
         assert!(error.contains("one of: f32, f16"), "{error}");
+        for (name, kind) in crate::BackendKind::NAMES {
+            assert_eq!(name.parse::<crate::BackendKind>().unwrap(), kind);
+            assert_eq!(kind.name(), name);
+        }
+        let error = "tpu".parse::<crate::BackendKind>().unwrap_err().to_string();
+        assert!(
+            error.contains("one of: auto, gpu, cpu, reference"),
+            "{error}"
+        );
     }
 }

@@ -39,9 +39,9 @@ pub struct Model {
     size: Size,
 }
 
-/// How to run the network: the names of the command line's `--backend` (`auto`, `gpu` or
-/// `cpu`; `auto` when left out), `--size` (`N` or `WxH`; the weights' input size when left
-/// out), `--kernel` and `--precision`.
+/// How to run the network: the names of the command line's `--backend` (`auto`, `gpu`, `cpu`
+/// or `reference`; `auto` when left out), `--size` (`N` or `WxH`; the weights' input size
+/// when left out), `--kernel` and `--precision`.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct Options {
@@ -75,18 +75,6 @@ struct Timings {
     inference_ms: f64,
 }
 
-/// The backend `name` asks for (`auto` when none).
-fn parse_backend(name: Option<&str>) -> Result<BackendKind, JsError> {
-    match name.unwrap_or("auto") {
-        "auto" => Ok(BackendKind::Auto),
-        "gpu" => Ok(BackendKind::Gpu),
-        "cpu" => Ok(BackendKind::Cpu),
-        other => Err(JsError::new(&format!(
-            "unknown backend '{other}' (expected auto, gpu or cpu)"
-        ))),
-    }
-}
-
 fn js_error(error: Error) -> JsValue {
     JsError::new(&error.to_string()).into()
 }
@@ -99,9 +87,10 @@ fn ms_since(start: Instant) -> f64 {
 impl Model {
     /// Creates a model from safetensors weights (the bytes of the `.safetensors` file) on the
     /// page's WebGPU adapter or the CPU: resolves to the model, or rejects with the runtime's
-    /// message. `options` (optional): `{ backend: "auto" | "gpu" | "cpu", size: "N" | "WxH",
-    /// kernel: "auto" | "portable" | "subgroup" | "tiled" | "coopmat", precision: "f32" |
-    /// "f16" }`, as on the command line; `auto` takes a hardware WebGPU adapter, else the CPU.
+    /// message. `options` (optional): `{ backend: "auto" | "gpu" | "cpu" | "reference",
+    /// size: "N" | "WxH", kernel: "auto" | "portable" | "subgroup" | "tiled" | "coopmat",
+    /// precision: "f32" | "f16" }`, as on the command line; `auto` takes a hardware WebGPU
+    /// adapter, else the CPU.
     pub async fn create(weights: Vec<u8>, options: JsValue) -> Result<Model, JsError> {
         console_error_panic_hook::set_once();
         let options: Option<Options> = serde_wasm_bindgen::from_value(options)?;
@@ -115,7 +104,11 @@ impl Model {
             .map(|size| size.parse::<Size>())
             .transpose()
             .map_err(|e| JsError::new(&e.to_string()))?;
-        let mut builder = Xception::builder().backend(parse_backend(backend.as_deref())?);
+        let backend = backend
+            .as_deref()
+            .unwrap_or("auto")
+            .parse::<BackendKind>()?;
+        let mut builder = Xception::builder().backend(backend);
         if let Some(kernel) = kernel {
             builder = builder.conv_kernel(kernel.parse::<KernelChoice>()?);
         }
@@ -138,14 +131,10 @@ impl Model {
         self.inner.backend_description()
     }
 
-    /// `"gpu"` or `"cpu"`: where the network runs.
+    /// `"gpu"`, `"cpu"` (or `"reference"`, asked for by name): where the network runs.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.inner.backend_kind() {
-            BackendKind::Gpu => "gpu",
-            _ => "cpu",
-        }
-        .to_string()
+        self.inner.backend_kind().name().to_string()
     }
 
     /// Threads the CPU backend runs on (`undefined` on the GPU).
