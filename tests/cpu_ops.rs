@@ -15,6 +15,7 @@ use common::{
 };
 use xception_wgpu::cpu::gemm::{Finish, Isa, PackedWeights};
 use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Lhs};
+use xception_wgpu::cpu::winograd::{self, WinogradWeights};
 use xception_wgpu::graph::Padding;
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
@@ -65,12 +66,13 @@ fn reference_conv(
     y
 }
 
-/// Every convolution case as an implicit GEMM over gathered patches, and the 1x1 stride-1
-/// ones also as a plain GEMM over the activations (how the pointwise convolutions run).
+/// Every convolution case as an implicit GEMM over gathered patches, the 1x1 stride-1 ones
+/// also as a plain GEMM over the activations (how the pointwise convolutions run) and the
+/// 3x3 stride-1 ones also by Winograd's F(2x2, 3x3) (how the stem's second one runs).
 #[test]
 fn convolutions_match_the_reference() {
     let mut rng = rng();
-    let mut pointwise = 0;
+    let (mut pointwise, mut winograd_cases) = (0, 0);
     for case in conv_cases() {
         let (cin, cout, k) = (case.shape.channels, case.out_channels, case.geometry.kernel);
         let x = random_tensor(&mut rng, case.shape);
@@ -121,9 +123,28 @@ fn convolutions_match_the_reference() {
                     assert_close(&got, &want.data, TOL, &what);
                 });
             }
+            if winograd::applies(k, case.geometry.stride) {
+                let weights = WinogradWeights::new(isa, &folded, &bias, cin, cout);
+                on_each_pool(|threads| {
+                    let mut got = vec![f32::NAN; out.len()];
+                    winograd::conv(&x.data, geometry, &weights, finish, &mut got);
+                    let what = format!(
+                        "3x3/1 {:?} {} -> {cout} relu={} residual={} by Winograd, {} kernels \
+                         on {threads} threads",
+                        case.geometry.padding,
+                        case.shape,
+                        case.relu,
+                        case.residual,
+                        isa.name(),
+                    );
+                    assert_close(&got, &want.data, TOL, &what);
+                });
+            }
         }
+        winograd_cases += usize::from(winograd::applies(k, case.geometry.stride));
     }
     assert!(pointwise >= 5, "pointwise cases ran: {pointwise}");
+    assert!(winograd_cases >= 6, "Winograd cases ran: {winograd_cases}");
 }
 
 /// Separable convolutions in one pass (the depthwise half computed block by block as the

@@ -273,6 +273,8 @@ impl LeftRows {
 /// `out[rows, n] = finish(lhs[rows, k] * weights)` for the output rows `rows`, whose
 /// left-hand rows `lhs` describes (its first row is `rows.start`'s), over the weights'
 /// panels `panels`; `out` and the residual are row-major `[_, n]` indexed by `rows`.
+/// `out_in_cache` says the output is a small scratch buffer the caches already hold, whose
+/// lines are then not fetched ahead of the stores.
 ///
 /// # Safety
 /// `lhs` must describe readable memory for `rows.len()` rows of `k` values; `out` must point
@@ -285,6 +287,7 @@ pub(crate) unsafe fn gemm_block(
     panels: std::ops::Range<usize>,
     finish: Finish<'_>,
     out: *mut f32,
+    out_in_cache: bool,
 ) {
     let (isa, k, n) = (weights.isa, weights.k, weights.n);
     let Tile { mr, nr } = isa.tile();
@@ -345,7 +348,7 @@ pub(crate) unsafe fn gemm_block(
                         }
                     }
                 };
-                if k0 == 0 {
+                if k0 == 0 && !out_in_cache {
                     tile_lines(dst, prefetch::write);
                 }
                 if let (true, Some(residual)) = (last, residual) {

@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod ops;
 pub mod peak;
 mod prefetch;
+pub mod winograd;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,6 +24,7 @@ use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
 use gemm::{Finish, Isa, PackedWeights};
 use ops::{ConvGeometry, Depthwise, Lhs};
+use winograd::WinogradWeights;
 
 /// `x.max(0.0)` (zero for NaN too) as a comparison, which compiles to one instruction on
 /// every target: `f32::max` is a call to `fmaxf` in WebAssembly (whose `f32.max` propagates
@@ -41,6 +43,8 @@ pub(crate) fn relu(x: f32) -> f32 {
 enum Layer {
     /// A convolution as a GEMM: kernel `[k * k * cin, cout]` with its batchnorm folded in.
     Conv(PackedWeights),
+    /// A 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), its batchnorm folded in.
+    Winograd(WinogradWeights),
     /// Depthwise kernel `[9, cin]`, then the pointwise `[cin, cout]` with its batchnorm folded in.
     Separable {
         depthwise: Vec<f32>,
@@ -86,8 +90,13 @@ impl CpuModel {
                 Op::Conv(c) => {
                     let kernel = weights.tensor(&format!("{}.kernel", c.conv));
                     let (kernel, bias) = weights.batchnorm(&c.bn).fold(kernel, c.out_channels);
-                    let k = kernel.len() / c.out_channels;
-                    Layer::Conv(PackedWeights::new(isa, &kernel, &bias, k, c.out_channels))
+                    let (cin, cout) = (c.in_channels, c.out_channels);
+                    if winograd::applies(c.kernel, c.stride) {
+                        Layer::Winograd(WinogradWeights::new(isa, &kernel, &bias, cin, cout))
+                    } else {
+                        let k = c.kernel * c.kernel * cin;
+                        Layer::Conv(PackedWeights::new(isa, &kernel, &bias, k, cout))
+                    }
                 }
                 Op::Separable(s) => {
                     let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
@@ -218,8 +227,11 @@ impl CpuModel {
             };
             // Only a profile reads the clock (which `wasm32-unknown-unknown` lacks).
             let started = timings.is_some().then(Instant::now);
-            // Records the node's step, which ends now.
-            let macs = node.macs(shapes).total();
+            // Records the node's step, which ends now, with the multiply-adds it executes.
+            let macs = match layer {
+                Layer::Winograd(weights) => weights.macs(out_shape),
+                _ => node.macs(shapes).total(),
+            };
             let mut step = |kind: OpKind, floats: usize| {
                 if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started) {
                     timings.push(LaunchTiming {
@@ -232,7 +244,7 @@ impl CpuModel {
                 }
             };
             let y = match (&node.op, layer) {
-                (Op::Conv(c), Layer::Conv(weights)) => {
+                (Op::Conv(c), Layer::Conv(_) | Layer::Winograd(_)) => {
                     let mut y = buffers.take(out_shape.len());
                     let geometry = ConvGeometry {
                         input: in_shape,
@@ -244,15 +256,24 @@ impl CpuModel {
                         residual: None,
                         relu: c.relu,
                     };
-                    let rows = out_shape.pixels();
                     let out = &mut y[..out_shape.len()];
-                    ops::matmul(Lhs::Patches(x, geometry), rows, weights, finish, out);
+                    let rows = out_shape.pixels();
+                    match layer {
+                        Layer::Winograd(weights) => {
+                            winograd::conv(x, geometry, weights, finish, out)
+                        }
+                        Layer::Conv(weights) => {
+                            ops::matmul(Lhs::Patches(x, geometry), rows, weights, finish, out)
+                        }
+                        _ => unreachable!("a convolution was prepared as {layer:?}"),
+                    }
                     let kind = if c.kernel == 1 {
                         OpKind::ShortcutConv
                     } else {
                         OpKind::StemConv
                     };
-                    step(kind, x.len() + out_shape.len() + weights.k() * weights.n());
+                    let kernel_len = c.kernel * c.kernel * c.in_channels * c.out_channels;
+                    step(kind, x.len() + out_shape.len() + kernel_len);
                     y
                 }
                 (

@@ -40,7 +40,7 @@ pub struct ConvGeometry {
 
 impl ConvGeometry {
     /// Output height and width, and the leading (top, left) pads.
-    fn resolve(&self) -> (usize, usize, usize, usize) {
+    pub(crate) fn resolve(&self) -> (usize, usize, usize, usize) {
         let (out_h, pad_top) = self
             .padding
             .resolve(self.input.height, self.kernel, self.stride);
@@ -237,7 +237,7 @@ pub fn matmul(
             // convolution whose windows lie inside it); `out` is `m x n` (checked above) and no
             // other task writes these rows' columns in `panels`.
             let multiply = |rows: std::ops::Range<usize>, lhs: LeftRows| unsafe {
-                gemm::gemm_block(weights, lhs, rows, panels.clone(), finish, out.get())
+                gemm::gemm_block(weights, lhs, rows, panels.clone(), finish, out.get(), false)
             };
             match lhs {
                 Lhs::Matrix(a) => multiply(

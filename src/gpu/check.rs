@@ -163,6 +163,7 @@ pub fn conv_cases() -> Vec<ConvCase> {
         case(s(1, 40, 41, 32), 3, 1, Valid, 64, true, false),
         case(s(1, 6, 9, 100), 3, 1, Valid, 40, true, false),
         case(s(2, 7, 9, 8), 3, 1, Same, 12, false, false),
+        case(s(2, 9, 6, 20), 3, 1, Same, 24, true, true),
         case(s(1, 8, 11, 4), 3, 2, Same, 8, true, false),
         case(s(1, 6, 7, 3), 3, 2, Same, 9, true, false),
         case(s(1, 8, 9, 64), 1, 2, Same, 128, false, false),

@@ -1,13 +1,15 @@
 //! The fast CPU backend as the page runs it, compiled to WebAssembly: its SIMD128 and
-//! portable GEMM kernels, the depthwise half fused into them and the standalone depthwise,
-//! against the reference backend's unfused ops on random inputs of many shapes (odd sizes,
+//! portable GEMM kernels, the depthwise half fused into them, the standalone depthwise and
+//! the Winograd 3x3 convolution, against the reference backend's unfused ops on random inputs of many shapes (odd sizes,
 //! row and column tails of every tile, slices of the inner dimension, a ReLU on the input, a
 //! residual and a ReLU after). `scripts/test-wasm.sh` runs it in Node with SIMD128 on.
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen_test::wasm_bindgen_test;
 use xception_wgpu::cpu::gemm::{Finish, Isa, PackedWeights};
-use xception_wgpu::cpu::ops::{self as fast, Depthwise, Lhs};
+use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Lhs};
+use xception_wgpu::cpu::winograd::{self, WinogradWeights};
+use xception_wgpu::graph::Padding;
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
 
@@ -53,8 +55,22 @@ fn reference(
     residual: Option<&Tensor>,
     relu: bool,
 ) -> Vec<f32> {
+    finish_reference(
+        ops::pointwise_conv(x, kernel, bias.len()),
+        bias,
+        residual,
+        relu,
+    )
+}
+
+/// `finish(y + bias)` by the reference's unfused ops.
+fn finish_reference(
+    mut y: Tensor,
+    bias: &[f32],
+    residual: Option<&Tensor>,
+    relu: bool,
+) -> Vec<f32> {
     let n = bias.len();
-    let mut y = ops::pointwise_conv(x, kernel, n);
     for row in y.data.chunks_exact_mut(n) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;
@@ -177,6 +193,44 @@ fn separable_convolutions_and_the_depthwise_match_the_reference() {
             &want,
             &what,
         );
+    }
+}
+
+#[wasm_bindgen_test]
+fn winograd_convolutions_match_the_reference() {
+    let mut values = Values(3);
+    let s = Shape::new;
+    // Odd output sizes (tiles past the edge), 'same' padding, a batch, channel tails.
+    for (shape, padding, cout) in [
+        (s(1, 3, 3, 5), Padding::Valid, 7),
+        (s(1, 12, 13, 32), Padding::Valid, 64),
+        (s(2, 7, 9, 6), Padding::Same, 12),
+    ] {
+        let cin = shape.channels;
+        let x = Tensor::new(shape, values.take(shape.len(), 1.0)).unwrap();
+        let kernel = values.take(9 * cin * cout, 1.0 / (9.0 * cin as f32).sqrt());
+        let bias = values.take(cout, 0.5);
+        let y = ops::conv(&x, &kernel, 3, 1, padding, cout);
+        let out = y.shape;
+        let residual = Tensor::new(out, values.take(out.len(), 1.0)).unwrap();
+        let want = finish_reference(y, &bias, Some(&residual), true);
+        let geometry = ConvGeometry {
+            input: shape,
+            kernel: 3,
+            stride: 1,
+            padding,
+        };
+        let finish = Finish {
+            residual: Some(&residual.data),
+            relu: true,
+        };
+        for isa in families() {
+            let weights = WinogradWeights::new(isa, &kernel, &bias, cin, cout);
+            let mut got = vec![f32::NAN; out.len()];
+            winograd::conv(&x.data, geometry, &weights, finish, &mut got);
+            let what = format!("Winograd {shape} {padding:?} -> {cout}, {}", isa.name());
+            assert_close(&got, &want, &what);
+        }
     }
 }
 
