@@ -13,6 +13,7 @@
 //! (4 x 8) and a portable one (4 x 16) that the compiler vectorises for whatever the target
 //! has. [`Isa::detect`] picks the widest the CPU runs, once per model; tests force each.
 
+use super::aligned::AlignedVec;
 use super::prefetch;
 
 /// A GEMM micro-kernel family: its instruction set and tile.
@@ -129,8 +130,8 @@ pub struct PackedWeights {
     isa: Isa,
     k: usize,
     n: usize,
-    panels: Vec<f32>,
-    bias: Vec<f32>,
+    panels: AlignedVec,
+    bias: AlignedVec,
 }
 
 impl PackedWeights {
@@ -147,15 +148,15 @@ impl PackedWeights {
         assert_eq!(bias.len(), n, "packed bias");
         let nr = isa.tile().nr;
         let panel_count = n.div_ceil(nr);
-        let mut panels = vec![0.0; panel_count * k * nr];
+        let mut panels = AlignedVec::zeros(panel_count * k * nr);
         for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
             let (c0, c1) = (p * nr, ((p + 1) * nr).min(n));
             for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
                 dst[..c1 - c0].copy_from_slice(&kernel[row * n + c0..row * n + c1]);
             }
         }
-        let mut padded_bias = bias.to_vec();
-        padded_bias.resize(panel_count * nr, 0.0);
+        let mut padded_bias = AlignedVec::zeros(panel_count * nr);
+        padded_bias[..n].copy_from_slice(bias);
         Self {
             isa,
             k,

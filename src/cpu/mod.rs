@@ -7,6 +7,7 @@
 //! fused, and activations live in buffers reused from pass to pass. The reference backend
 //! ([`crate::reference`]) stays the oracle this one is tested against.
 
+pub mod aligned;
 pub mod gemm;
 pub mod ops;
 pub mod peak;
@@ -22,6 +23,7 @@ use crate::outputs::Outputs;
 use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
+use aligned::AlignedVec;
 use gemm::{Finish, Isa, PackedWeights};
 use ops::{ConvGeometry, Depthwise, Lhs};
 use winograd::WinogradWeights;
@@ -64,7 +66,7 @@ pub struct CpuModel {
     isa: Isa,
     threads: Option<rayon::ThreadPool>,
     /// Activation buffers of earlier passes, taken by the next one.
-    spare: Mutex<Vec<Vec<f32>>>,
+    spare: Mutex<Vec<AlignedVec>>,
 }
 
 impl CpuModel {
@@ -213,7 +215,7 @@ impl CpuModel {
             spare: Vec::new(),
         };
         let last_use = self.graph.last_uses();
-        let mut values: Vec<Option<Vec<f32>>> = vec![None; shapes.len()];
+        let mut values: Vec<Option<AlignedVec>> = vec![None; shapes.len()];
         let mut embedding = vec![0.0; input.shape.batch * EMBEDDING_DIM];
         let mut features = None;
         for (i, (node, layer)) in self.graph.nodes.iter().zip(&self.layers).enumerate() {
@@ -347,7 +349,7 @@ impl CpuModel {
         (embedding, features)
     }
 
-    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<AlignedVec>> {
         // A pass that panicked leaves only spare buffers behind, which are still good.
         self.spare
             .lock()
@@ -360,17 +362,17 @@ impl CpuModel {
 /// of large inputs does not keep its memory through a run of small ones.
 struct Buffers {
     /// Buffers of earlier passes that this one has not taken.
-    earlier: Vec<Vec<f32>>,
+    earlier: Vec<AlignedVec>,
     /// Buffers this pass has given back.
-    spare: Vec<Vec<f32>>,
+    spare: Vec<AlignedVec>,
 }
 
 impl Buffers {
     /// A buffer of at least `len` values, whose first `len` the kernel that takes it
     /// overwrites. A buffer keeps the length it once had, so that zeroing a new one's values
     /// (memory traffic as large as the kernel's own output) happens once, not every pass.
-    fn take(&mut self, len: usize) -> Vec<f32> {
-        let smallest_fitting = |buffers: &Vec<Vec<f32>>| {
+    fn take(&mut self, len: usize) -> AlignedVec {
+        let smallest_fitting = |buffers: &Vec<AlignedVec>| {
             buffers
                 .iter()
                 .enumerate()
@@ -385,15 +387,15 @@ impl Buffers {
             (Some((i, mine)), Some((_, theirs))) if mine <= theirs => self.spare.swap_remove(i),
             (_, Some((i, _))) => self.earlier.swap_remove(i),
             (Some((i, _)), None) => self.spare.swap_remove(i),
-            (None, None) => Vec::with_capacity(len),
+            (None, None) => AlignedVec::new(),
         };
         if buffer.len() < len {
-            buffer.resize(len, 0.0);
+            buffer.resize(len);
         }
         buffer
     }
 
-    fn give_back(&mut self, buffer: Vec<f32>) {
+    fn give_back(&mut self, buffer: AlignedVec) {
         self.spare.push(buffer);
     }
 }

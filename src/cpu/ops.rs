@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::aligned::AlignedVec;
 use super::gemm::{self, Finish, LeftRows, PackedWeights};
 use super::{prefetch, relu};
 use crate::graph::Padding;
@@ -144,7 +145,7 @@ pub enum Lhs<'a> {
 thread_local! {
     /// Each thread's block of gathered patches or depthwise output, reused across blocks and
     /// calls.
-    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BLOCK: RefCell<AlignedVec> = const { RefCell::new(AlignedVec::new()) };
 }
 
 /// The output pointer shared by the tasks of one GEMM (each writes its own rectangle).
@@ -248,12 +249,12 @@ pub fn matmul(
                     geometry.for_each_row_in_place(x, rows, multiply)
                 }
                 Lhs::Patches(x, geometry) => BLOCK.with_borrow_mut(|block| {
-                    block.resize(rows.len() * k, 0.0);
+                    block.resize(rows.len() * k);
                     geometry.gather(x, rows.clone(), block);
                     multiply(rows, LeftRows::matrix(block, k));
                 }),
                 Lhs::Depthwise(x, depthwise) => BLOCK.with_borrow_mut(|block| {
-                    block.resize(rows.len() * k, 0.0);
+                    block.resize(rows.len() * k);
                     depthwise.compute(x, rows.clone(), block);
                     multiply(rows, LeftRows::matrix(block, k));
                 }),

@@ -17,6 +17,7 @@ use std::ops::Range;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::aligned::AlignedVec;
 use super::gemm::{self, Finish, Isa, LeftRows, PackedWeights};
 use super::ops::ConvGeometry;
 use super::{prefetch, relu};
@@ -34,7 +35,8 @@ const SCRATCH_VALUES: usize = 128 * 1024;
 
 thread_local! {
     /// Each thread's transformed inputs `V` and products `M`, reused across tasks and calls.
-    static SCRATCH: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+    static SCRATCH: RefCell<[AlignedVec; 3]> =
+        const { RefCell::new([AlignedVec::new(), AlignedVec::new(), AlignedVec::new()]) };
 }
 
 /// Whether a convolution runs on this module's kernels: 3x3, stride 1.
@@ -188,13 +190,13 @@ fn convolve_tiles(
     weights: &WinogradWeights,
     store: Store,
     rows: &mut [f32],
-    scratch: &mut [Vec<f32>; 3],
+    scratch: &mut [AlignedVec; 3],
 ) {
     let (image, s, origin) = window;
     let [input_rows, v, m] = scratch;
     let (count, cin, cout) = (tiles.len(), weights.cin, weights.cout);
-    v.resize(WINDOW * count * cin, 0.0);
-    m.resize(WINDOW * count * cout, 0.0);
+    v.resize(WINDOW * count * cin);
+    m.resize(WINDOW * count * cout);
     transform_inputs(image, s, origin, tiles.clone(), input_rows, v);
     let no_finish = Finish {
         residual: None,
@@ -248,7 +250,7 @@ fn transform_inputs(
     s: Shape,
     origin: (usize, usize, usize),
     tiles: Range<usize>,
-    rows: &mut Vec<f32>,
+    rows: &mut AlignedVec,
     v: &mut [f32],
 ) {
     let (oy, pad_top, pad_left) = origin;
@@ -261,8 +263,12 @@ fn transform_inputs(
     let inside = (-first).clamp(0, span as isize) as usize
         ..(s.width as isize - first).clamp(0, span as isize) as usize;
     let len = inside.len() * c;
-    rows.clear();
-    rows.resize(4 * span * c, 0.0);
+    rows.resize(4 * span * c);
+    // Pixels outside the input are zeros.
+    for row in rows.chunks_exact_mut(span * c) {
+        row[..inside.start * c].fill(0.0);
+        row[inside.end * c..].fill(0.0);
+    }
     let zeros = vec![0.0; len];
     let input_row = |r: usize| match (oy + r).checked_sub(pad_top) {
         Some(iy) if iy < s.height && !inside.is_empty() => {
