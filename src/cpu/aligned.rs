@@ -1,6 +1,7 @@
 //! Float buffers that start on a cache line: the micro-kernels' 64-byte loads of packed
-//! weights and their stores of output rows then never straddle two lines (a plain `Vec<f32>`
-//! of any size starts 16 bytes past one with the system allocator).
+//! weights then never straddle two lines, nor do their stores of output rows a multiple of
+//! 16 values wide (a plain `Vec<f32>` need not start on a line: glibc's allocator starts
+//! large ones 16 bytes past one).
 
 use std::ops::{Deref, DerefMut};
 

@@ -34,7 +34,8 @@ const LINE: usize = 16;
 const SCRATCH_VALUES: usize = 128 * 1024;
 
 thread_local! {
-    /// Each thread's transformed inputs `V` and products `M`, reused across tasks and calls.
+    /// Each thread's rows of `Bᵀ d`, transformed inputs `V` and products `M`, reused across
+    /// tasks and calls.
     static SCRATCH: RefCell<[AlignedVec; 3]> =
         const { RefCell::new([AlignedVec::new(), AlignedVec::new(), AlignedVec::new()]) };
 }
@@ -91,16 +92,6 @@ impl WinogradWeights {
             cin,
             cout,
         }
-    }
-
-    /// Input channels.
-    pub fn cin(&self) -> usize {
-        self.cin
-    }
-
-    /// Output channels.
-    pub fn cout(&self) -> usize {
-        self.cout
     }
 
     /// Multiply-adds the products execute for an output of `out` (whose channels are
@@ -277,7 +268,7 @@ fn transform_inputs(
         }
         _ => &zeros[..],
     };
-    let [r0, r1, r2, r3] = four(rows, span * c, |i| i * span * c + inside.start * c, len);
+    let [r0, r1, r2, r3] = four(rows, |i| i * span * c + inside.start * c, len);
     transform_input(
         [input_row(0), input_row(1), input_row(2), input_row(3)],
         [r0, r1, r2, r3],
@@ -285,21 +276,15 @@ fn transform_inputs(
     for (t, _) in tiles.enumerate() {
         for (i, row) in rows.chunks_exact(span * c).enumerate() {
             let pixel = |j: usize| &row[(2 * t + j) * c..][..c];
-            let out = four(v, count * c, |j| ((i * 4 + j) * count + t) * c, c);
+            let out = four(v, |j| ((i * 4 + j) * count + t) * c, c);
             transform_input([pixel(0), pixel(1), pixel(2), pixel(3)], out);
         }
     }
 }
 
-/// Four disjoint `len`-value pieces of `values`, the `j`th at offset `at(j)`, the offsets
-/// increasing at least `stride` apart.
-fn four(
-    values: &mut [f32],
-    stride: usize,
-    at: impl Fn(usize) -> usize,
-    len: usize,
-) -> [&mut [f32]; 4] {
-    debug_assert!((1..4).all(|j| at(j) >= at(j - 1) + stride.min(len)));
+/// Four disjoint `len`-value pieces of `values`, the `j`th at offset `at(j)` (increasing).
+fn four(values: &mut [f32], at: impl Fn(usize) -> usize, len: usize) -> [&mut [f32]; 4] {
+    debug_assert!((1..4).all(|j| at(j) >= at(j - 1) + len));
     let (first, rest) = values[at(0)..].split_at_mut(at(1) - at(0));
     let (second, rest) = rest.split_at_mut(at(2) - at(1));
     let (third, fourth) = rest.split_at_mut(at(3) - at(2));
@@ -327,7 +312,7 @@ fn transform_outputs(
     let count = tiles.len();
     let len = count * cout;
     for j in 0..4 {
-        let [m0, m1, m2, m3] = four(m, len, |i| (i * 4 + j) * len, len);
+        let [m0, m1, m2, m3] = four(m, |i| (i * 4 + j) * len, len);
         for (((m0, m1), &m2), &m3) in m0.iter_mut().zip(m1).zip(&*m2).zip(&*m3) {
             (*m0, *m1) = (*m0 + *m1 + m2, *m1 - m2 - m3);
         }
