@@ -3,8 +3,9 @@
 //!
 //! At load every batchnorm is folded into its convolution's weights and a bias (as on the
 //! GPU); a forward pass then runs one GEMM per convolution (a separable one computes its
-//! depthwise half block by block as the GEMM's left operand) with its bias, ReLU and residual
-//! fused, and activations live in buffers reused from pass to pass. The reference backend
+//! depthwise half block by block as the GEMM's left operand; the 3x3 stride-1 one runs as
+//! sixteen small ones, by Winograd's F(2x2, 3x3) in [`winograd`]) with its bias, ReLU and
+//! residual fused, and activations live in buffers reused from pass to pass. The reference backend
 //! ([`crate::reference`]) stays the oracle this one is tested against.
 
 pub mod aligned;
