@@ -147,6 +147,44 @@ fn convolutions_match_the_reference() {
     assert!(winograd_cases >= 6, "Winograd cases ran: {winograd_cases}");
 }
 
+/// Winograd's F(2x2, 3x3) where a row of tiles is more than one task's scratch holds (many
+/// channels, a wide image), so each row runs in several pieces.
+#[test]
+fn winograd_splits_rows_of_many_tiles() {
+    let mut rng = rng();
+    let (shape, cout) = (Shape::new(1, 5, 41, 512), 256);
+    let x = random_tensor(&mut rng, shape);
+    let kernel = uniform(&mut rng, 9 * 512 * cout, 1.0 / (9.0 * 512.0f32).sqrt());
+    let bn = RandomBn::new(&mut rng, cout);
+    let geometry = ConvGeometry {
+        input: shape,
+        kernel: 3,
+        stride: 1,
+        padding: Padding::Same,
+    };
+    let out = geometry.output(cout);
+    let mut want = ops::conv(&x, &kernel, 3, 1, Padding::Same, cout);
+    ops::batch_norm(&mut want, &bn.view());
+    let want = ops::relu(&want);
+    let (folded, bias) = bn.view().fold(&kernel, cout);
+    let finish = Finish {
+        residual: None,
+        relu: true,
+    };
+    for isa in kernel_families() {
+        let weights = WinogradWeights::new(isa, &folded, &bias, 512, cout);
+        on_each_pool(|threads| {
+            let mut got = vec![f32::NAN; out.len()];
+            winograd::conv(&x.data, geometry, &weights, finish, &mut got);
+            let what = format!(
+                "Winograd {shape} -> {cout}, {} on {threads} threads",
+                isa.name()
+            );
+            assert_close(&got, &want.data, TOL, &what);
+        });
+    }
+}
+
 /// Separable convolutions in one pass (the depthwise half computed block by block as the
 /// GEMM's left operand): Xception's channel counts, odd sizes (where the threads' blocks of
 /// pixels start inside an image row), single pixels, single rows, batches, a ReLU on the
