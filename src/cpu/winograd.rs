@@ -260,13 +260,24 @@ fn transform_inputs(
         row[..inside.start * c].fill(0.0);
         row[inside.end * c..].fill(0.0);
     }
-    let zeros = vec![0.0; len];
-    let input_row = |r: usize| match (oy + r).checked_sub(pad_top) {
-        Some(iy) if iy < s.height && !inside.is_empty() => {
+    // The input row of window row `r`, if it lies in the input.
+    let source = |r: usize| {
+        (oy + r)
+            .checked_sub(pad_top)
+            .filter(|&iy| iy < s.height && !inside.is_empty())
+    };
+    // Zeros for the window rows outside the input: in an image's first and last tile rows.
+    let zeros = if (0..4).all(|r| source(r).is_some()) {
+        Vec::new()
+    } else {
+        vec![0.0; len]
+    };
+    let input_row = |r: usize| match source(r) {
+        Some(iy) => {
             let x0 = (first + inside.start as isize) as usize;
             &image[(iy * s.width + x0) * c..][..len]
         }
-        _ => &zeros[..],
+        None => &zeros[..],
     };
     let [r0, r1, r2, r3] = four(rows, |i| i * span * c + inside.start * c, len);
     transform_input(
