@@ -5,6 +5,7 @@
 //! so the list is what the GPU dispatcher runs while the CPU reference expands every node
 //! back into its plain Keras ops.
 
+pub use crate::architecture::{Architecture, BlockSpec, Layout};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Size};
 
@@ -30,7 +31,7 @@ pub const BN_EPSILON: f32 = 1e-3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ValueId(pub usize);
 
-/// Spatial padding of a convolution, in TensorFlow's terms.
+/// Spatial padding of a convolution or pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Padding {
     /// No padding.
@@ -42,7 +43,8 @@ pub enum Padding {
 }
 
 impl Padding {
-    /// Output length and leading (top or left) pad for an input of length `input`.
+    /// Output length and leading (top or left) pad for an input of length `input` and a
+    /// window of `kernel` pixels (a dilated window's whole span).
     pub fn resolve(self, input: usize, kernel: usize, stride: usize) -> (usize, usize) {
         match self {
             Padding::Valid => ((input - kernel) / stride + 1, 0),
@@ -54,15 +56,71 @@ impl Padding {
             Padding::Symmetric(p) => ((input + 2 * p - kernel) / stride + 1, p),
         }
     }
+
+    /// timm's padding of a `kernel` window at `stride` and `dilation` (`get_padding`):
+    /// symmetric, `((stride - 1) + dilation * (kernel - 1)) / 2` on every side.
+    pub const fn timm(kernel: usize, stride: usize, dilation: usize) -> Self {
+        Padding::Symmetric((stride - 1 + dilation * (kernel - 1)) / 2)
+    }
 }
 
-/// A regular convolution followed by batchnorm: the stem 3x3 convs and the 1x1/2 shortcuts.
+/// The window of a separable convolution's depthwise half: 3x3, with a stride, a dilation and
+/// a padding. Where every output pixel lies, and which inputs it reads, is decided here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DepthwiseGeometry {
+    /// Stride in both directions (1 or 2).
+    pub stride: usize,
+    /// Spacing of the window's taps (1, or 2 and 4 in segmentation backbones).
+    pub dilation: usize,
+    /// Padding rule.
+    pub padding: Padding,
+}
+
+impl DepthwiseGeometry {
+    /// Stride 1, no dilation, one pixel of padding on every side: Keras' depthwise
+    /// convolutions and the ones every depthwise kernel runs.
+    pub const PLAIN: Self = Self {
+        stride: 1,
+        dilation: 1,
+        padding: Padding::Same,
+    };
+
+    /// Whether it is [`DepthwiseGeometry::PLAIN`] in effect (at stride 1, 'same' and a
+    /// symmetric pad of 1 place the window alike).
+    pub fn is_plain(&self) -> bool {
+        self.stride == 1
+            && self.dilation == 1
+            && matches!(self.padding, Padding::Same | Padding::Symmetric(1))
+    }
+
+    /// The span of the dilated 3x3 window.
+    pub const fn span(&self) -> usize {
+        2 * self.dilation + 1
+    }
+
+    /// Output length and leading pad along an input side of `input` pixels.
+    pub fn resolve(&self, input: usize) -> (usize, usize) {
+        self.padding.resolve(input, self.span(), self.stride)
+    }
+
+    /// The output shape over an input of `input` (channels unchanged).
+    pub fn output_shape(&self, input: Shape) -> Shape {
+        let (h, _) = self.resolve(input.height);
+        let (w, _) = self.resolve(input.width);
+        Shape::new(input.batch, h, w, input.channels)
+    }
+}
+
+/// A regular convolution, optionally followed by batchnorm: the stem convolutions and the 1x1
+/// shortcuts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvNode {
-    /// Keras name of the convolution (`block1_conv1`, `conv2d_2`, ...).
+    /// Layer name of the convolution (`block1_conv1`, `conv2d_2`, `blocks.0.shortcut.conv`); its
+    /// kernel is the tensor `<conv>.kernel`.
     pub conv: String,
-    /// Keras name of the batchnorm that follows it.
-    pub bn: String,
+    /// Layer name of the batchnorm that follows it, if any (the pre-activation layout's
+    /// shortcuts and second stem convolution have none).
+    pub bn: Option<String>,
     /// Square kernel size.
     pub kernel: usize,
     /// Stride in both directions.
@@ -77,36 +135,54 @@ pub struct ConvNode {
     pub relu: bool,
 }
 
-/// A separable convolution (depthwise 3x3 'same', then pointwise 1x1) followed by batchnorm.
+/// A separable convolution (depthwise 3x3, then pointwise 1x1), with the batchnorms and ReLUs
+/// around its halves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeparableNode {
-    /// Keras name of the separable convolution (`block4_sepconv2`, ...).
+    /// Layer name of the separable convolution (`block4_sepconv2`, `blocks.3.stack.conv1`);
+    /// its kernels are `<conv>.depthwise_kernel` and `<conv>.pointwise_kernel`.
     pub conv: String,
-    /// Keras name of the batchnorm that follows it.
-    pub bn: String,
     /// Input channels.
     pub in_channels: usize,
     /// Output channels.
     pub out_channels: usize,
+    /// The depthwise half's window.
+    pub depthwise: DepthwiseGeometry,
     /// ReLU applied to the input as it is read (the input itself stays un-rectified).
     pub relu_in: bool,
-    /// ReLU applied after the batchnorm (block 14).
-    pub relu_out: bool,
-    /// Identity shortcut added after the batchnorm (last conv of a middle-flow block).
+    /// Batchnorm after the depthwise half (the aligned layout), folded into it as a bias.
+    pub depthwise_bn: Option<String>,
+    /// ReLU after the depthwise half (and its batchnorm).
+    pub relu_mid: bool,
+    /// Batchnorm after the pointwise half, if any.
+    pub bn: Option<String>,
+    /// Shortcut added after the pointwise half's batchnorm.
     pub residual: Option<ValueId>,
+    /// ReLU after the pointwise half (its batchnorm, and the shortcut if any).
+    pub relu_out: bool,
 }
 
 /// One step of the forward pass.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Convolution + batchnorm (+ ReLU).
+    /// Convolution (+ batchnorm) (+ ReLU).
     Conv(ConvNode),
-    /// Separable convolution + batchnorm (+ ReLU, + residual).
+    /// Separable convolution with its batchnorms, ReLUs and residual.
     Separable(SeparableNode),
-    /// Max-pool 3x3, stride 2, 'same', plus the block's shortcut.
+    /// Batchnorm (if named) then ReLU, elementwise: a pre-activation block's opening, whose
+    /// output feeds both its branches.
+    PreActivation {
+        /// Layer name of the batchnorm; `None` for a bare ReLU.
+        bn: Option<String>,
+        /// Channels of its input and output.
+        channels: usize,
+    },
+    /// Max-pool 3x3, stride 2, plus the block's shortcut.
     MaxPoolAdd {
         /// The shortcut tensor added to the pooled output.
         residual: ValueId,
+        /// The pool's padding ('same' in Keras, 1 on every side in timm).
+        padding: Padding,
     },
     /// Global average pool over height and width: the embedding.
     GlobalAvgPool,
@@ -119,7 +195,7 @@ pub struct Node {
     pub op: Op,
     /// Main input.
     pub input: ValueId,
-    /// Value defined by this node (its Keras layer name is in [`Graph::value_names`]).
+    /// Value defined by this node (its layer name is in [`Graph::value_names`]).
     pub output: ValueId,
 }
 
@@ -131,7 +207,7 @@ impl Node {
             Op::Separable(SeparableNode {
                 residual: Some(r), ..
             })
-            | Op::MaxPoolAdd { residual: r } => inputs.push(*r),
+            | Op::MaxPoolAdd { residual: r, .. } => inputs.push(*r),
             _ => {}
         }
         inputs
@@ -154,12 +230,14 @@ impl NodeMacs {
     }
 }
 
-/// The Xception backbone (input to 2048-d embedding).
+/// An Xception backbone (input to embedding) as the nodes every backend walks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
+    /// The description it was built from.
+    pub architecture: Architecture,
     /// Nodes in execution order.
     pub nodes: Vec<Node>,
-    /// Keras name of the layer that produces each value, indexed by [`ValueId`].
+    /// Layer name of what produces each value, indexed by [`ValueId`].
     pub value_names: Vec<String>,
 }
 
@@ -179,88 +257,213 @@ impl Builder {
         self.push(Op::Conv(spec), input, name)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn separable(
-        &mut self,
-        input: ValueId,
-        conv: &str,
-        in_channels: usize,
-        out_channels: usize,
-        relu_in: bool,
-        relu_out: bool,
-        residual: Option<ValueId>,
-        name: &str,
-    ) -> ValueId {
-        let node = SeparableNode {
+    fn separable(&mut self, input: ValueId, spec: SeparableNode, name: &str) -> ValueId {
+        self.push(Op::Separable(spec), input, name)
+    }
+
+    /// Keras' layer names: `block<N>_sepconv<i>`, shortcuts `conv2d[_k]` with
+    /// `batch_normalization[_k]`, adds `add[_k]`, numbered as Keras numbers them.
+    fn keras(&mut self, a: &Architecture) {
+        let stem = |conv: &str, cin, cout, stride| ConvNode {
             conv: conv.to_string(),
-            bn: format!("{conv}_bn"),
-            in_channels,
-            out_channels,
-            relu_in,
-            relu_out,
-            residual,
+            bn: Some(format!("{conv}_bn")),
+            kernel: 3,
+            stride,
+            padding: Padding::Valid,
+            in_channels: cin,
+            out_channels: cout,
+            relu: true,
         };
-        self.push(Op::Separable(node), input, name)
+        let [c1, c2] = a.stem;
+        let x = self.conv(
+            ValueId(0),
+            stem("block1_conv1", 3, c1, 2),
+            "block1_conv1_act",
+        );
+        let mut x = self.conv(x, stem("block1_conv2", c1, c2, 1), "block1_conv2_act");
+        let (mut cin, mut shortcuts, mut adds) = (c2, 0, 0);
+        for (i, b) in a.blocks.iter().enumerate() {
+            let number = i + 2;
+            let cout = b.out_channels();
+            let shortcut = if b.skip && (b.stride != 1 || cin != cout) {
+                let bn = suffixed("batch_normalization", shortcuts);
+                let conv = ConvNode {
+                    conv: suffixed("conv2d", shortcuts),
+                    bn: Some(bn.clone()),
+                    kernel: 1,
+                    stride: b.stride,
+                    padding: Padding::Same,
+                    in_channels: cin,
+                    out_channels: cout,
+                    relu: false,
+                };
+                shortcuts += 1;
+                self.conv(x, conv, &bn)
+            } else {
+                x
+            };
+            let rectify_after = !b.start_with_relu && !b.skip;
+            let mut y = x;
+            let mut c = cin;
+            for (j, &channels) in b.channels.iter().enumerate() {
+                let conv = format!("block{number}_sepconv{}", j + 1);
+                let last = j + 1 == b.channels.len();
+                let residual = (last && b.skip && b.stride == 1).then_some(shortcut);
+                let name = if rectify_after {
+                    format!("{conv}_act")
+                } else if residual.is_some() {
+                    adds += 1;
+                    suffixed("add", adds - 1)
+                } else {
+                    format!("{conv}_bn")
+                };
+                let spec = SeparableNode {
+                    bn: Some(format!("{conv}_bn")),
+                    conv,
+                    in_channels: c,
+                    out_channels: channels,
+                    depthwise: DepthwiseGeometry::PLAIN,
+                    relu_in: !rectify_after && (j > 0 || b.start_with_relu),
+                    depthwise_bn: None,
+                    relu_mid: false,
+                    relu_out: rectify_after,
+                    residual,
+                };
+                y = self.separable(y, spec, &name);
+                c = channels;
+            }
+            if b.stride == 2 {
+                let pool = Op::MaxPoolAdd {
+                    residual: shortcut,
+                    padding: a.pool_padding,
+                };
+                adds += 1;
+                y = self.push(pool, y, &suffixed("add", adds - 1));
+            }
+            x = y;
+            cin = cout;
+        }
     }
 
-    /// An entry/exit-flow module: two separable convs, max-pool, 1x1/2 conv shortcut, add.
-    #[allow(clippy::too_many_arguments)]
-    fn downsampling_block(
-        &mut self,
-        input: ValueId,
-        block: usize,
-        in_channels: usize,
-        mid_channels: usize,
-        out_channels: usize,
-        leading_relu: bool,
-        shortcut: (&str, &str),
-        add_name: &str,
-    ) -> ValueId {
-        let shortcut = self.conv(
-            input,
-            ConvNode {
-                conv: shortcut.0.to_string(),
-                bn: shortcut.1.to_string(),
-                kernel: 1,
-                stride: 2,
-                padding: Padding::Same,
-                in_channels,
-                out_channels,
-                relu: false,
-            },
-            shortcut.1,
-        );
-        let sep1 = format!("block{block}_sepconv1");
-        let sep2 = format!("block{block}_sepconv2");
-        let x = self.separable(
-            input,
-            &sep1,
-            in_channels,
-            mid_channels,
-            leading_relu,
-            false,
-            None,
-            &format!("{sep1}_bn"),
-        );
-        let x = self.separable(
-            x,
-            &sep2,
-            mid_channels,
-            out_channels,
-            true,
-            false,
-            None,
-            &format!("{sep2}_bn"),
-        );
-        self.push(Op::MaxPoolAdd { residual: shortcut }, x, add_name)
-    }
-}
-
-fn add_name(index: usize) -> String {
-    if index == 0 {
-        "add".to_string()
-    } else {
-        format!("add_{index}")
+    /// timm's module names (`stem.0.conv`, `blocks.3.stack.conv2`, `blocks.3.shortcut.bn`, ...),
+    /// with its strides, dilations and paddings.
+    fn aligned(&mut self, a: &Architecture) {
+        let preact = a.layout == Layout::AlignedPreact;
+        let [c1, c2] = a.stem;
+        let stem0 = ConvNode {
+            conv: "stem.0.conv".into(),
+            bn: Some("stem.0.bn".into()),
+            kernel: 3,
+            stride: 2,
+            padding: Padding::timm(3, 2, 1),
+            in_channels: 3,
+            out_channels: c1,
+            relu: true,
+        };
+        let x = self.conv(ValueId(0), stem0, "stem.0");
+        let stem1 = ConvNode {
+            conv: if preact { "stem.1" } else { "stem.1.conv" }.into(),
+            bn: (!preact).then(|| "stem.1.bn".into()),
+            kernel: 3,
+            stride: 1,
+            padding: Padding::timm(3, 1, 1),
+            in_channels: c1,
+            out_channels: c2,
+            relu: !preact,
+        };
+        let mut x = self.conv(x, stem1, "stem.1");
+        let (mut cin, mut reduction, mut dilation) = (c2, 2, 1);
+        let last_block = a.blocks.len() - 1;
+        for (i, b) in a.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            // timm's output_stride: a stride that would pass it dilates the blocks after this one.
+            let block_dilation = dilation;
+            let mut stride = b.stride;
+            if stride > 1 {
+                if reduction * stride > a.output_stride {
+                    dilation *= stride;
+                    stride = 1;
+                } else {
+                    reduction *= stride;
+                }
+            }
+            let cout = b.out_channels();
+            let input = if preact {
+                let norm = Op::PreActivation {
+                    bn: Some(format!("{p}.norm")),
+                    channels: cin,
+                };
+                self.push(norm, x, &format!("{p}.norm"))
+            } else {
+                x
+            };
+            let shortcut = if b.skip && (stride != 1 || cin != cout) {
+                let conv = ConvNode {
+                    conv: if preact {
+                        format!("{p}.shortcut")
+                    } else {
+                        format!("{p}.shortcut.conv")
+                    },
+                    bn: (!preact).then(|| format!("{p}.shortcut.bn")),
+                    kernel: 1,
+                    stride,
+                    padding: Padding::timm(1, stride, 1),
+                    in_channels: cin,
+                    out_channels: cout,
+                    relu: false,
+                };
+                self.conv(input, conv, &format!("{p}.shortcut"))
+            } else {
+                input
+            };
+            let rectify_after = !preact && !b.start_with_relu && !b.skip;
+            let mut y = input;
+            let mut c = cin;
+            for (j, &channels) in b.channels.iter().enumerate() {
+                let conv = format!("{p}.stack.conv{}", j + 1);
+                let last = j + 1 == b.channels.len();
+                let s = if last { stride } else { 1 };
+                // A pre-activation block's next convolution opens with batchnorm + ReLU, which
+                // only this one's output feeds: it is this one's batchnorm and ReLU.
+                let (bn, relu_out) = if preact {
+                    let final_relu = last && i == last_block && !b.skip;
+                    (
+                        (!last).then(|| format!("{p}.stack.conv{}.norm", j + 2)),
+                        !last || final_relu,
+                    )
+                } else {
+                    (Some(format!("{conv}.bn_pw")), rectify_after)
+                };
+                let spec = SeparableNode {
+                    in_channels: c,
+                    out_channels: channels,
+                    depthwise: DepthwiseGeometry {
+                        stride: s,
+                        dilation: block_dilation,
+                        padding: Padding::timm(3, s, block_dilation),
+                    },
+                    relu_in: !preact && b.start_with_relu,
+                    depthwise_bn: (!preact).then(|| format!("{conv}.bn_dw")),
+                    relu_mid: rectify_after,
+                    bn,
+                    relu_out,
+                    residual: (last && b.skip).then_some(shortcut),
+                    conv: conv.clone(),
+                };
+                let name = if last { p.clone() } else { conv };
+                y = self.separable(y, spec, &name);
+                c = channels;
+            }
+            x = y;
+            cin = cout;
+        }
+        if preact && a.blocks[last_block].skip {
+            let act = Op::PreActivation {
+                bn: None,
+                channels: cin,
+            };
+            self.push(act, x, "act");
+        }
     }
 }
 
@@ -273,108 +476,41 @@ fn suffixed(base: &str, index: usize) -> String {
 }
 
 impl Graph {
-    /// Builds the stock Keras Xception backbone with its Keras layer names.
-    pub fn xception() -> Self {
+    /// Builds the backbone `architecture` describes, with its layer names (Keras' for the
+    /// Keras layout, timm's module paths for the aligned ones).
+    pub fn build(architecture: &Architecture) -> Self {
+        let input = match architecture.layout {
+            Layout::Keras => "input_layer",
+            Layout::Aligned | Layout::AlignedPreact => "input",
+        };
         let mut b = Builder {
             graph: Graph {
+                architecture: architecture.clone(),
                 nodes: Vec::new(),
-                value_names: vec!["input_layer".to_string()],
+                value_names: vec![input.to_string()],
             },
         };
-        let stem = |conv: &str, cin, cout, stride| ConvNode {
-            conv: conv.to_string(),
-            bn: format!("{conv}_bn"),
-            kernel: 3,
-            stride,
-            padding: Padding::Valid,
-            in_channels: cin,
-            out_channels: cout,
-            relu: true,
+        match architecture.layout {
+            Layout::Keras => b.keras(architecture),
+            Layout::Aligned | Layout::AlignedPreact => b.aligned(architecture),
+        }
+        let features = b.graph.nodes.last().expect("a graph has nodes").output;
+        let name = match architecture.layout {
+            Layout::Keras => "global_average_pooling2d",
+            Layout::Aligned | Layout::AlignedPreact => "head.global_pool",
         };
-        let x = b.conv(
-            ValueId(0),
-            stem("block1_conv1", 3, 32, 2),
-            "block1_conv1_act",
-        );
-        let x = b.conv(x, stem("block1_conv2", 32, 64, 1), "block1_conv2_act");
-
-        // Entry flow: the block-2 input is already rectified, later blocks start with a ReLU.
-        let mut x = x;
-        let entry = [(2, 64, 128), (3, 128, 256), (4, 256, 728)];
-        for (i, &(block, cin, cout)) in entry.iter().enumerate() {
-            let conv = suffixed("conv2d", i);
-            let bn = suffixed("batch_normalization", i);
-            x = b.downsampling_block(
-                x,
-                block,
-                cin,
-                cout,
-                cout,
-                block != 2,
-                (&conv, &bn),
-                &add_name(i),
-            );
-        }
-
-        // Middle flow: 8 modules of 3 x [ReLU, sepconv 728, BN] plus the identity shortcut.
-        for block in 5..=12 {
-            let shortcut = x;
-            let mut y = x;
-            for i in 1..=3 {
-                let conv = format!("block{block}_sepconv{i}");
-                let last = i == 3;
-                let name = if last {
-                    add_name(block - 2)
-                } else {
-                    format!("{conv}_bn")
-                };
-                y = b.separable(
-                    y,
-                    &conv,
-                    728,
-                    728,
-                    true,
-                    false,
-                    last.then_some(shortcut),
-                    &name,
-                );
-            }
-            x = y;
-        }
-
-        // Exit flow.
-        x = b.downsampling_block(
-            x,
-            13,
-            728,
-            728,
-            1024,
-            true,
-            ("conv2d_3", "batch_normalization_3"),
-            "add_11",
-        );
-        let x = b.separable(
-            x,
-            "block14_sepconv1",
-            1024,
-            1536,
-            false,
-            true,
-            None,
-            "block14_sepconv1_act",
-        );
-        let x = b.separable(
-            x,
-            "block14_sepconv2",
-            1536,
-            2048,
-            false,
-            true,
-            None,
-            "block14_sepconv2_act",
-        );
-        b.push(Op::GlobalAvgPool, x, "global_average_pooling2d");
+        b.push(Op::GlobalAvgPool, features, name);
         b.graph
+    }
+
+    /// Keras' Xception backbone with its Keras layer names.
+    pub fn xception() -> Self {
+        Self::build(&Architecture::xception())
+    }
+
+    /// Width of the embedding (the last feature map's channels: 2048 in every named member).
+    pub fn embedding_dim(&self) -> usize {
+        self.architecture.embedding_dim()
     }
 
     /// Floats of the largest activation among `shapes` (from [`Graph::infer_shapes`]; the
@@ -462,10 +598,14 @@ impl Graph {
                     let (w, _) = c.padding.resolve(input.width, c.kernel, c.stride);
                     Shape::new(batch, h, w, c.out_channels)
                 }
-                Op::Separable(s) => input.with_channels(s.out_channels),
-                Op::MaxPoolAdd { .. } => {
-                    let (h, _) = Padding::Same.resolve(input.height, 3, 2);
-                    let (w, _) = Padding::Same.resolve(input.width, 3, 2);
+                Op::Separable(s) => s
+                    .depthwise
+                    .output_shape(input)
+                    .with_channels(s.out_channels),
+                Op::PreActivation { .. } => input,
+                Op::MaxPoolAdd { padding, .. } => {
+                    let (h, _) = padding.resolve(input.height, 3, 2);
+                    let (w, _) = padding.resolve(input.width, 3, 2);
                     Shape::new(batch, h, w, input.channels)
                 }
                 Op::GlobalAvgPool => Shape::new(batch, 1, 1, input.channels),
@@ -500,11 +640,21 @@ impl Graph {
 }
 
 impl Node {
-    /// Parameters of the node: kernels plus the four vectors of its batchnorm.
+    /// Parameters of the node: kernels plus the four vectors of each batchnorm.
     pub fn params(&self) -> u64 {
+        let bn =
+            |name: &Option<String>, channels: usize| 4 * channels * usize::from(name.is_some());
         (match &self.op {
-            Op::Conv(c) => (c.kernel * c.kernel * c.in_channels + 4) * c.out_channels,
-            Op::Separable(s) => 9 * s.in_channels + (s.in_channels + 4) * s.out_channels,
+            Op::Conv(c) => {
+                c.kernel * c.kernel * c.in_channels * c.out_channels + bn(&c.bn, c.out_channels)
+            }
+            Op::Separable(s) => {
+                9 * s.in_channels
+                    + bn(&s.depthwise_bn, s.in_channels)
+                    + s.in_channels * s.out_channels
+                    + bn(&s.bn, s.out_channels)
+            }
+            Op::PreActivation { bn: norm, channels } => bn(norm, *channels),
             Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => 0,
         }) as u64
     }
@@ -517,7 +667,7 @@ impl Node {
         let (depthwise, dense) = match &self.op {
             Op::Conv(c) => (0, c.kernel * c.kernel * c.in_channels * c.out_channels),
             Op::Separable(s) => (9 * s.in_channels, s.in_channels * s.out_channels),
-            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => (0, 0),
+            Op::PreActivation { .. } | Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => (0, 0),
         };
         NodeMacs {
             depthwise: pixels * depthwise as u64,
@@ -529,14 +679,30 @@ impl Node {
     pub fn describe(&self) -> String {
         match &self.op {
             Op::Conv(c) => {
+                let bn = if c.bn.is_some() { " + BN" } else { "" };
                 let relu = if c.relu { " + ReLU" } else { "" };
                 let k = c.kernel;
-                format!("Conv {k}x{k}/{} {:?} + BN{relu}", c.stride, c.padding)
+                format!("Conv {k}x{k}/{} {:?}{bn}{relu}", c.stride, c.padding)
             }
             Op::Separable(s) => {
-                let mut text = String::from("SeparableConv 3x3 + BN");
+                let mut text = String::new();
                 if s.relu_in {
-                    text = format!("ReLU + {text}");
+                    text.push_str("ReLU + ");
+                }
+                let d = s.depthwise;
+                text.push_str("SeparableConv 3x3");
+                if !d.is_plain() {
+                    text.push_str(&format!("/{}", d.stride));
+                    if d.dilation > 1 {
+                        text.push_str(&format!(" dilation {}", d.dilation));
+                    }
+                }
+                if s.depthwise_bn.is_some() {
+                    text.push_str(" (BN");
+                    text.push_str(if s.relu_mid { " + ReLU)" } else { ")" });
+                }
+                if s.bn.is_some() {
+                    text.push_str(" + BN");
                 }
                 if s.relu_out {
                     text.push_str(" + ReLU");
@@ -546,7 +712,9 @@ impl Node {
                 }
                 text
             }
-            Op::MaxPoolAdd { .. } => "MaxPool 3x3/2 Same + Add".to_string(),
+            Op::PreActivation { bn: Some(_), .. } => "BN + ReLU".to_string(),
+            Op::PreActivation { bn: None, .. } => "ReLU".to_string(),
+            Op::MaxPoolAdd { padding, .. } => format!("MaxPool 3x3/2 {padding:?} + Add"),
             Op::GlobalAvgPool => "GlobalAveragePooling".to_string(),
         }
     }

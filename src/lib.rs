@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod architecture;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod cpu;

@@ -5,8 +5,10 @@
 pub enum OpKind {
     /// The two 3x3 stem convolutions.
     StemConv,
-    /// The four 1x1 stride-2 shortcut convolutions.
+    /// The 1x1 shortcut convolutions.
     ShortcutConv,
+    /// A pre-activation block's batchnorm + ReLU.
+    PreActivation,
     /// Depthwise half of a separable convolution.
     Depthwise,
     /// Pointwise half of a separable convolution.
@@ -29,6 +31,7 @@ impl OpKind {
         match self {
             OpKind::StemConv => "stem conv",
             OpKind::ShortcutConv => "shortcut conv",
+            OpKind::PreActivation => "BN + ReLU",
             OpKind::Depthwise => "depthwise",
             OpKind::Pointwise => "pointwise",
             OpKind::Separable => "separable",

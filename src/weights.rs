@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::files::read_bounded;
-use crate::graph::{Graph, Op, Padding, BN_EPSILON, EMBEDDING_DIM};
+use crate::graph::{Architecture, Graph, Op, BN_EPSILON};
 use crate::tensor::Size;
 
 /// The `format` metadata value this loader understands.
@@ -60,10 +60,9 @@ pub struct ModelInfo {
     pub bn_epsilon: f32,
     /// Free-form description of where the weights came from.
     pub source: Option<String>,
-    /// How the four max-pools pad: TensorFlow's 'same' (Keras; the extra pixel bottom/right)
-    /// or 1 on every side (timm and PyTorch ports). They differ wherever a pool sees an
-    /// even-sized map.
-    pub pool_padding: Padding,
+    /// Which member of the Xception family the weights are for (the metadata's
+    /// `architecture`; Keras' Xception where it has none).
+    pub architecture: Architecture,
 }
 
 impl ModelInfo {
@@ -78,7 +77,13 @@ impl ModelInfo {
 pub struct Weights {
     /// The model description from the file's metadata.
     pub info: ModelInfo,
+    /// The backbone the weights are for, built from [`ModelInfo::architecture`].
+    graph: Graph,
     tensors: HashMap<String, Vec<f32>>,
+    /// Ones, as long as the widest layer: the identity batchnorm's scale and variance.
+    ones: Vec<f32>,
+    /// Zeros, as long: its shift and mean.
+    zeros: Vec<f32>,
 }
 
 /// Batchnorm parameters of one layer.
@@ -143,10 +148,47 @@ impl Weights {
         };
         let file = SafetensorsFile::open(bytes, "model").map_err(fail)?;
         let info = parse_metadata(&file.metadata).map_err(fail)?;
+        let graph = Graph::build(&info.architecture);
         let tensors = file
-            .read_tensors(expected_tensors(&Graph::xception(), &info))
+            .read_tensors(expected_tensors(&graph, &info))
             .map_err(fail)?;
-        Ok(Self { info, tensors })
+        Ok(Self::new(info, graph, tensors))
+    }
+
+    fn new(info: ModelInfo, graph: Graph, tensors: HashMap<String, Vec<f32>>) -> Self {
+        let widest = tensors.values().map(Vec::len).max().unwrap_or(0);
+        Self {
+            info,
+            graph,
+            tensors,
+            ones: vec![1.0; widest],
+            zeros: vec![0.0; widest],
+        }
+    }
+
+    /// The backbone these weights are for.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Replaces the description (and so the graph) the weights are read by; fails where a
+    /// tensor it needs is missing or of another shape. The tensors stay as they are.
+    pub fn with_architecture(mut self, architecture: Architecture) -> Result<Self> {
+        let graph = Graph::build(&architecture);
+        let mut info = self.info.clone();
+        info.architecture = architecture;
+        for (name, shape) in expected_tensors(&graph, &info) {
+            let len: usize = shape.iter().product();
+            if self.tensors.get(&name).map(Vec::len) != Some(len) {
+                return Err(Error::Weights {
+                    origin: info.architecture.name.clone(),
+                    problem: format!("tensor `{name}` is missing or not of shape {shape:?}"),
+                });
+            }
+        }
+        self.info = info;
+        self.graph = graph;
+        Ok(self)
     }
 
     /// Replaces the classification head with the one in a head-only file
@@ -183,17 +225,18 @@ impl Weights {
                  {backbone})"
             )));
         }
-        let (labels, head) = parse_head(metadata).map_err(fail)?;
+        let (labels, head) = parse_head(metadata, self.graph.embedding_dim()).map_err(fail)?;
         let Some(first) = head.first() else {
             return Err(fail("the file holds no head layers".into()));
         };
+        let embedding_dim = self.graph.embedding_dim();
         if let Some(shape) = file.shape(&format!("{}.kernel", first.name)) {
             match shape.first() {
-                Some(&EMBEDDING_DIM) => {}
+                Some(&inputs) if inputs == embedding_dim => {}
                 Some(inputs) => {
                     return Err(fail(format!(
-                        "the head takes embeddings of {inputs} values; Xception's have \
-                         {EMBEDDING_DIM}"
+                        "the head takes embeddings of {inputs} values; this backbone's have \
+                         {embedding_dim}"
                     )))
                 }
                 None => return Err(fail(format!("`{}.kernel` has no shape", first.name))),
@@ -259,6 +302,21 @@ impl Weights {
             mean: self.tensor(&format!("{bn}.moving_mean")),
             variance: self.tensor(&format!("{bn}.moving_variance")),
             epsilon: self.info.bn_epsilon,
+        }
+    }
+
+    /// Layer `bn`'s batchnorm over `channels` channels, or where a node has none, the identity
+    /// (scale exactly 1, shift exactly 0 once folded), so that every convolution folds alike.
+    pub fn batchnorm_or_identity(&self, bn: Option<&str>, channels: usize) -> BatchNorm<'_> {
+        match bn {
+            Some(bn) => self.batchnorm(bn),
+            None => BatchNorm {
+                gamma: &self.ones[..channels],
+                beta: &self.zeros[..channels],
+                mean: &self.zeros[..channels],
+                variance: &self.ones[..channels],
+                epsilon: 0.0,
+            },
         }
     }
 }
@@ -402,9 +460,15 @@ fn unconverted(bytes: &[u8]) -> Option<&'static str> {
 /// Every tensor the model needs, with its Keras shape.
 pub fn expected_tensors(graph: &Graph, info: &ModelInfo) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
-    let push_bn = |out: &mut Vec<(String, Vec<usize>)>, bn: &str, c: usize| {
-        for var in ["gamma", "beta", "moving_mean", "moving_variance"] {
-            out.push((format!("{bn}.{var}"), vec![c]));
+    let push_bn = |out: &mut Vec<(String, Vec<usize>)>, bn: &Option<String>, c: usize| {
+        for var in ["gamma", "beta", "moving_mean", "moving_variance"]
+            .iter()
+            .filter(|_| bn.is_some())
+        {
+            out.push((
+                format!("{}.{var}", bn.as_deref().unwrap_or_default()),
+                vec![c],
+            ));
         }
     };
     for node in &graph.nodes {
@@ -421,12 +485,14 @@ pub fn expected_tensors(graph: &Graph, info: &ModelInfo) -> Vec<(String, Vec<usi
                     format!("{}.depthwise_kernel", s.conv),
                     vec![3, 3, s.in_channels, 1],
                 ));
+                push_bn(&mut out, &s.depthwise_bn, s.in_channels);
                 out.push((
                     format!("{}.pointwise_kernel", s.conv),
                     vec![1, 1, s.in_channels, s.out_channels],
                 ));
                 push_bn(&mut out, &s.bn, s.out_channels);
             }
+            Op::PreActivation { bn, channels } => push_bn(&mut out, bn, *channels),
             Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => {}
         }
     }
@@ -518,30 +584,39 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             ))
         }
     };
-    let pool_padding = match metadata.get("pool_padding").map(String::as_str) {
-        None | Some("tf_same") => Padding::Same,
-        Some("symmetric") => Padding::Symmetric(1),
-        Some(other) => {
-            return Err(format!(
-                "metadata `pool_padding` `{other}` is neither `tf_same` (Keras) nor `symmetric` \
-                 (timm)"
-            ))
-        }
+    // Files without a description hold Keras' layout; their `pool_padding` tells Keras'
+    // Xception from timm's `legacy_xception`.
+    let architecture = match metadata.get("architecture") {
+        Some(_) => Architecture::from_json(&json_field(metadata, "architecture")?)?,
+        None => match metadata.get("pool_padding").map(String::as_str) {
+            None | Some("tf_same") => Architecture::xception(),
+            Some("symmetric") => {
+                Architecture::named("legacy_xception").expect("a named architecture")
+            }
+            Some(other) => {
+                return Err(format!(
+                    "metadata `pool_padding` `{other}` is neither `tf_same` (Keras) nor \
+                     `symmetric` (timm)"
+                ))
+            }
+        },
     };
-    let (labels, head) = parse_head(metadata)?;
+    let (labels, head) = parse_head(metadata, architecture.embedding_dim())?;
     Ok(ModelInfo {
         input_size,
         labels,
         head,
         bn_epsilon,
         source: metadata.get("source").cloned(),
-        pool_padding,
+        architecture,
     })
 }
 
-/// The `labels` and `head` of a weights or head file's metadata (default labels `class_<i>`).
+/// The `labels` and `head` of a weights or head file's metadata (default labels `class_<i>`),
+/// for a backbone whose embeddings have `embedding_dim` values.
 fn parse_head(
     metadata: &HashMap<String, String>,
+    embedding_dim: usize,
 ) -> Result<(Vec<String>, Vec<DenseLayer>), String> {
     let labels = match json_field(metadata, "labels")? {
         Value::Array(items) => items
@@ -558,7 +633,7 @@ fn parse_head(
         .as_array()
         .ok_or_else(|| format!("metadata `head` is not a list: {head_json}"))?;
     let mut head = Vec::new();
-    let mut inputs = EMBEDDING_DIM;
+    let mut inputs = embedding_dim;
     for (i, layer) in layers.iter().enumerate() {
         let name = layer["name"]
             .as_str()

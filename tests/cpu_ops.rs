@@ -10,13 +10,13 @@
 mod common;
 
 use common::{
-    assert_close, conv_cases, depthwise_shapes, max_pool_shapes, random_tensor, rng, uniform,
-    ConvCase, RandomBn,
+    assert_close, conv_cases, depthwise_cases, depthwise_shapes, max_pool_shapes, random_tensor,
+    rng, uniform, ConvCase, RandomBn,
 };
 use xception_wgpu::cpu::gemm::{Finish, Isa, PackedWeights};
 use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Lhs};
 use xception_wgpu::cpu::winograd::{self, WinogradWeights};
-use xception_wgpu::graph::Padding;
+use xception_wgpu::graph::{DepthwiseGeometry, Padding};
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
 
@@ -185,36 +185,98 @@ fn winograd_splits_rows_of_many_tiles() {
     }
 }
 
+/// The reference depthwise half: the window, the bias (a folded batchnorm) and ReLU after it.
+fn reference_depthwise(
+    input: &Tensor,
+    kernel: &[f32],
+    geometry: DepthwiseGeometry,
+    bias: Option<&[f32]>,
+) -> Tensor {
+    let mut y = ops::depthwise_conv(input, kernel, geometry);
+    if let Some(bias) = bias {
+        for pixel in y.data.chunks_exact_mut(input.shape.channels) {
+            pixel.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+        y = ops::relu(&y);
+    }
+    y
+}
+
 /// Separable convolutions in one pass (the depthwise half computed block by block as the
 /// GEMM's left operand): Xception's channel counts, odd sizes (where the threads' blocks of
 /// pixels start inside an image row), single pixels, single rows, batches, a ReLU on the
-/// input, the identity shortcut and a ReLU after.
+/// input, the identity shortcut and a ReLU after; the aligned layout's stride-2 and dilated
+/// depthwise halves with their bias and ReLU.
 #[test]
 fn separable_convolutions_match_the_reference() {
     let mut rng = rng();
     let s = Shape::new;
-    for (shape, cout, relu_in, residual, relu_out) in [
-        (s(1, 1, 1, 3), 5, true, false, false),
-        (s(2, 5, 7, 13), 11, false, true, true),
-        (s(1, 36, 36, 128), 256, true, false, false),
-        (s(1, 37, 37, 128), 256, true, false, true),
-        (s(1, 9, 9, 728), 728, true, true, false),
-        (s(2, 10, 10, 728), 728, true, true, false),
-        (s(1, 5, 5, 1024), 1536, false, false, true),
-        (s(1, 3, 3, 1536), 2048, true, false, true),
-        (s(1, 1, 9, 64), 32, true, true, true),
+    let plain = DepthwiseGeometry::PLAIN;
+    let strided = |stride, dilation| DepthwiseGeometry {
+        stride,
+        dilation,
+        padding: Padding::timm(3, stride, dilation),
+    };
+    for (shape, cout, relu_in, residual, relu_out, geometry, biased) in [
+        (s(1, 1, 1, 3), 5, true, false, false, plain, false),
+        (s(2, 5, 7, 13), 11, false, true, true, plain, false),
+        (s(1, 36, 36, 128), 256, true, false, false, plain, false),
+        (s(1, 37, 37, 128), 256, true, false, true, plain, false),
+        (s(1, 9, 9, 728), 728, true, true, false, plain, false),
+        (s(2, 10, 10, 728), 728, true, true, false, plain, false),
+        (s(1, 5, 5, 1024), 1536, false, false, true, plain, true),
+        (s(1, 3, 3, 1536), 2048, true, false, true, plain, false),
+        (s(1, 1, 9, 64), 32, true, true, true, plain, false),
+        (
+            s(1, 38, 38, 256),
+            256,
+            true,
+            true,
+            false,
+            strided(2, 1),
+            true,
+        ),
+        (
+            s(2, 19, 17, 728),
+            728,
+            true,
+            false,
+            false,
+            strided(2, 1),
+            true,
+        ),
+        (s(1, 1, 1, 8), 4, false, false, true, strided(2, 1), true),
+        (
+            s(1, 19, 19, 728),
+            728,
+            true,
+            true,
+            false,
+            strided(1, 2),
+            true,
+        ),
+        (
+            s(2, 9, 11, 12),
+            20,
+            false,
+            false,
+            true,
+            strided(1, 4),
+            false,
+        ),
     ] {
         let cin = shape.channels;
         let x = random_tensor(&mut rng, shape);
         let depthwise = uniform(&mut rng, 9 * cin, 1.0 / 3.0);
+        let bias = biased.then(|| uniform(&mut rng, cin, 0.5));
         let pointwise = uniform(&mut rng, cin * cout, 1.0 / (cin as f32).sqrt());
         let bn = RandomBn::new(&mut rng, cout);
-        let out = shape.with_channels(cout);
+        let out = geometry.output_shape(shape).with_channels(cout);
         let shortcut = random_tensor(&mut rng, out);
 
         let input = if relu_in { ops::relu(&x) } else { x.clone() };
-        let mut want =
-            ops::pointwise_conv(&ops::depthwise_conv(&input, &depthwise), &pointwise, cout);
+        let mid = reference_depthwise(&input, &depthwise, geometry, bias.as_deref());
+        let mut want = ops::pointwise_conv(&mid, &pointwise, cout);
         ops::batch_norm(&mut want, &bn.view());
         if residual {
             want = ops::add(&want, &shortcut);
@@ -223,13 +285,16 @@ fn separable_convolutions_match_the_reference() {
             want = ops::relu(&want);
         }
 
-        let (folded, bias) = bn.view().fold(&pointwise, cout);
+        let (folded, pointwise_bias) = bn.view().fold(&pointwise, cout);
         let lhs = Lhs::Depthwise(
             &x.data,
             Depthwise {
                 input: shape,
+                geometry,
                 kernel: &depthwise,
                 relu_in,
+                bias: bias.as_deref(),
+                relu_out: biased,
             },
         );
         let finish = Finish {
@@ -237,13 +302,13 @@ fn separable_convolutions_match_the_reference() {
             relu: relu_out,
         };
         for isa in kernel_families() {
-            let weights = PackedWeights::new(isa, &folded, &bias, cin, cout);
+            let weights = PackedWeights::new(isa, &folded, &pointwise_bias, cin, cout);
             on_each_pool(|threads| {
                 let mut got = vec![f32::NAN; out.len()];
-                fast::matmul(lhs, shape.pixels(), &weights, finish, &mut got);
+                fast::matmul(lhs, out.pixels(), &weights, finish, &mut got);
                 let what = format!(
-                    "separable {shape} -> {cout} relu_in={relu_in} residual={residual} \
-                     relu_out={relu_out}, {} kernels on {threads} threads",
+                    "separable {shape} -> {cout} {geometry:?} bias={biased} relu_in={relu_in} \
+                     residual={residual} relu_out={relu_out}, {} kernels on {threads} threads",
                     isa.name()
                 );
                 assert_close(&got, &want.data, TOL, &what);
@@ -252,22 +317,69 @@ fn separable_convolutions_match_the_reference() {
     }
 }
 
+/// The depthwise convolution alone, on every window and epilogue the GPU's are checked on.
 #[test]
 fn depthwise_conv_matches_the_reference() {
     let mut rng = rng();
     for shape in depthwise_shapes() {
-        for relu_in in [false, true] {
-            let x = random_tensor(&mut rng, shape);
-            let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
-            let input = if relu_in { ops::relu(&x) } else { x.clone() };
-            let want = ops::depthwise_conv(&input, &kernel);
-            on_each_pool(|threads| {
-                let mut got = vec![f32::NAN; shape.len()];
-                fast::depthwise_conv(&x.data, shape, &kernel, relu_in, &mut got);
-                let what = format!("depthwise {shape} relu_in={relu_in} on {threads} threads");
-                assert_close(&got, &want.data, TOL, &what);
-            });
+        for (geometry, biased) in depthwise_cases() {
+            for relu_in in [false, true] {
+                let x = random_tensor(&mut rng, shape);
+                let kernel = uniform(&mut rng, 9 * shape.channels, 1.0 / 3.0);
+                let bias = biased.then(|| uniform(&mut rng, shape.channels, 0.5));
+                let input = if relu_in { ops::relu(&x) } else { x.clone() };
+                let want = reference_depthwise(&input, &kernel, geometry, bias.as_deref());
+                let depthwise = Depthwise {
+                    input: shape,
+                    geometry,
+                    kernel: &kernel,
+                    relu_in,
+                    bias: bias.as_deref(),
+                    relu_out: biased,
+                };
+                on_each_pool(|threads| {
+                    let mut got = vec![f32::NAN; want.shape.len()];
+                    fast::depthwise_conv(&x.data, depthwise, &mut got);
+                    let what = format!(
+                        "depthwise {shape} {geometry:?} bias={biased} relu_in={relu_in} on \
+                         {threads} threads"
+                    );
+                    assert_close(&got, &want.data, TOL, &what);
+                });
+            }
         }
+    }
+}
+
+/// Batchnorm + ReLU (and a bare ReLU), the pre-activation blocks' opening.
+#[test]
+fn pre_activation_matches_the_reference() {
+    let mut rng = rng();
+    for shape in max_pool_shapes() {
+        let x = random_tensor(&mut rng, shape);
+        let bn = RandomBn::new(&mut rng, shape.channels);
+        let mut want = x.clone();
+        ops::batch_norm(&mut want, &bn.view());
+        let want = ops::relu(&want);
+        let (scale, shift) = bn.view().fold(&vec![1.0; shape.channels], shape.channels);
+        on_each_pool(|threads| {
+            let mut got = vec![f32::NAN; shape.len()];
+            let affine = Some((scale.as_slice(), shift.as_slice()));
+            fast::scale_shift_relu(&x.data, affine, shape.channels, &mut got);
+            assert_close(
+                &got,
+                &want.data,
+                TOL,
+                &format!("BN + ReLU {shape} on {threads} threads"),
+            );
+            fast::scale_shift_relu(&x.data, None, shape.channels, &mut got);
+            assert_close(
+                &got,
+                &ops::relu(&x).data,
+                0.0,
+                &format!("ReLU {shape} on {threads} threads"),
+            );
+        });
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use common::max_abs_diff;
 use safetensors::SafeTensors;
 use xception_wgpu::gpu::{ConvKernel, DepthwiseKernel, GpuModel, GpuOps, KernelChoice, Precision};
-use xception_wgpu::graph::Padding;
+use xception_wgpu::graph::Architecture;
 use xception_wgpu::{preprocess, BackendKind, Fallback, Size, Tensor, Weights, Xception};
 
 const TOL: f32 = 1e-4;
@@ -692,8 +692,8 @@ fn auto_runs_inputs_too_large_for_the_gpu_on_the_cpu() {
 /// so the test tells the two apart.
 #[test]
 fn symmetric_pool_padding_matches_its_reference() {
-    let mut symmetric = weights();
-    symmetric.info.pool_padding = Padding::Symmetric(1);
+    let legacy = Architecture::named("legacy_xception").unwrap();
+    let symmetric = weights().with_architecture(legacy).unwrap();
     let reference = Xception::new(symmetric.clone(), BackendKind::Reference).unwrap();
     let cpu = Xception::new(symmetric.clone(), BackendKind::Cpu).unwrap();
     let context = common::gpu();

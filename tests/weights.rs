@@ -436,14 +436,14 @@ fn unconverted_checkpoints_are_recognised() {
 fn pool_padding_comes_from_the_metadata() {
     use xception_wgpu::graph::Padding;
     assert_eq!(
-        Weights::load(PATH).unwrap().info.pool_padding,
+        Weights::load(PATH).unwrap().info.architecture.pool_padding,
         Padding::Same
     );
     let timm = load_modified(|_, m| {
         m.insert("pool_padding".into(), "symmetric".into());
     })
     .unwrap();
-    assert_eq!(timm.info.pool_padding, Padding::Symmetric(1));
+    assert_eq!(timm.info.architecture.pool_padding, Padding::Symmetric(1));
     let e = load_modified(|_, m| {
         m.insert("pool_padding".into(), "reflect".into());
     })

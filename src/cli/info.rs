@@ -30,8 +30,8 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
             a.driver_info
         );
     }
-    let graph = Graph::xception();
     let loaded = Weights::load(weights)?;
+    let graph = loaded.graph();
     let info = &loaded.info;
     match GpuContext::new() {
         Ok(context) => {
@@ -59,6 +59,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
                     Some(dir) => context.clone().with_pipeline_cache(&dir),
                     None => context.clone(),
                 },
+                graph,
                 kernel,
                 precision,
                 input,
@@ -109,6 +110,7 @@ pub fn info(weights: &Path, compute: ComputeArgs) -> Result<(), Error> {
     if let Some(source) = &info.source {
         outln!("  source: {source}");
     }
+    outln!("  architecture: {}", info.architecture.name);
     outln!("  input size: {} (WxH)", info.input_size);
     outln!("  batchnorm epsilon: {}", info.bn_epsilon);
     let head: Vec<String> = info
@@ -203,9 +205,9 @@ pub fn summary(weights: &Path, size: Option<&str>) -> Result<(), Error> {
         Some(Sizing::Native) => return Err(Error::Argument("summary needs a fixed --size".into())),
         None => loaded.info.input_size,
     };
-    let graph = Graph::xception();
+    let graph = loaded.graph();
     let shapes = graph.infer_shapes(1, height, width)?;
-    outln!("Xception at {width}x{height}");
+    outln!("{} at {width}x{height}", graph.architecture.name);
     outln!(
         "{:<28} {:<40} {:>16} {:>12} {:>16}",
         "layer",

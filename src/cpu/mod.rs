@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, EMBEDDING_DIM};
+use crate::graph::{Graph, Op};
 use crate::outputs::Outputs;
 use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::{Shape, Tensor};
@@ -48,11 +48,15 @@ enum Layer {
     Conv(PackedWeights),
     /// A 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), its batchnorm folded in.
     Winograd(WinogradWeights),
-    /// Depthwise kernel `[9, cin]`, then the pointwise `[cin, cout]` with its batchnorm folded in.
+    /// Depthwise kernel `[9, cin]` with its batchnorm (if any) folded in as a bias, then the
+    /// pointwise `[cin, cout]` with its batchnorm folded in.
     Separable {
         depthwise: Vec<f32>,
+        depthwise_bias: Option<Vec<f32>>,
         pointwise: PackedWeights,
     },
+    /// A batchnorm (if any) as a per-channel scale and shift, before a ReLU.
+    PreActivation(Option<(Vec<f32>, Vec<f32>)>),
     /// Pooling needs no weights.
     Pool,
 }
@@ -85,14 +89,15 @@ impl CpuModel {
                 isa.name()
             )));
         }
-        let graph = Graph::xception();
+        let graph = weights.graph().clone();
         let layers = graph
             .nodes
             .iter()
             .map(|node| match &node.op {
                 Op::Conv(c) => {
                     let kernel = weights.tensor(&format!("{}.kernel", c.conv));
-                    let (kernel, bias) = weights.batchnorm(&c.bn).fold(kernel, c.out_channels);
+                    let bn = weights.batchnorm_or_identity(c.bn.as_deref(), c.out_channels);
+                    let (kernel, bias) = bn.fold(kernel, c.out_channels);
                     let (cin, cout) = (c.in_channels, c.out_channels);
                     if winograd::applies(c.kernel, c.stride) {
                         Layer::Winograd(WinogradWeights::new(isa, &kernel, &bias, cin, cout))
@@ -102,13 +107,21 @@ impl CpuModel {
                     }
                 }
                 Op::Separable(s) => {
+                    let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
+                    let (depthwise, depthwise_bias) = match &s.depthwise_bn {
+                        Some(bn) => {
+                            let (kernel, bias) =
+                                weights.batchnorm(bn).fold(depthwise, s.in_channels);
+                            (kernel, Some(bias))
+                        }
+                        None => (depthwise.to_vec(), None),
+                    };
                     let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
-                    let (pointwise, bias) =
-                        weights.batchnorm(&s.bn).fold(pointwise, s.out_channels);
+                    let bn = weights.batchnorm_or_identity(s.bn.as_deref(), s.out_channels);
+                    let (pointwise, bias) = bn.fold(pointwise, s.out_channels);
                     Layer::Separable {
-                        depthwise: weights
-                            .tensor(&format!("{}.depthwise_kernel", s.conv))
-                            .to_vec(),
+                        depthwise,
+                        depthwise_bias,
                         pointwise: PackedWeights::new(
                             isa,
                             &pointwise,
@@ -118,6 +131,10 @@ impl CpuModel {
                         ),
                     }
                 }
+                Op::PreActivation { bn, channels } => Layer::PreActivation(bn.as_ref().map(|bn| {
+                    let bn = weights.batchnorm(bn);
+                    bn.fold(&vec![1.0; *channels], *channels)
+                })),
                 Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Layer::Pool,
             })
             .collect();
@@ -194,7 +211,7 @@ impl CpuModel {
         let (logits, probabilities) = crate::head::forward(&self.weights, &embedding);
         let outputs = Outputs {
             batch: s.batch,
-            embedding_dim: EMBEDDING_DIM,
+            embedding_dim: self.graph.embedding_dim(),
             num_classes: self.weights.info.num_classes(),
             embeddings: embedding,
             logits,
@@ -217,7 +234,7 @@ impl CpuModel {
         };
         let last_use = self.graph.last_uses();
         let mut values: Vec<Option<AlignedVec>> = vec![None; shapes.len()];
-        let mut embedding = vec![0.0; input.shape.batch * EMBEDDING_DIM];
+        let mut embedding = vec![0.0; input.shape.batch * self.graph.embedding_dim()];
         let mut features = None;
         for (i, (node, layer)) in self.graph.nodes.iter().zip(&self.layers).enumerate() {
             let (in_shape, out_shape) = (shapes[node.input.0], shapes[node.output.0]);
@@ -283,6 +300,7 @@ impl CpuModel {
                     Op::Separable(sep),
                     Layer::Separable {
                         depthwise,
+                        depthwise_bias,
                         pointwise,
                     },
                 ) => {
@@ -292,11 +310,14 @@ impl CpuModel {
                         residual,
                         relu: sep.relu_out,
                     };
-                    let rows = in_shape.pixels();
+                    let rows = out_shape.pixels();
                     let depthwise = Depthwise {
                         input: in_shape,
+                        geometry: sep.depthwise,
                         kernel: depthwise,
                         relu_in: sep.relu_in,
+                        bias: depthwise_bias.as_deref(),
+                        relu_out: sep.relu_mid,
                     };
                     ops::matmul(
                         Lhs::Depthwise(x, depthwise),
@@ -311,12 +332,19 @@ impl CpuModel {
                     );
                     y
                 }
-                (Op::MaxPoolAdd { residual }, Layer::Pool) => {
+                (Op::PreActivation { channels, .. }, Layer::PreActivation(affine)) => {
+                    let mut y = buffers.take(out_shape.len());
+                    let affine = affine.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice()));
+                    ops::scale_shift_relu(x, affine, *channels, &mut y[..out_shape.len()]);
+                    step(OpKind::PreActivation, x.len() + out_shape.len());
+                    y
+                }
+                (Op::MaxPoolAdd { residual, padding }, Layer::Pool) => {
                     let mut y = buffers.take(out_shape.len());
                     ops::max_pool(
                         x,
                         in_shape,
-                        self.weights.info.pool_padding,
+                        *padding,
                         value(residual.0),
                         &mut y[..out_shape.len()],
                     );

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::aligned::AlignedVec;
 use super::gemm::{self, Finish, LeftRows, PackedWeights};
 use super::{prefetch, relu};
-use crate::graph::Padding;
+use crate::graph::{DepthwiseGeometry, Padding};
 use crate::tensor::Shape;
 
 /// A regular convolution's geometry over an NHWC input: the patches its GEMM multiplies.
@@ -213,7 +213,10 @@ pub fn matmul(
             assert_eq!(x.len(), depthwise.input.len(), "depthwise input");
             assert_eq!(depthwise.input.channels, k, "depthwise channels");
             assert_eq!(depthwise.kernel.len(), 9 * k, "depthwise kernel");
-            assert_eq!(depthwise.input.pixels(), m, "depthwise pixels");
+            assert_eq!(depthwise.output().pixels(), m, "depthwise pixels");
+            if let Some(bias) = depthwise.bias {
+                assert_eq!(bias.len(), k, "depthwise bias");
+            }
         }
     }
     if let Some(residual) = finish.residual {
@@ -262,22 +265,49 @@ pub fn matmul(
         });
 }
 
-/// A depthwise 3x3 convolution, stride 1, 'same' padding, over an NHWC input: what a
-/// separable convolution's pointwise GEMM multiplies, computed one block of pixels at a time.
+/// A depthwise 3x3 convolution over an NHWC input, with an optional bias (a folded batchnorm)
+/// and ReLU on its output: what a separable convolution's pointwise GEMM multiplies, computed
+/// one block of output pixels at a time.
 #[derive(Debug, Clone, Copy)]
 pub struct Depthwise<'a> {
-    /// Input shape (the output's too).
+    /// Input shape.
     pub input: Shape,
+    /// The window: stride, dilation, padding.
+    pub geometry: DepthwiseGeometry,
     /// Kernel `[3, 3, C]`.
     pub kernel: &'a [f32],
     /// Whether a ReLU is applied to the input as it is read (the input itself stays
     /// un-rectified, for the shortcut that reads it).
     pub relu_in: bool,
+    /// Added to every output pixel's channels.
+    pub bias: Option<&'a [f32]>,
+    /// Whether a ReLU follows (after the bias).
+    pub relu_out: bool,
 }
 
 impl Depthwise<'_> {
+    /// The output shape.
+    pub fn output(&self) -> Shape {
+        self.geometry.output_shape(self.input)
+    }
+
     /// Writes output pixels `pixels` (indices over the whole batch) to `dst`.
     fn compute(&self, x: &[f32], pixels: std::ops::Range<usize>, dst: &mut [f32]) {
+        let c = self.input.channels;
+        let block = &mut dst[..pixels.len() * c];
+        if self.geometry.is_plain() {
+            self.compute_plain(x, pixels, block);
+        } else {
+            self.compute_strided(x, pixels, block);
+        }
+        if self.bias.is_some() || self.relu_out {
+            finish_depthwise(block, self.bias, self.relu_out, c);
+        }
+    }
+
+    /// [`Depthwise::compute`] for stride 1, no dilation and one pixel of padding: a row at a
+    /// time in registers (see [`depthwise_row`]).
+    fn compute_plain(&self, x: &[f32], pixels: std::ops::Range<usize>, dst: &mut [f32]) {
         let s = self.input;
         let c = s.channels;
         let mut pixel = pixels.start;
@@ -304,26 +334,107 @@ impl Depthwise<'_> {
             pixel += x1 - x0;
         }
     }
+
+    /// [`Depthwise::compute`] for any stride, dilation and padding: per output pixel, its
+    /// taps inside the input in the reference's order, each a loop over the channels.
+    fn compute_strided(&self, x: &[f32], pixels: std::ops::Range<usize>, dst: &mut [f32]) {
+        let s = self.input;
+        let c = s.channels;
+        let g = self.geometry;
+        let (out_h, pad_top) = g.resolve(s.height);
+        let (out_w, pad_left) = g.resolve(s.width);
+        for (pixel, out) in pixels.zip(dst.chunks_exact_mut(c)) {
+            let (n, oy, ox) = (
+                pixel / (out_h * out_w),
+                pixel / out_w % out_h,
+                pixel % out_w,
+            );
+            out.fill(0.0);
+            for ky in 0..3 {
+                let Some(iy) = (oy * g.stride + ky * g.dilation)
+                    .checked_sub(pad_top)
+                    .filter(|&iy| iy < s.height)
+                else {
+                    continue;
+                };
+                for kx in 0..3 {
+                    let Some(ix) = (ox * g.stride + kx * g.dilation)
+                        .checked_sub(pad_left)
+                        .filter(|&ix| ix < s.width)
+                    else {
+                        continue;
+                    };
+                    let src = &x[((n * s.height + iy) * s.width + ix) * c..][..c];
+                    let w = &self.kernel[(ky * 3 + kx) * c..][..c];
+                    if self.relu_in {
+                        depthwise_tap::<true>(src, w, out);
+                    } else {
+                        depthwise_tap::<false>(src, w, out);
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Depthwise 3x3 convolution, stride 1, 'same' padding, kernel `[3, 3, C]`, with an optional
-/// ReLU applied to the input as it is read. (The network fuses it into the pointwise GEMM
-/// instead: [`Lhs::Depthwise`].)
-pub fn depthwise_conv(x: &[f32], shape: Shape, kernel: &[f32], relu_in: bool, out: &mut [f32]) {
+/// `out += relu?(src) * w`, channel by channel: one tap of [`Depthwise::compute_strided`].
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn depthwise_tap<const RELU_IN: bool>(src: &[f32], w: &[f32], out: &mut [f32]) {
+    for ((o, &v), &w) in out.iter_mut().zip(src).zip(w) {
+        let v = if RELU_IN { relu(v) } else { v };
+        *o += v * w;
+    }
+}
+
+/// Adds `bias` to each pixel's `c` channels of `block`, then rectifies if `relu`.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn finish_depthwise(block: &mut [f32], bias: Option<&[f32]>, relu_out: bool, c: usize) {
+    for pixel in block.chunks_exact_mut(c) {
+        if let Some(bias) = bias {
+            pixel.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+        }
+        if relu_out {
+            pixel.iter_mut().for_each(|v| *v = relu(*v));
+        }
+    }
+}
+
+/// A depthwise 3x3 convolution on its own (the network fuses it into the pointwise GEMM
+/// instead: [`Lhs::Depthwise`]); `out` has [`Depthwise::output`]'s shape.
+pub fn depthwise_conv(x: &[f32], depthwise: Depthwise<'_>, out: &mut [f32]) {
+    let shape = depthwise.output();
     let c = shape.channels;
-    assert_eq!(x.len(), shape.len(), "depthwise input");
+    assert_eq!(x.len(), depthwise.input.len(), "depthwise input");
     assert_eq!(out.len(), shape.len(), "depthwise output");
-    assert_eq!(kernel.len(), 9 * c, "depthwise kernel");
-    let depthwise = Depthwise {
-        input: shape,
-        kernel,
-        relu_in,
-    };
+    assert_eq!(depthwise.kernel.len(), 9 * c, "depthwise kernel");
     out.par_chunks_mut(shape.width * c)
         .enumerate()
         .for_each(|(row, dst)| {
             depthwise.compute(x, row * shape.width..(row + 1) * shape.width, dst)
         });
+}
+
+/// Batchnorm folded into a per-channel `scale` and `shift` (or none: a bare ReLU), then ReLU,
+/// elementwise: a pre-activation block's opening.
+pub fn scale_shift_relu(x: &[f32], affine: Option<(&[f32], &[f32])>, c: usize, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "pre-activation output");
+    out.par_chunks_mut(64 * c)
+        .zip(x.par_chunks(64 * c))
+        .for_each(|(out, x)| scale_shift_relu_rows(x, affine, c, out));
+}
+
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma"))]
+fn scale_shift_relu_rows(x: &[f32], affine: Option<(&[f32], &[f32])>, c: usize, out: &mut [f32]) {
+    for (out, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        match affine {
+            Some((scale, shift)) => {
+                for (((o, &v), &a), &b) in out.iter_mut().zip(x).zip(scale).zip(shift) {
+                    *o = relu(v * a + b);
+                }
+            }
+            None => out.iter_mut().zip(x).for_each(|(o, &v)| *o = relu(v)),
+        }
+    }
 }
 
 /// Output pixels `x0..` of one row of the depthwise convolution (as many as `dst` holds) from

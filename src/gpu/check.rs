@@ -12,13 +12,13 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::harness::GpuOps;
+use super::harness::{DepthwiseSpec, GpuOps};
 use super::kernels::Element;
 use super::ops::{ConvGeometry, DepthwiseKernel};
 use super::options::Precision;
 use super::select::ConvKernel;
 use crate::error::Result;
-use crate::graph::{Padding, BN_EPSILON};
+use crate::graph::{DepthwiseGeometry, Padding, BN_EPSILON};
 use crate::reference::ops;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
@@ -496,8 +496,27 @@ pub fn conv_variant(
     Ok(collector.finish())
 }
 
-/// Runs the depthwise `variant` on every shape of [`depthwise_shapes`] it takes, with and
-/// without the ReLU on read, against the reference.
+/// Depthwise windows and epilogues: Keras' plain one; timm's stride 2 (symmetric, and
+/// TensorFlow's 'same' with its extra pixel bottom/right), dilations 2 and 4 (output strides 16
+/// and 8), each with the folded batchnorm's bias and the ReLU after it.
+pub fn depthwise_cases() -> Vec<(DepthwiseGeometry, bool)> {
+    let g = |stride, dilation, padding| DepthwiseGeometry {
+        stride,
+        dilation,
+        padding,
+    };
+    vec![
+        (DepthwiseGeometry::PLAIN, false),
+        (DepthwiseGeometry::PLAIN, true),
+        (g(2, 1, Padding::Symmetric(1)), true),
+        (g(2, 1, Padding::Same), false),
+        (g(1, 2, Padding::Symmetric(2)), true),
+        (g(1, 4, Padding::Symmetric(4)), false),
+    ]
+}
+
+/// Runs the depthwise `variant` on every shape of [`depthwise_shapes`] and case of
+/// [`depthwise_cases`] it takes, with and without the ReLU on read, against the reference.
 pub fn depthwise_variant(
     ops_on_device: &GpuOps,
     variant: DepthwiseKernel,
@@ -506,22 +525,79 @@ pub fn depthwise_variant(
 ) -> Result<VariantReport> {
     let element = ops_on_device.element();
     let mut collector = Collector::new("depthwise", variant.name(), element);
-    for shape in depthwise_shapes()
-        .into_iter()
-        .filter(|s| variant.runs(s.channels))
-    {
-        for relu_input in [false, true] {
-            let x = stored(&random_tensor(rng, shape), element);
-            let kernel = uniform(rng, 9 * shape.channels, 1.0 / 3.0);
-            let input = if relu_input { ops::relu(&x) } else { x.clone() };
-            let want = ops::depthwise_conv(&input, &kernel);
-            let mut planted = kernel.clone();
-            if Fault::applies(fault, variant.name()) {
-                planted[4] += Fault::SHIFT;
+    for shape in depthwise_shapes() {
+        for (geometry, epilogue) in depthwise_cases() {
+            if !variant.runs(shape.channels, geometry, epilogue) {
+                continue;
             }
-            let got = ops_on_device.depthwise_conv(variant, &x, &planted, relu_input)?;
+            for relu_input in [false, true] {
+                let x = stored(&random_tensor(rng, shape), element);
+                let kernel = uniform(rng, 9 * shape.channels, 1.0 / 3.0);
+                let bias = epilogue.then(|| uniform(rng, shape.channels, 0.5));
+                let input = if relu_input { ops::relu(&x) } else { x.clone() };
+                let mut want = ops::depthwise_conv(&input, &kernel, geometry);
+                if let Some(bias) = &bias {
+                    for pixel in want.data.chunks_exact_mut(shape.channels) {
+                        pixel.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                    }
+                    want = ops::relu(&want);
+                }
+                let mut planted = kernel.clone();
+                if Fault::applies(fault, variant.name()) {
+                    planted[4] += Fault::SHIFT;
+                }
+                let spec = DepthwiseSpec {
+                    geometry,
+                    relu_input,
+                    bias: bias.as_deref(),
+                    relu_output: epilogue,
+                };
+                let got = ops_on_device.depthwise_conv(variant, &x, &planted, spec)?;
+                let comparison = compare(&got.data, &want.data, None, element);
+                let case = || {
+                    let mut case = format!("{shape}");
+                    if !geometry.is_plain() {
+                        let (s, d) = (geometry.stride, geometry.dilation);
+                        case.push_str(&format!(" /{s} dilation {d} {:?}", geometry.padding));
+                    }
+                    if epilogue {
+                        case.push_str(" +bias relu-out");
+                    }
+                    if relu_input {
+                        case.push_str(" relu-in");
+                    }
+                    case
+                };
+                collector.add(comparison, case, ops_on_device.last_launch_ms());
+            }
+        }
+    }
+    Ok(collector.finish())
+}
+
+/// The pre-activation kernel (a folded batchnorm then ReLU, or a bare ReLU) on
+/// [`max_pool_shapes`].
+pub fn pre_activation(ops_on_device: &GpuOps, rng: &mut StdRng) -> Result<VariantReport> {
+    let element = ops_on_device.element();
+    let mut collector = Collector::new("pre-activation", "scale_shift_relu", element);
+    for shape in max_pool_shapes() {
+        let x = stored(&random_tensor(rng, shape), element);
+        let scale = uniform(rng, shape.channels, 2.0);
+        let shift = uniform(rng, shape.channels, 1.0);
+        for affine in [true, false] {
+            let mut want = x.clone();
+            if affine {
+                for pixel in want.data.chunks_exact_mut(shape.channels) {
+                    for ((v, a), b) in pixel.iter_mut().zip(&scale).zip(&shift) {
+                        *v = *v * a + b;
+                    }
+                }
+            }
+            let want = ops::relu(&want);
+            let pair = affine.then_some((scale.as_slice(), shift.as_slice()));
+            let got = ops_on_device.scale_shift_relu(&x, pair)?;
             let comparison = compare(&got.data, &want.data, None, element);
-            let case = || format!("{shape}{}", if relu_input { " relu-in" } else { "" });
+            let case = || format!("{shape}{}", if affine { " scale+shift" } else { "" });
             collector.add(comparison, case, ops_on_device.last_launch_ms());
         }
     }
@@ -650,6 +726,7 @@ pub fn every_variant(
         on_report(depthwise_variant(ops_on_device, variant, &mut rng, fault)?);
     }
     on_report(max_pool(ops_on_device, &mut rng)?);
+    on_report(pre_activation(ops_on_device, &mut rng)?);
     on_report(global_avg_pool(ops_on_device, &mut rng)?);
     if precision == Precision::F32 {
         on_report(dense(ops_on_device, &mut rng)?);

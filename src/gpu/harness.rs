@@ -8,15 +8,41 @@ use super::context::GpuContext;
 use super::kernels::{Dispatch, Element, Kernels};
 use super::ops::{
     activation_buffer, fold_batchnorm, read_activations, storage, upload, upload_activations, Conv,
-    ConvGeometry, DenseShape, DepthwiseKernel, WeightPrep,
+    ConvGeometry, DenseShape, DepthwiseKernel, DepthwiseWork, WeightPrep,
 };
 use super::options::Precision;
 use super::select::ConvKernel;
 use crate::bench::ms_since;
 use crate::error::{Error, Result};
-use crate::graph::Padding;
+use crate::graph::{DepthwiseGeometry, Padding};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
+
+/// What one depthwise convolution computes besides its kernel: the window, the ReLU on its
+/// input, and the bias (a folded batchnorm) and ReLU on its output.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseSpec<'a> {
+    /// Stride, dilation, padding.
+    pub geometry: DepthwiseGeometry,
+    /// ReLU on the input as it is read.
+    pub relu_input: bool,
+    /// `[channels]`, added to the output.
+    pub bias: Option<&'a [f32]>,
+    /// ReLU on the output, after the bias.
+    pub relu_output: bool,
+}
+
+impl DepthwiseSpec<'_> {
+    /// Stride 1, 'same', nothing after: Keras' depthwise convolutions.
+    pub fn plain(relu_input: bool) -> Self {
+        Self {
+            geometry: DepthwiseGeometry::PLAIN,
+            relu_input,
+            bias: None,
+            relu_output: false,
+        }
+    }
+}
 
 /// Runs single ops on CPU tensors, with the activations stored on the device as float32 or
 /// float16 (see [`GpuOps::with_element`]).
@@ -246,28 +272,63 @@ impl GpuOps {
         self.tensor(shape, &[d], &output)
     }
 
-    /// Depthwise 3x3 'same' convolution on `variant`, optionally rectifying the input as it
-    /// is read. Fails where `variant` cannot run the input's channel count.
+    /// Depthwise 3x3 convolution of `spec` on `variant`. Fails where `variant` cannot run it
+    /// (see [`DepthwiseKernel::runs`]).
     pub fn depthwise_conv(
         &self,
         variant: DepthwiseKernel,
         x: &Tensor,
         kernel: &[f32],
-        relu_input: bool,
+        spec: DepthwiseSpec<'_>,
     ) -> Result<Tensor> {
-        if !variant.runs(x.shape.channels) {
+        let epilogue = spec.bias.is_some() || spec.relu_output;
+        if !variant.runs(x.shape.channels, spec.geometry, epilogue) {
             return Err(Error::Input(format!(
-                "{} does not run {} channels",
+                "{} does not run {} channels with {:?}{}",
                 variant.name(),
-                x.shape.channels
+                x.shape.channels,
+                spec.geometry,
+                if epilogue {
+                    " and a bias or ReLU after"
+                } else {
+                    ""
+                }
             )));
         }
         let input = self.input("input", &x.data);
         let kernel = upload(self.device(), "kernel", kernel);
-        let output = self.output(x.shape.len());
+        let bias = spec.bias.map(|b| upload(self.device(), "bias", b));
+        let shape = spec.geometry.output_shape(x.shape);
+        let output = self.output(shape.len());
+        let work = DepthwiseWork {
+            geometry: spec.geometry,
+            relu_input: spec.relu_input,
+            bias: bias.as_ref(),
+            relu_output: spec.relu_output,
+        };
         let d = self
             .kernels
-            .depthwise_conv(variant, &input, x.shape, &kernel, relu_input, &output);
+            .depthwise_conv(variant, &input, x.shape, &kernel, work, &output);
+        self.tensor(shape, &[d], &output)
+    }
+
+    /// `max(x * scale + shift, 0)` per channel (`affine` `None`: a bare ReLU), on activations
+    /// of the device's element type: the pre-activation kernel.
+    pub fn scale_shift_relu(&self, x: &Tensor, affine: Option<(&[f32], &[f32])>) -> Result<Tensor> {
+        let input = self.input("input", &x.data);
+        let affine = affine.map(|(a, b)| {
+            (
+                upload(self.device(), "scale", a),
+                upload(self.device(), "shift", b),
+            )
+        });
+        let output = self.output(x.shape.len());
+        let d = self.kernels.scale_shift_relu(
+            &input,
+            x.shape,
+            affine.as_ref().map(|(a, b)| (a, b)),
+            &output,
+        );
         self.tensor(x.shape, &[d], &output)
     }
 

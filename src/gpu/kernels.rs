@@ -92,6 +92,8 @@ pub enum Kernel {
     /// The same with an 8x8-pixel, 32-channel tile's input staged in workgroup memory, for
     /// GPUs.
     DepthwiseConvTiled,
+    /// Depthwise 3x3 of any stride, dilation and padding, with a bias and ReLU on its output.
+    DepthwiseConvGeneral,
     /// Pointwise 1x1 convolution (GEMM) with a register tile and no workgroup memory.
     ConvPortable,
     /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
@@ -114,6 +116,8 @@ pub enum Kernel {
     BatchnormFold,
     /// Elementwise ReLU.
     Relu,
+    /// Per-channel scale and shift (a folded batchnorm), then ReLU.
+    ScaleShiftRelu,
     /// Elementwise residual add.
     ResidualAdd,
     /// Max-pool 3x3/2 'same' with optional residual add.
@@ -128,11 +132,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::ConvDirect,
         Kernel::DepthwiseConvScalar,
         Kernel::DepthwiseConvPack4,
         Kernel::DepthwiseConvTiled,
+        Kernel::DepthwiseConvGeneral,
         Kernel::ConvPortable,
         Kernel::ConvSubgroup,
         Kernel::ConvTiled,
@@ -143,6 +148,7 @@ impl Kernel {
         Kernel::PackF16,
         Kernel::BatchnormFold,
         Kernel::Relu,
+        Kernel::ScaleShiftRelu,
         Kernel::ResidualAdd,
         Kernel::MaxPool,
         Kernel::GlobalAvgPool,
@@ -157,6 +163,7 @@ impl Kernel {
             Kernel::DepthwiseConvScalar => "depthwise_conv_scalar",
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::DepthwiseConvTiled => "depthwise_conv_tiled",
+            Kernel::DepthwiseConvGeneral => "depthwise_conv_general",
             Kernel::ConvPortable => "conv_portable",
             Kernel::ConvSubgroup => "conv_subgroup",
             Kernel::ConvTiled => "conv_tiled",
@@ -167,6 +174,7 @@ impl Kernel {
             Kernel::PackF16 => "pack_f16",
             Kernel::BatchnormFold => "batchnorm_fold",
             Kernel::Relu => "relu",
+            Kernel::ScaleShiftRelu => "scale_shift_relu",
             Kernel::ResidualAdd => "residual_add",
             Kernel::MaxPool => "max_pool",
             Kernel::GlobalAvgPool => "global_avg_pool",
@@ -209,6 +217,8 @@ impl Kernel {
                 | Kernel::DepthwiseConvScalar
                 | Kernel::DepthwiseConvPack4
                 | Kernel::DepthwiseConvTiled
+                | Kernel::DepthwiseConvGeneral
+                | Kernel::ScaleShiftRelu
                 | Kernel::ConvPortable
                 | Kernel::ConvSubgroup
                 | Kernel::ConvTiled
@@ -276,6 +286,9 @@ impl Kernel {
             Kernel::DepthwiseConvScalar => include_str!("../../shaders/depthwise_conv_scalar.wgsl"),
             Kernel::DepthwiseConvPack4 => include_str!("../../shaders/depthwise_conv_pack4.wgsl"),
             Kernel::DepthwiseConvTiled => include_str!("../../shaders/depthwise_conv_tiled.wgsl"),
+            Kernel::DepthwiseConvGeneral => {
+                include_str!("../../shaders/depthwise_conv_general.wgsl")
+            }
             Kernel::ConvPortable => include_str!("../../shaders/conv_portable.wgsl"),
             Kernel::ConvSubgroup => include_str!("../../shaders/conv_subgroup.wgsl"),
             Kernel::ConvTiled
@@ -286,6 +299,7 @@ impl Kernel {
             Kernel::PackF16 => include_str!("../../shaders/pack_f16.wgsl"),
             Kernel::BatchnormFold => include_str!("../../shaders/batchnorm_fold.wgsl"),
             Kernel::Relu => include_str!("../../shaders/relu.wgsl"),
+            Kernel::ScaleShiftRelu => include_str!("../../shaders/scale_shift_relu.wgsl"),
             Kernel::ResidualAdd => include_str!("../../shaders/residual_add.wgsl"),
             Kernel::MaxPool => include_str!("../../shaders/max_pool.wgsl"),
             Kernel::GlobalAvgPool => include_str!("../../shaders/global_avg_pool.wgsl"),

@@ -20,7 +20,7 @@ pub mod tune;
 pub use context::quiet_device_select_layer;
 pub use context::GpuContext;
 #[cfg(not(target_arch = "wasm32"))]
-pub use harness::GpuOps;
+pub use harness::{DepthwiseSpec, GpuOps};
 pub use kernels::{Dispatch, Element, Kernel, Kernels};
 pub use limits::largest_batch;
 pub use network::{GpuModel, GpuOptions};

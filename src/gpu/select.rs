@@ -8,7 +8,7 @@ use super::ops::{ConvGeometry, DepthwiseKernel};
 use super::options::{KernelChoice, Precision};
 use super::tune::TunedKernels;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::{DepthwiseGeometry, Graph, Op};
 use crate::tensor::Shape;
 
 /// A convolution kernel variant: one is picked per convolution at load (by the rule, by
@@ -195,14 +195,23 @@ impl ConvSupport {
         })
     }
 
-    /// The kernel that runs a depthwise convolution over `channels` channels.
-    pub(crate) fn depthwise_for(&self, channels: usize) -> DepthwiseKernel {
-        if self.depthwise_tiled && DepthwiseKernel::Tiled.runs(channels) {
+    /// The kernel that runs a depthwise convolution over `channels` channels with this
+    /// window and, if `epilogue`, a bias or ReLU after it.
+    pub(crate) fn depthwise_for(
+        &self,
+        channels: usize,
+        geometry: DepthwiseGeometry,
+        epilogue: bool,
+    ) -> DepthwiseKernel {
+        let runs = |variant: DepthwiseKernel| variant.runs(channels, geometry, epilogue);
+        if self.depthwise_tiled && runs(DepthwiseKernel::Tiled) {
             DepthwiseKernel::Tiled
-        } else if DepthwiseKernel::Pack4.runs(channels) {
+        } else if runs(DepthwiseKernel::Pack4) {
             DepthwiseKernel::Pack4
-        } else {
+        } else if runs(DepthwiseKernel::Scalar) {
             DepthwiseKernel::Scalar
+        } else {
+            DepthwiseKernel::General
         }
     }
 
@@ -286,6 +295,10 @@ pub enum ConvShape {
     Depthwise {
         /// The input's shape, batch included.
         input: Shape,
+        /// Stride, dilation, padding.
+        geometry: DepthwiseGeometry,
+        /// Whether a bias or ReLU follows it (the aligned layout's depthwise batchnorm).
+        epilogue: bool,
     },
 }
 
@@ -306,15 +319,19 @@ pub(crate) fn conv_shapes(graph: &Graph, shapes: &[Shape]) -> Vec<Vec<ConvShape>
                     residual: false,
                 }],
                 Op::Separable(s) => vec![
-                    ConvShape::Depthwise { input },
+                    ConvShape::Depthwise {
+                        input,
+                        geometry: s.depthwise,
+                        epilogue: s.depthwise_bn.is_some() || s.relu_mid,
+                    },
                     ConvShape::Conv {
                         geometry: ConvGeometry::pointwise(1),
-                        input,
+                        input: s.depthwise.output_shape(input),
                         out_channels: s.out_channels,
                         residual: s.residual.is_some(),
                     },
                 ],
-                Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Vec::new(),
+                Op::PreActivation { .. } | Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Vec::new(),
             }
         })
         .collect()
@@ -345,9 +362,15 @@ pub(crate) fn assign_kernels(
             return (tuned.depthwise(), tuned.conv(), KernelReason::Tuned);
         }
         match *shape {
-            ConvShape::Depthwise { input } => {
-                (Some(support.depthwise_for(input.channels)), None, by_rule)
-            }
+            ConvShape::Depthwise {
+                input,
+                geometry,
+                epilogue,
+            } => (
+                Some(support.depthwise_for(input.channels, geometry, epilogue)),
+                None,
+                by_rule,
+            ),
             ConvShape::Conv {
                 geometry,
                 input,
@@ -368,7 +391,9 @@ pub(crate) fn assign_kernels(
             let layer = match &node.op {
                 Op::Conv(c) => c.conv.clone(),
                 Op::Separable(s) => s.conv.clone(),
-                Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => return None,
+                Op::PreActivation { .. } | Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => {
+                    return None
+                }
             };
             let mut assignment = ConvAssignment {
                 layer,

@@ -122,7 +122,21 @@ impl std::fmt::Display for ConvShape {
                     if residual { " +residual" } else { "" }
                 )
             }
-            ConvShape::Depthwise { input } => write!(f, "depthwise 3x3 {input}"),
+            ConvShape::Depthwise {
+                input,
+                geometry,
+                epilogue,
+            } => {
+                write!(f, "depthwise 3x3 {input}")?;
+                if !geometry.is_plain() {
+                    let (stride, dilation) = (geometry.stride, geometry.dilation);
+                    write!(f, " /{stride} dilation {dilation} {:?}", geometry.padding)?;
+                }
+                if epilogue {
+                    write!(f, " +bias")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -163,7 +177,9 @@ mod native {
     use crate::gpu::context::GpuContext;
     use crate::gpu::harness::GpuOps;
     use crate::gpu::kernels::{Dispatch, Kernels};
-    use crate::gpu::ops::{activation_buffer, upload, upload_activations, Conv, DepthwiseKernel};
+    use crate::gpu::ops::{
+        activation_buffer, upload, upload_activations, Conv, DepthwiseKernel, DepthwiseWork,
+    };
     use crate::gpu::options::Precision;
     use crate::gpu::select::{conv_shapes, ConvKernel, ConvShape};
     use crate::graph::Graph;
@@ -284,9 +300,14 @@ mod native {
                     && kernel.runs(geometry, input.channels, out_channels)
                     && !(residual && kernel == ConvKernel::Direct)
             }
-            (ConvShape::Depthwise { input }, TunedChoice::Depthwise(kernel)) => {
-                kernel.runs(input.channels)
-            }
+            (
+                ConvShape::Depthwise {
+                    input,
+                    geometry,
+                    epilogue,
+                },
+                TunedChoice::Depthwise(kernel),
+            ) => kernel.runs(input.channels, geometry, epilogue),
             _ => false,
         }
     }
@@ -382,16 +403,34 @@ mod native {
                         .then(|| activation_buffer(device, "tuning residual", out.len(), element));
                     conv.launch(kernels, &x, input, out, true, r.as_ref(), &y)
                 }
-                (ConvShape::Depthwise { input }, TunedChoice::Depthwise(kernel)) => {
+                (
+                    ConvShape::Depthwise {
+                        input,
+                        geometry,
+                        epilogue,
+                    },
+                    TunedChoice::Depthwise(kernel),
+                ) => {
                     let weights = upload(
                         device,
                         "tuning kernel",
                         &check::uniform(&mut rng, 9 * input.channels, 0.3),
                     );
+                    let bias = epilogue.then(|| {
+                        let values = check::uniform(&mut rng, input.channels, 0.3);
+                        upload(device, "tuning bias", &values)
+                    });
                     let x = check::uniform(&mut rng, input.len(), 1.0);
                     let x = upload_activations(device, "tuning input", &x, element);
-                    let y = activation_buffer(device, "tuning output", input.len(), element);
-                    kernels.depthwise_conv(kernel, &x, input, &weights, true, &y)
+                    let out = geometry.output_shape(input);
+                    let y = activation_buffer(device, "tuning output", out.len(), element);
+                    let work = DepthwiseWork {
+                        geometry,
+                        relu_input: true,
+                        bias: bias.as_ref(),
+                        relu_output: epilogue,
+                    };
+                    kernels.depthwise_conv(kernel, &x, input, &weights, work, &y)
                 }
                 _ => unreachable!("{choice:?} is not a candidate for {shape}"),
             };

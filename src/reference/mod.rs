@@ -9,12 +9,12 @@ pub mod ops;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::graph::{Graph, Op, EMBEDDING_DIM};
+use crate::graph::{Graph, Op, ValueId};
 use crate::outputs::Outputs;
 use crate::tensor::Tensor;
 use crate::weights::{Activation, Weights};
 
-/// Runs Xception on the CPU with the reference ops.
+/// Runs an Xception on the CPU with the reference ops.
 #[derive(Debug, Clone)]
 pub struct ReferenceModel {
     graph: Graph,
@@ -25,7 +25,7 @@ impl ReferenceModel {
     /// Creates the model over validated weights.
     pub fn new(weights: Arc<Weights>) -> Self {
         Self {
-            graph: Graph::xception(),
+            graph: weights.graph().clone(),
             weights,
         }
     }
@@ -56,11 +56,14 @@ impl ReferenceModel {
         let mut features = None;
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let x = values[node.input.0].as_ref().expect("input computed");
+            let value = |v: ValueId| values[v.0].as_ref().expect("value computed");
             let y = match &node.op {
                 Op::Conv(c) => {
                     let kernel = w.tensor(&format!("{}.kernel", c.conv));
                     let mut y = ops::conv(x, kernel, c.kernel, c.stride, c.padding, c.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&c.bn));
+                    if let Some(bn) = &c.bn {
+                        ops::batch_norm(&mut y, &w.batchnorm(bn));
+                    }
                     if c.relu {
                         y = ops::relu(&y);
                     }
@@ -76,23 +79,34 @@ impl ReferenceModel {
                     };
                     let depthwise = w.tensor(&format!("{}.depthwise_kernel", s.conv));
                     let pointwise = w.tensor(&format!("{}.pointwise_kernel", s.conv));
-                    let y = ops::depthwise_conv(x, depthwise);
+                    let mut y = ops::depthwise_conv(x, depthwise, s.depthwise);
+                    if let Some(bn) = &s.depthwise_bn {
+                        ops::batch_norm(&mut y, &w.batchnorm(bn));
+                    }
+                    if s.relu_mid {
+                        y = ops::relu(&y);
+                    }
                     let mut y = ops::pointwise_conv(&y, pointwise, s.out_channels);
-                    ops::batch_norm(&mut y, &w.batchnorm(&s.bn));
+                    if let Some(bn) = &s.bn {
+                        ops::batch_norm(&mut y, &w.batchnorm(bn));
+                    }
+                    if let Some(r) = s.residual {
+                        y = ops::add(&y, value(r));
+                    }
                     if s.relu_out {
                         y = ops::relu(&y);
                     }
-                    if let Some(r) = s.residual {
-                        y = ops::add(&y, values[r.0].as_ref().expect("shortcut computed"));
-                    }
                     y
                 }
-                Op::MaxPoolAdd { residual } => {
-                    let pooled = ops::max_pool(x, w.info.pool_padding);
-                    ops::add(
-                        &pooled,
-                        values[residual.0].as_ref().expect("shortcut computed"),
-                    )
+                Op::PreActivation { bn, .. } => {
+                    let mut y = x.clone();
+                    if let Some(bn) = bn {
+                        ops::batch_norm(&mut y, &w.batchnorm(bn));
+                    }
+                    ops::relu(&y)
+                }
+                Op::MaxPoolAdd { residual, padding } => {
+                    ops::add(&ops::max_pool(x, *padding), value(*residual))
                 }
                 Op::GlobalAvgPool => {
                     embedding = ops::global_avg_pool(x);
@@ -112,7 +126,7 @@ impl ReferenceModel {
         let (logits, probabilities) = head(w, &embedding);
         let outputs = Outputs {
             batch: s.batch,
-            embedding_dim: EMBEDDING_DIM,
+            embedding_dim: self.graph.embedding_dim(),
             num_classes: w.info.num_classes(),
             embeddings: embedding,
             logits,

@@ -3,7 +3,7 @@
 //! These are the oracle the GPU kernels are tested against. The heavy loops split their
 //! output rows across the available cores, and nothing else is clever about them.
 
-use crate::graph::Padding;
+use crate::graph::{DepthwiseGeometry, Padding};
 use crate::tensor::{Shape, Tensor};
 use crate::weights::BatchNorm;
 
@@ -78,23 +78,28 @@ pub fn conv(
     out
 }
 
-/// Depthwise 3x3 convolution, stride 1, 'same' padding; kernel `[3, 3, C, 1]`.
-pub fn depthwise_conv(x: &Tensor, kernel: &[f32]) -> Tensor {
+/// Depthwise 3x3 convolution over `geometry`'s window (stride, dilation, padding); kernel
+/// `[3, 3, C, 1]`, no bias.
+pub fn depthwise_conv(x: &Tensor, kernel: &[f32], geometry: DepthwiseGeometry) -> Tensor {
     let s = x.shape;
     let c = s.channels;
     assert_eq!(kernel.len(), 9 * c, "depthwise kernel size");
-    let mut out = Tensor::zeros(s);
-    for_each_row(&mut out.data, s.width * c, |row, dst| {
-        let (n, y) = (row / s.height, row % s.height);
-        for xo in 0..s.width {
+    let out_shape = geometry.output_shape(s);
+    let (oh, pad_top) = geometry.resolve(s.height);
+    let (ow, pad_left) = geometry.resolve(s.width);
+    let (stride, dilation) = (geometry.stride, geometry.dilation);
+    let mut out = Tensor::zeros(out_shape);
+    for_each_row(&mut out.data, ow * c, |row, dst| {
+        let (n, y) = (row / oh, row % oh);
+        for xo in 0..ow {
             let acc = &mut dst[xo * c..(xo + 1) * c];
             for ky in 0..3 {
-                let iy = y as isize + ky as isize - 1;
+                let iy = (y * stride + ky * dilation) as isize - pad_top as isize;
                 if iy < 0 || iy >= s.height as isize {
                     continue;
                 }
                 for kx in 0..3 {
-                    let ix = xo as isize + kx as isize - 1;
+                    let ix = (xo * stride + kx * dilation) as isize - pad_left as isize;
                     if ix < 0 || ix >= s.width as isize {
                         continue;
                     }

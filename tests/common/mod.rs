@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 
 #[allow(unused_imports)]
 pub use xception_wgpu::gpu::check::{
-    conv_cases, depthwise_shapes, max_pool_shapes, random_tensor, uniform, ConvCase, RandomBn,
+    conv_cases, depthwise_cases, depthwise_shapes, max_pool_shapes, random_tensor, uniform,
+    ConvCase, RandomBn,
 };
 use xception_wgpu::gpu::GpuContext;
 

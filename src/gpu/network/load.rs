@@ -16,13 +16,16 @@ use crate::weights::{Activation, Weights};
 pub(super) enum PreparedOp {
     /// A stem or shortcut convolution.
     Conv(Conv),
-    /// A separable convolution: the depthwise kernel and its variant, and the pointwise half
-    /// as a convolution.
+    /// A separable convolution: the depthwise kernel (its batchnorm, if any, folded in as
+    /// the bias) and its variant, and the pointwise half as a convolution.
     Separable {
         depthwise: wgpu::Buffer,
+        depthwise_bias: Option<wgpu::Buffer>,
         depthwise_kernel: DepthwiseKernel,
         pointwise: Conv,
     },
+    /// A pre-activation: its batchnorm (if any) as a per-channel scale and shift.
+    PreActivation(Option<(wgpu::Buffer, wgpu::Buffer)>),
     /// A pool, which has no weights.
     Pool,
 }
@@ -56,14 +59,14 @@ pub(super) fn load(
 ) -> Result<Loaded> {
     let device = kernels.device();
     let mut prep = WeightPrep::default();
-    let mut conv = |assigned: &ConvAssignment, geometry, kernel: &str, out_channels, bn: &str| {
+    let mut conv = |assigned: &ConvAssignment, geometry, kernel: &str, out_channels, bn| {
         let (conv, steps) = Conv::prepare(
             kernels,
             assigned.kernel,
             geometry,
             weights.tensor(kernel),
             out_channels,
-            &weights.batchnorm(bn),
+            &weights.batchnorm_or_identity(bn, out_channels),
             precision,
         )?;
         prep.append(steps);
@@ -77,25 +80,42 @@ pub(super) fn load(
                 ConvGeometry::of(c),
                 &format!("{}.kernel", c.conv),
                 c.out_channels,
-                &c.bn,
+                c.bn.as_deref(),
             )?),
-            (Op::Separable(s), Some(a)) => PreparedOp::Separable {
-                pointwise: conv(
-                    a,
-                    ConvGeometry::pointwise(1),
-                    &format!("{}.pointwise_kernel", s.conv),
-                    s.out_channels,
-                    &s.bn,
-                )?,
-                depthwise: upload(
-                    device,
-                    &s.conv,
-                    weights.tensor(&format!("{}.depthwise_kernel", s.conv)),
-                ),
-                depthwise_kernel: a
-                    .depthwise
-                    .expect("a separable convolution has a depthwise kernel"),
-            },
+            (Op::Separable(s), Some(a)) => {
+                let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
+                let (depthwise, bias) = match &s.depthwise_bn {
+                    Some(bn) => {
+                        let (kernel, bias) = weights.batchnorm(bn).fold(depthwise, s.in_channels);
+                        (
+                            upload(device, &s.conv, &kernel),
+                            Some(upload(device, bn, &bias)),
+                        )
+                    }
+                    None => (upload(device, &s.conv, depthwise), None),
+                };
+                PreparedOp::Separable {
+                    pointwise: conv(
+                        a,
+                        ConvGeometry::pointwise(1),
+                        &format!("{}.pointwise_kernel", s.conv),
+                        s.out_channels,
+                        s.bn.as_deref(),
+                    )?,
+                    depthwise,
+                    depthwise_bias: bias,
+                    depthwise_kernel: a
+                        .depthwise
+                        .expect("a separable convolution has a depthwise kernel"),
+                }
+            }
+            (Op::PreActivation { bn, channels }, None) => {
+                PreparedOp::PreActivation(bn.as_ref().map(|bn| {
+                    let (scale, shift) =
+                        weights.batchnorm(bn).fold(&vec![1.0; *channels], *channels);
+                    (upload(device, bn, &scale), upload(device, bn, &shift))
+                }))
+            }
             (Op::MaxPoolAdd { .. } | Op::GlobalAvgPool, None) => PreparedOp::Pool,
             (op, assigned) => unreachable!("{op:?} was assigned {assigned:?}"),
         });

@@ -21,7 +21,7 @@ use super::options::{activation_element, KernelChoice, Precision};
 use super::select::{assign_kernels, ConvAssignment};
 use super::tune::{self, TuneEvent, TuneInput};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Padding, EMBEDDING_DIM, MIN_INPUT_SIZE};
+use crate::graph::{Graph, MIN_INPUT_SIZE};
 use crate::outputs::Outputs;
 use crate::tensor::{Shape, Tensor};
 use crate::weights::Weights;
@@ -45,8 +45,6 @@ pub struct GpuOptions {
 #[derive(Debug)]
 pub struct GpuModel {
     context: GpuContext,
-    /// How the max-pools pad (from the weights: 'same' for Keras, symmetric for timm).
-    pool_padding: Padding,
     kernels: Kernels,
     graph: Graph,
     num_classes: usize,
@@ -99,7 +97,7 @@ impl GpuModel {
         options: GpuOptions,
         observer: &mut dyn FnMut(TuneEvent),
     ) -> Result<Self> {
-        let graph = Graph::xception();
+        let graph = weights.graph().clone();
         check_weights_fit(&context, &graph, &weights)?;
         let precision = options.precision;
         let device = &context.device;
@@ -143,7 +141,6 @@ impl GpuModel {
             .await?;
         context.wait()?;
         let model = Self {
-            pool_padding: weights.info.pool_padding,
             num_classes: weights.info.num_classes(),
             context,
             kernels,
@@ -165,7 +162,6 @@ impl GpuModel {
             ops: &self.ops,
             head: &self.head,
             kernels: &self.kernels,
-            pool_padding: self.pool_padding,
             num_classes: self.num_classes,
         }
     }
@@ -183,18 +179,19 @@ impl GpuModel {
         Ok(())
     }
 
-    /// The kernel variant each convolution of the network would get on `context`'s adapter for
+    /// The kernel variant each convolution of `graph` would get on `context`'s adapter for
     /// `choice` at `precision`, without loading any weights (what `info` prints); with
     /// [`KernelChoice::Tuned`], the choices stored for `input` (timing those not yet stored).
     /// Fails where the adapter cannot run the kernel asked for.
     pub async fn conv_kernels(
         context: &GpuContext,
+        graph: &Graph,
         choice: KernelChoice,
         precision: Precision,
         input: TuneInput,
         observer: &mut dyn FnMut(TuneEvent),
     ) -> Result<Vec<ConvAssignment>> {
-        let graph = Graph::xception();
+        let graph = graph.clone();
         let element = activation_element(precision, &context.device);
         let kernels = Kernels::with_cache(&context.device, element, context.wgpu_pipeline_cache());
         let shapes = graph.infer_shapes(input.batch, input.size.height, input.size.width)?;
@@ -285,9 +282,9 @@ impl GpuModel {
         let image_len = s.height * s.width * s.channels;
         let mut outputs = Outputs {
             batch: s.batch,
-            embedding_dim: EMBEDDING_DIM,
+            embedding_dim: self.graph.embedding_dim(),
             num_classes: self.num_classes,
-            embeddings: Vec::with_capacity(s.batch * EMBEDDING_DIM),
+            embeddings: Vec::with_capacity(s.batch * self.graph.embedding_dim()),
             logits: Vec::with_capacity(s.batch * self.num_classes),
             probabilities: Vec::with_capacity(s.batch * self.num_classes),
         };
@@ -299,7 +296,9 @@ impl GpuModel {
             let (values, chunk_features) = self.run(&plan, images, keep_features).await?;
             let mut values = values.into_iter();
             let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<_>>();
-            outputs.embeddings.extend(take(batch * EMBEDDING_DIM));
+            outputs
+                .embeddings
+                .extend(take(batch * self.graph.embedding_dim()));
             outputs.logits.extend(take(batch * self.num_classes));
             outputs.probabilities.extend(take(batch * self.num_classes));
             features.extend(chunk_features.unwrap_or_default());

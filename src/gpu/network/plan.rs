@@ -4,8 +4,8 @@
 use super::load::{HeadLayer, PreparedOp};
 use crate::error::Result;
 use crate::gpu::kernels::{Dispatch, Kernels};
-use crate::gpu::ops::{activation_buffer, storage, DenseShape};
-use crate::graph::{Graph, Op, Padding, ValueId, EMBEDDING_DIM};
+use crate::gpu::ops::{activation_buffer, storage, DenseShape, DepthwiseWork};
+use crate::graph::{Graph, Op, ValueId};
 use crate::profile::{LaunchTiming, OpKind};
 use crate::tensor::Shape;
 
@@ -33,7 +33,6 @@ pub(super) struct Network<'a> {
     pub ops: &'a [PreparedOp],
     pub head: &'a [HeadLayer],
     pub kernels: &'a Kernels,
-    pub pool_padding: Padding,
     pub num_classes: usize,
 }
 
@@ -87,7 +86,8 @@ impl Network<'_> {
             free: Vec::new(),
             slot_of: vec![None; shapes.len()],
         };
-        let embedding = storage(device, "embedding", batch * EMBEDDING_DIM);
+        let embedding_dim = self.graph.embedding_dim();
+        let embedding = storage(device, "embedding", batch * embedding_dim);
         let mut features = None;
         let mut dispatches = Vec::new();
         let mut launches = Vec::new();
@@ -125,46 +125,61 @@ impl Network<'_> {
                     Op::Separable(s),
                     PreparedOp::Separable {
                         depthwise,
+                        depthwise_bias,
                         depthwise_kernel,
                         pointwise,
                     },
                 ) => {
                     let tmp = buffers.take();
+                    let work = DepthwiseWork {
+                        geometry: s.depthwise,
+                        relu_input: s.relu_in,
+                        bias: depthwise_bias.as_ref(),
+                        relu_output: s.relu_mid,
+                    };
                     dispatches.push(k.depthwise_conv(
                         *depthwise_kernel,
                         &x,
                         in_shape,
                         depthwise,
-                        s.relu_in,
+                        work,
                         &buffers.pool[tmp],
                     ));
+                    let depthwise_shape = s.depthwise.output_shape(in_shape);
                     let out = buffers.take();
                     let residual = s.residual.map(|r| buffers.of(r));
                     dispatches.push(pointwise.launch(
                         k,
                         &buffers.pool[tmp],
-                        in_shape,
+                        depthwise_shape,
                         out_shape,
                         s.relu_out,
                         residual.as_ref(),
                         &buffers.pool[out],
                     ));
                     buffers.free.push(tmp);
-                    let dw_floats = 2 * in_shape.len() + 9 * s.in_channels;
+                    let dw_floats = in_shape.len() + depthwise_shape.len() + 9 * s.in_channels;
                     launch(&s.conv, OpKind::Depthwise, macs.depthwise, dw_floats);
                     let residual_len = residual.map_or(0, |_| out_shape.len());
-                    let pw_floats = in_shape.len()
+                    let pw_floats = depthwise_shape.len()
                         + out_shape.len()
                         + residual_len
                         + s.in_channels * s.out_channels;
                     launch(&s.conv, OpKind::Pointwise, macs.dense, pw_floats);
                     buffers.slot_of[node.output.0] = Some(out);
                 }
-                (Op::MaxPoolAdd { residual }, PreparedOp::Pool) => {
+                (Op::PreActivation { .. }, PreparedOp::PreActivation(affine)) => {
+                    let out = buffers.take();
+                    let affine = affine.as_ref().map(|(a, b)| (a, b));
+                    dispatches.push(k.scale_shift_relu(&x, in_shape, affine, &buffers.pool[out]));
+                    launch(name, OpKind::PreActivation, 0, 2 * in_shape.len());
+                    buffers.slot_of[node.output.0] = Some(out);
+                }
+                (Op::MaxPoolAdd { residual, padding }, PreparedOp::Pool) => {
                     let out = buffers.take();
                     let r = buffers.of(*residual);
                     let output = &buffers.pool[out];
-                    let (d, _) = k.max_pool(&x, in_shape, self.pool_padding, Some(&r), output);
+                    let (d, _) = k.max_pool(&x, in_shape, *padding, Some(&r), output);
                     dispatches.push(d);
                     let floats = in_shape.len() + 2 * out_shape.len();
                     launch(name, OpKind::MaxPoolAdd, 0, floats);
@@ -187,7 +202,7 @@ impl Network<'_> {
             }
         }
 
-        let mut outputs = vec![(embedding.clone(), batch * EMBEDDING_DIM)];
+        let mut outputs = vec![(embedding.clone(), batch * embedding_dim)];
         if !self.head.is_empty() {
             let mut x = embedding;
             for layer in self.head {

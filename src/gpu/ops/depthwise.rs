@@ -1,7 +1,9 @@
-//! The depthwise half of a separable convolution.
+//! The depthwise half of a separable convolution, and the pre-activation (batchnorm + ReLU)
+//! some blocks open with.
 
 use super::u;
-use crate::gpu::kernels::{Dispatch, Kernel, KernelParams, Kernels};
+use crate::gpu::kernels::{linear_grid, Dispatch, Kernel, KernelParams, Kernels};
+use crate::graph::DepthwiseGeometry;
 use crate::tensor::Shape;
 
 /// A depthwise kernel variant; one is picked per separable convolution at load, with its
@@ -14,14 +16,33 @@ pub enum DepthwiseKernel {
     Pack4,
     /// `depthwise_conv_tiled.wgsl`: a tile's input staged in workgroup memory, for GPUs.
     Tiled,
+    /// `depthwise_conv_general.wgsl`: one output value per invocation, any stride, dilation
+    /// and padding, with a bias and ReLU after it.
+    General,
+}
+
+/// What one depthwise launch computes: its window, and the bias (a folded batchnorm) and ReLU
+/// on its output that the aligned layout puts between the two halves of a separable
+/// convolution.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseWork<'a> {
+    /// Stride, dilation, padding.
+    pub geometry: DepthwiseGeometry,
+    /// ReLU on the input as it is read.
+    pub relu_input: bool,
+    /// `[channels]`, added to the output.
+    pub bias: Option<&'a wgpu::Buffer>,
+    /// ReLU on the output (after the bias).
+    pub relu_output: bool,
 }
 
 impl DepthwiseKernel {
     /// Every variant.
-    pub const ALL: [DepthwiseKernel; 3] = [
+    pub const ALL: [DepthwiseKernel; 4] = [
         DepthwiseKernel::Scalar,
         DepthwiseKernel::Pack4,
         DepthwiseKernel::Tiled,
+        DepthwiseKernel::General,
     ];
 
     /// The kernel it launches.
@@ -30,6 +51,7 @@ impl DepthwiseKernel {
             DepthwiseKernel::Scalar => Kernel::DepthwiseConvScalar,
             DepthwiseKernel::Pack4 => Kernel::DepthwiseConvPack4,
             DepthwiseKernel::Tiled => Kernel::DepthwiseConvTiled,
+            DepthwiseKernel::General => Kernel::DepthwiseConvGeneral,
         }
     }
 
@@ -38,9 +60,16 @@ impl DepthwiseKernel {
         self.kernel().name()
     }
 
-    /// Whether it can run `channels` channels (the vec4 variants need multiples of 4).
-    pub const fn runs(self, channels: usize) -> bool {
-        matches!(self, DepthwiseKernel::Scalar) || channels.is_multiple_of(4)
+    /// Whether it can run `channels` channels with this window and epilogue: the general
+    /// variant runs everything; the others a plain window (stride 1, 'same') with nothing
+    /// after it, the vec4 ones over multiples of 4 channels.
+    pub fn runs(self, channels: usize, geometry: DepthwiseGeometry, epilogue: bool) -> bool {
+        match self {
+            DepthwiseKernel::General => true,
+            _ if !geometry.is_plain() || epilogue => false,
+            DepthwiseKernel::Scalar => true,
+            DepthwiseKernel::Pack4 | DepthwiseKernel::Tiled => channels.is_multiple_of(4),
+        }
     }
 }
 
@@ -57,35 +86,97 @@ struct DepthwiseParams {
 }
 impl KernelParams for DepthwiseParams {}
 
+/// Uniform parameters of `depthwise_conv_general.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GeneralParams {
+    batch: u32,
+    in_height: u32,
+    in_width: u32,
+    channels: u32,
+    out_height: u32,
+    out_width: u32,
+    stride: u32,
+    dilation: u32,
+    pad_top: u32,
+    pad_left: u32,
+    relu_input: u32,
+    relu_output: u32,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+impl KernelParams for GeneralParams {}
+
 impl Kernels {
-    /// Depthwise 3x3 'same' convolution (kernel `[3][3][C]`) on `variant`, optionally
-    /// rectifying its input.
+    /// Depthwise 3x3 convolution (kernel `[3][3][C]`) of `work` over an input of `shape` on
+    /// `variant`; the output has `work.geometry`'s shape.
     ///
     /// # Panics
-    /// Where `variant` cannot run `C` channels (see [`DepthwiseKernel::runs`]).
+    /// Where `variant` cannot run it (see [`DepthwiseKernel::runs`]).
     pub(crate) fn depthwise_conv(
         &self,
         variant: DepthwiseKernel,
         input: &wgpu::Buffer,
         shape: Shape,
         kernel: &wgpu::Buffer,
-        relu_input: bool,
+        work: DepthwiseWork<'_>,
         output: &wgpu::Buffer,
     ) -> Dispatch {
+        let epilogue = work.bias.is_some() || work.relu_output;
+        assert!(
+            variant.runs(shape.channels, work.geometry, epilogue),
+            "{} cannot run {} channels with {:?}{}",
+            variant.name(),
+            shape.channels,
+            work.geometry,
+            if epilogue {
+                " and a bias or ReLU after"
+            } else {
+                ""
+            }
+        );
+        if variant == DepthwiseKernel::General {
+            let out = work.geometry.output_shape(shape);
+            let (_, pad_top) = work.geometry.resolve(shape.height);
+            let (_, pad_left) = work.geometry.resolve(shape.width);
+            let params = GeneralParams {
+                batch: u(shape.batch),
+                in_height: u(shape.height),
+                in_width: u(shape.width),
+                channels: u(shape.channels),
+                out_height: u(out.height),
+                out_width: u(out.width),
+                stride: u(work.geometry.stride),
+                dilation: u(work.geometry.dilation),
+                pad_top: u(pad_top),
+                pad_left: u(pad_left),
+                relu_input: work.relu_input.into(),
+                relu_output: work.relu_output.into(),
+                has_bias: work.bias.is_some().into(),
+                _pad: [0; 3],
+            };
+            let bias = work.bias.unwrap_or(&self.placeholder);
+            // x: 64 channels per workgroup; y: output columns; z: batch * output rows.
+            let grid = [
+                u(shape.channels.div_ceil(64)),
+                u(out.width),
+                u(out.batch * out.height),
+            ];
+            return self.dispatch(
+                variant.kernel(),
+                &params,
+                &[input, kernel, bias, output],
+                grid,
+            );
+        }
         let params = DepthwiseParams {
             batch: u(shape.batch),
             height: u(shape.height),
             width: u(shape.width),
             channels: u(shape.channels),
-            relu_input: relu_input.into(),
+            relu_input: work.relu_input.into(),
             _pad: [0; 3],
         };
-        assert!(
-            variant.runs(shape.channels),
-            "{} cannot run {} channels",
-            variant.name(),
-            shape.channels
-        );
         let grid = match variant {
             // x: 64 channels per workgroup; y: strips of 4 columns; z: batch * rows.
             DepthwiseKernel::Scalar => [
@@ -105,10 +196,46 @@ impl Kernels {
                 u(shape.width.div_ceil(8)),
                 u(shape.batch * shape.height.div_ceil(8)),
             ],
+            DepthwiseKernel::General => unreachable!("launched above"),
         };
         self.dispatch(variant.kernel(), &params, &[input, kernel, output], grid)
     }
+
+    /// `max(x * scale[c] + shift[c], 0)` over an NHWC input of `shape` (`affine` `None`: a
+    /// bare ReLU): a pre-activation block's batchnorm + ReLU.
+    pub(crate) fn scale_shift_relu(
+        &self,
+        input: &wgpu::Buffer,
+        shape: Shape,
+        affine: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
+        output: &wgpu::Buffer,
+    ) -> Dispatch {
+        let params = ScaleShiftParams {
+            len: u(shape.len()),
+            channels: u(shape.channels),
+            has_affine: affine.is_some().into(),
+            _pad: 0,
+        };
+        let (scale, shift) = affine.unwrap_or((&self.placeholder, &self.placeholder));
+        self.dispatch(
+            Kernel::ScaleShiftRelu,
+            &params,
+            &[input, scale, shift, output],
+            linear_grid(shape.len()),
+        )
+    }
 }
+
+/// Uniform parameters of `scale_shift_relu.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScaleShiftParams {
+    len: u32,
+    channels: u32,
+    has_affine: u32,
+    _pad: u32,
+}
+impl KernelParams for ScaleShiftParams {}
 
 #[cfg(test)]
 mod tests {
@@ -120,5 +247,7 @@ mod tests {
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvScalar);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvPack4);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvTiled);
+        assert_params_match::<GeneralParams>(Kernel::DepthwiseConvGeneral);
+        assert_params_match::<ScaleShiftParams>(Kernel::ScaleShiftRelu);
     }
 }

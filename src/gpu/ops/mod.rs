@@ -11,7 +11,7 @@ mod head;
 mod pool;
 
 pub use conv::{Conv, ConvGeometry};
-pub use depthwise::DepthwiseKernel;
+pub use depthwise::{DepthwiseKernel, DepthwiseWork};
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use fold::fold_batchnorm;
 pub use fold::{ConvWeights, FoldedConv, GemmWeights, WeightPrep};
