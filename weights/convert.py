@@ -78,6 +78,9 @@ import h5py
 import numpy as np
 from safetensors.numpy import save_file
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timm_aligned  # noqa: E402
+
 FORMAT = "xception-keras/1"
 BN_EPSILON = 1e-3
 KITCHENWARE_LABELS = ["cup", "fork", "glass", "knife", "plate", "spoon"]
@@ -651,8 +654,9 @@ def _read_torch_state_dict(path):
     return out
 
 
-def load_timm(path, head_activations=None):
-    """Map a timm ``legacy_xception`` state dict to Keras layers and layouts."""
+def read_timm_state_dict(path):
+    """The state dict of a timm checkpoint (safetensors, or PyTorch through torch), without a
+    ``module.``/``model.`` prefix, and what kind of file it was."""
     if _is_safetensors(path):
         sd, kind = _read_safetensors_state_dict(path), "safetensors"
     else:
@@ -661,6 +665,12 @@ def load_timm(path, head_activations=None):
     for pfx in prefixes:
         if sd and all(k.startswith(pfx) for k in sd):
             sd = OrderedDict((k[len(pfx):], v) for k, v in sd.items())
+    return sd, kind
+
+
+def load_timm(path, head_activations=None):
+    """Map a timm ``legacy_xception`` state dict to Keras layers and layouts."""
+    sd, kind = read_timm_state_dict(path)
     if "last_linear.weight" in sd and "fc.weight" not in sd:  # Cadene's pretrainedmodels naming
         sd["fc.weight"] = sd.pop("last_linear.weight")
         if "last_linear.bias" in sd:
@@ -847,6 +857,7 @@ def convert(
     head_activations=None,
     bn_epsilon=None,
     config_path=None,
+    arch=None,
 ):
     """Convert ``input_path`` and write ``output_path``.
 
@@ -855,7 +866,8 @@ def convert(
     overrides the batch-norm epsilon taken from the source. ``config_path`` (a
     ``.keras`` archive or a JSON model config) gives the architecture of a Keras 3
     weights-only file; without it one is looked for beside the file
-    (``find_model_config``).
+    (``find_model_config``). ``arch`` names the variant of a timm aligned Xception
+    (``xception65``, ...; found from its tensors by default).
     """
     if not os.path.exists(input_path):
         raise ConvertError(f"input file not found: {input_path}")
@@ -868,7 +880,19 @@ def convert(
         )
     # timm pools with MaxPool2d(3, 2, padding=1); Keras pads 'same' (the runtime's default).
     pool_padding = None
-    if _is_safetensors(input_path) or _is_torch_file(input_path):
+    architecture = None
+    timm_file = _is_safetensors(input_path) or _is_torch_file(input_path)
+    if timm_file and timm_aligned.is_aligned(read_timm_state_dict(input_path)[0]):
+        sd, kind = read_timm_state_dict(input_path)
+        try:
+            tensors, head, architecture, eps, name = timm_aligned.load(sd, arch, head_activations)
+        except timm_aligned.AlignedError as e:
+            raise ConvertError(f"{input_path}: not a timm aligned Xception state dict: {e}")
+        source = os.path.basename(input_path) + f" (timm {name} {kind} state dict)"
+        cfg_size = timm_aligned.INPUT_SIZE
+    elif arch is not None:
+        raise ConvertError(f"--arch applies to timm's aligned Xceptions; {input_path} is not one")
+    elif timm_file:
         layers, head, cfg_size, source, eps = load_timm(input_path, head_activations)
         pool_padding = "symmetric"
     elif zipfile.is_zipfile(input_path):
@@ -898,18 +922,12 @@ def convert(
     if bn_epsilon is not None:
         eps = bn_epsilon
 
-    layers = _canonicalize_shortcuts(layers)
-    tensors = OrderedDict()
-    for name, vars_ in layers:
-        for var, arr in vars_.items():
-            key = f"{name}.{var}"
-            if key in tensors:
-                raise ConvertError(f"duplicate tensor name {key}")
-            tensors[key] = arr
-    _check_backbone(tensors)
-
-    # head consistency: chain of dense layers starting at 2048
-    prev = 2048
+    if architecture is None:
+        tensors = _keras_tensors(layers, head)
+        prev = 2048
+    else:
+        prev = architecture["blocks"][-1]["channels"][-1]
+    # head consistency: chain of dense layers starting at the embedding
     for h in head:
         k = tensors.get(f"{h['name']}.kernel")
         if k is None or k.shape != (prev, h["units"]):
@@ -920,12 +938,6 @@ def convert(
         if f"{h['name']}.bias" in tensors and tensors[f"{h['name']}.bias"].shape != (h["units"],):
             raise ConvertError(f"dense layer {h['name']}: bad bias shape")
         prev = h["units"]
-    known = {n for n, _ in xception_backbone_spec()}
-    for h in head:
-        known |= {f"{h['name']}.kernel", f"{h['name']}.bias"}
-    extra = sorted(set(tensors) - known)
-    if extra:
-        raise ConvertError(f"unexpected tensors outside backbone and dense head: {extra[:10]}")
 
     n_classes = head[-1]["units"] if head else 0
     if labels_path:
@@ -960,6 +972,8 @@ def convert(
     }
     if pool_padding:
         metadata["pool_padding"] = pool_padding
+    if architecture is not None:
+        metadata["architecture"] = json.dumps(architecture)
     out_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(out_dir, exist_ok=True)
     save_file(out, output_path, metadata=metadata)
@@ -968,6 +982,27 @@ def convert(
     os.umask(umask)
     os.chmod(output_path, 0o666 & ~umask)
     return out, metadata, tensors
+
+
+def _keras_tensors(layers, head):
+    """The tensors of Keras ``layers`` by ``<layer>.<variable>``, shortcuts under their
+    canonical names; fails on anything outside the backbone and the dense ``head``."""
+    layers = _canonicalize_shortcuts(layers)
+    tensors = OrderedDict()
+    for name, vars_ in layers:
+        for var, arr in vars_.items():
+            key = f"{name}.{var}"
+            if key in tensors:
+                raise ConvertError(f"duplicate tensor name {key}")
+            tensors[key] = arr
+    _check_backbone(tensors)
+    known = {n for n, _ in xception_backbone_spec()}
+    for h in head:
+        known |= {f"{h['name']}.kernel", f"{h['name']}.bias"}
+    extra = sorted(set(tensors) - known)
+    if extra:
+        raise ConvertError(f"unexpected tensors outside backbone and dense head: {extra[:10]}")
+    return tensors
 
 
 def _summary(tensors, metadata, output_path, reference):
@@ -1043,6 +1078,11 @@ def main(argv=None):
         help="for a Keras 3 weights-only file (.weights.h5): the model's .keras archive or JSON config "
         "(default: NAME.keras or config.json beside it)",
     )
+    p.add_argument(
+        "--arch",
+        choices=sorted(timm_aligned.NAMED),
+        help="the variant of a timm aligned Xception state dict (default: found from its tensors)",
+    )
     args = p.parse_args(argv)
 
     acts = None
@@ -1056,7 +1096,15 @@ def main(argv=None):
         p.error("output path equals input path")
     try:
         tensors, metadata, source = convert(
-            args.input, output, args.dtype, args.labels, args.input_size, acts, args.bn_epsilon, args.config
+            args.input,
+            output,
+            args.dtype,
+            args.labels,
+            args.input_size,
+            acts,
+            args.bn_epsilon,
+            args.config,
+            args.arch,
         )
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
