@@ -436,7 +436,8 @@ impl Xception {
     /// Preprocesses a decoded image for this model: RGB, resized to the model's input size,
     /// `x / 127.5 - 1`.
     pub fn prepare(&self, image: &DynamicImage) -> Result<Tensor> {
-        preprocess::from_image(image, Some(self.weights.info.input_size))
+        let info = &self.weights.info;
+        preprocess::from_image(image, Some(info.input_size), info.resize)
     }
 
     /// The `k` most probable classes of each image, best first, without blocking.
@@ -500,6 +501,11 @@ impl Xception {
     /// The weights the model runs.
     pub fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    /// Values of one image's embedding: 2048 for every named member of the family.
+    pub fn embedding_dim(&self) -> usize {
+        self.weights.graph().embedding_dim()
     }
 
     /// The backend the model runs on: never [`BackendKind::Auto`], which resolves to one of

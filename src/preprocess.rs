@@ -217,9 +217,100 @@ pub fn normalize(pixels: &[u8], height: usize, width: usize) -> Result<Tensor> {
     Tensor::new(Shape::new(1, height, width, 3), data)
 }
 
-/// Resizes a decoded image to `size` (or keeps its own size with `None`) and preprocesses it
-/// into a batch-1 NHWC tensor.
-pub fn from_image(image: &DynamicImage, size: Option<Size>) -> Result<Tensor> {
+/// How an image of another size is brought to the network's input size (the weights' metadata
+/// says which: [`crate::ModelInfo::resize`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Resize {
+    /// The whole image resized to the input size, bilinear, its aspect ratio not kept: Keras'
+    /// `load_img(target_size=...)`, and what the Keras models here were trained on.
+    Stretch,
+    /// timm's evaluation transform: the image scaled, its aspect ratio kept, until the input
+    /// size is `crop_fraction` of it along the constraining side (for a square input, the
+    /// shorter side becomes `floor(size / crop_fraction)`), then its centre cropped.
+    CenterCrop {
+        /// timm's `crop_pct` (0.94 for its `ra3` weights, 0.903 for the `tf` ports).
+        crop_fraction: f32,
+        /// The filter of the resize.
+        filter: Interpolation,
+    },
+}
+
+/// A resize filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpolation {
+    /// Linear in each direction (PIL's `BILINEAR`).
+    Bilinear,
+    /// Catmull-Rom cubic (PIL's and torchvision's `BICUBIC`).
+    Bicubic,
+}
+
+impl Interpolation {
+    fn filter(self) -> FilterType {
+        match self {
+            Interpolation::Bilinear => FilterType::Triangle,
+            Interpolation::Bicubic => FilterType::CatmullRom,
+        }
+    }
+}
+
+impl Resize {
+    /// `rgb` at `target`, by this rule (untouched where it already has that size).
+    pub fn apply(self, rgb: RgbImage, target: Size) -> RgbImage {
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        if (w, h) == (target.width, target.height) {
+            return rgb;
+        }
+        let resize = |image: &RgbImage, w: usize, h: usize, filter: Interpolation| {
+            image::imageops::resize(image, w as u32, h as u32, filter.filter())
+        };
+        match self {
+            Resize::Stretch => resize(&rgb, target.width, target.height, Interpolation::Bilinear),
+            Resize::CenterCrop {
+                crop_fraction,
+                filter,
+            } => {
+                let (scaled_w, scaled_h) =
+                    center_crop_scale(Size::new(w, h), target, crop_fraction);
+                let scaled = if (scaled_w, scaled_h) == (w, h) {
+                    rgb
+                } else {
+                    resize(&rgb, scaled_w, scaled_h, filter)
+                };
+                // torchvision's CenterCrop: the offsets rounded half to even.
+                let left = ((scaled_w - target.width) as f64 / 2.0).round_ties_even() as u32;
+                let top = ((scaled_h - target.height) as f64 / 2.0).round_ties_even() as u32;
+                let (tw, th) = (target.width as u32, target.height as u32);
+                image::imageops::crop_imm(&scaled, left, top, tw, th).to_image()
+            }
+        }
+    }
+}
+
+/// The size a `size` image is scaled to before its centre is cropped to `target`: as timm and
+/// torchvision compute it for a square target (the shorter side `floor(target / crop)`, the
+/// longer in proportion, truncated); for others, the side that constrains the crop set so.
+fn center_crop_scale(size: Size, target: Size, crop_fraction: f32) -> (usize, usize) {
+    let (w, h) = (size.width as f64, size.height as f64);
+    let crop = f64::from(crop_fraction);
+    let scale = (target.width as f64 / w).max(target.height as f64 / h);
+    let (short, long) = (w.min(h), w.max(h));
+    let short_scaled = ((short * scale) / crop + 1e-9).floor().max(1.0);
+    let long_scaled = (short_scaled * long / short).floor().max(1.0);
+    let (scaled_w, scaled_h) = if w <= h {
+        (short_scaled, long_scaled)
+    } else {
+        (long_scaled, short_scaled)
+    };
+    // Never smaller than the crop (a rounding away from it at most).
+    (
+        (scaled_w as usize).max(target.width),
+        (scaled_h as usize).max(target.height),
+    )
+}
+
+/// Resizes a decoded image to `size` by `resize` (or keeps its own size with `None`) and
+/// preprocesses it into a batch-1 NHWC tensor.
+pub fn from_image(image: &DynamicImage, size: Option<Size>, resize: Resize) -> Result<Tensor> {
     let own = Size::new(image.width() as usize, image.height() as usize);
     if own.width == 0 || own.height == 0 {
         return Err(Error::Input(format!("image is {own}: it has no pixels")));
@@ -229,12 +320,7 @@ pub fn from_image(image: &DynamicImage, size: Option<Size>) -> Result<Tensor> {
         // Before anything of the target's size is allocated.
         Graph::check_input_size(target)?;
     }
-    let mut rgb = image.to_rgb8();
-    if let Some(Size { width, height }) = size {
-        if (rgb.width() as usize, rgb.height() as usize) != (width, height) {
-            rgb = image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle);
-        }
-    }
+    let rgb = resize.apply(image.to_rgb8(), target);
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
     if width < MIN_INPUT_SIZE || height < MIN_INPUT_SIZE {
         return Err(Error::Input(format!(
@@ -244,13 +330,56 @@ pub fn from_image(image: &DynamicImage, size: Option<Size>) -> Result<Tensor> {
     normalize(rgb.as_raw(), height, width)
 }
 
-/// Decodes `path`, resizes it to `size` (or keeps its own size with `None`) and preprocesses
-/// it into a batch-1 NHWC tensor.
-pub fn load_image(path: impl AsRef<Path>, size: Option<Size>) -> Result<Tensor> {
+/// Decodes `path`, resizes it to `size` by `resize` (or keeps its own size with `None`) and
+/// preprocesses it into a batch-1 NHWC tensor.
+pub fn load_image(path: impl AsRef<Path>, size: Option<Size>, resize: Resize) -> Result<Tensor> {
     let path = path.as_ref();
     let image = DynamicImage::ImageRgb8(decode(path)?);
-    from_image(&image, size).map_err(|e| match e {
+    from_image(&image, size, resize).map_err(|e| match e {
         Error::Input(problem) => image_error(path, problem),
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// timm's evaluation transform at 299 with crop 0.94: the shorter side becomes
+    /// floor(299 / 0.94) = 318, the longer in proportion (truncated), and the centre is cut with
+    /// torchvision's offsets (rounded half to even: 9.5 -> 10, 62.5 -> 62).
+    #[test]
+    fn center_crop_scales_and_cuts_as_timm_does() {
+        let target = Size::new(299, 299);
+        assert_eq!(
+            center_crop_scale(Size::new(400, 300), target, 0.94),
+            (424, 318)
+        );
+        assert_eq!(
+            center_crop_scale(Size::new(300, 400), target, 0.94),
+            (318, 424)
+        );
+        assert_eq!(
+            center_crop_scale(Size::new(1000, 1000), target, 0.903),
+            (331, 331)
+        );
+        // An image already of the scaled size is only cut: pixel (x, y) of the crop is pixel
+        // (x + 10, y + 10) of the image.
+        let image = RgbImage::from_fn(318, 318, |x, y| {
+            image::Rgb([x as u8, y as u8, (x ^ y) as u8])
+        });
+        let resize = Resize::CenterCrop {
+            crop_fraction: 0.94,
+            filter: Interpolation::Bicubic,
+        };
+        let cut = resize.apply(image.clone(), target);
+        assert_eq!(cut.dimensions(), (299, 299));
+        for (x, y) in [(0, 0), (298, 0), (17, 200), (298, 298)] {
+            assert_eq!(cut.get_pixel(x, y), image.get_pixel(x + 10, y + 10));
+        }
+        // An image of the input size is left alone, by either rule.
+        let own = RgbImage::from_fn(299, 299, |x, y| image::Rgb([y as u8, x as u8, 7]));
+        assert_eq!(resize.apply(own.clone(), target), own);
+        assert_eq!(Resize::Stretch.apply(own.clone(), target), own);
+    }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::files::read_bounded;
 use crate::graph::{Architecture, Graph, Op, BN_EPSILON};
+use crate::preprocess::{Interpolation, Resize};
 use crate::tensor::Size;
 
 /// The `format` metadata value this loader understands.
@@ -63,6 +64,9 @@ pub struct ModelInfo {
     /// Which member of the Xception family the weights are for (the metadata's
     /// `architecture`; Keras' Xception where it has none).
     pub architecture: Architecture,
+    /// How images of another size are brought to `input_size`: the metadata's `crop_fraction`
+    /// and `interpolation` (timm's evaluation transform), else a stretch (Keras).
+    pub resize: Resize,
 }
 
 impl ModelInfo {
@@ -235,8 +239,9 @@ impl Weights {
                 Some(&inputs) if inputs == embedding_dim => {}
                 Some(inputs) => {
                     return Err(fail(format!(
-                        "the head takes embeddings of {inputs} values; this backbone's have \
-                         {embedding_dim}"
+                        "the head takes embeddings of {inputs} values; the backbone's ({}) \
+                         have {embedding_dim}",
+                        self.info.architecture.name
                     )))
                 }
                 None => return Err(fail(format!("`{}.kernel` has no shape", first.name))),
@@ -601,6 +606,35 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
             }
         },
     };
+    let resize = match (metadata.get("crop_fraction"), metadata.get("interpolation")) {
+        (None, None) => Resize::Stretch,
+        (Some(fraction), interpolation) => {
+            let crop_fraction = match fraction.parse::<f32>() {
+                Ok(f) if f > 0.0 && f <= 1.0 => f,
+                _ => {
+                    return Err(format!(
+                        "metadata `crop_fraction` `{fraction}` is not a number in (0, 1]"
+                    ))
+                }
+            };
+            let filter = match interpolation.map(String::as_str) {
+                None | Some("bilinear") => Interpolation::Bilinear,
+                Some("bicubic") => Interpolation::Bicubic,
+                Some(other) => {
+                    return Err(format!(
+                        "metadata `interpolation` `{other}` is neither `bilinear` nor `bicubic`"
+                    ))
+                }
+            };
+            Resize::CenterCrop {
+                crop_fraction,
+                filter,
+            }
+        }
+        (None, Some(_)) => {
+            return Err("metadata `interpolation` is given without `crop_fraction`".into())
+        }
+    };
     let (labels, head) = parse_head(metadata, architecture.embedding_dim())?;
     Ok(ModelInfo {
         input_size,
@@ -609,6 +643,7 @@ pub fn parse_metadata(metadata: &HashMap<String, String>) -> Result<ModelInfo, S
         bn_epsilon,
         source: metadata.get("source").cloned(),
         architecture,
+        resize,
     })
 }
 

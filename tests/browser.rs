@@ -59,7 +59,7 @@ fn run(command: &mut Command) -> Output {
 /// The native CPU reference's logits for `path` at the model's input size, or at `size`.
 fn reference_logits(model: &Xception, path: &str, size: Option<Size>) -> Vec<f32> {
     let size = size.unwrap_or(model.info().input_size);
-    let input = preprocess::load_image(path, Some(size)).unwrap();
+    let input = preprocess::load_image(path, Some(size), model.info().resize).unwrap();
     model.forward(&input).unwrap().logits(0).to_vec()
 }
 
@@ -217,4 +217,37 @@ fn the_page_classifies_at_the_size_asked_for() {
         stderr.contains("size 50x50 is too small: Xception needs at least 71x71"),
         "{stderr}"
     );
+}
+
+/// `?weights=` runs another member of the family: the narrow twin of timm's `xception41`
+/// (stride-2 and biased depthwise halves, timm's centre crop) on the WebGPU kernels, each
+/// photo within 1e-4 of the native reference.
+#[test]
+fn the_page_runs_a_timm_aligned_xception() {
+    let weights = "tests/golden/aligned/xception41.safetensors";
+    let photos: Vec<String> = LABELS.iter().map(|l| format!("samples/{l}.jpg")).collect();
+    let args = ["--top", "6", "--backend", "gpu", "--weights", weights];
+    let (page, lines, timings) = classify_in_browser(&args, &photos);
+    assert!(
+        page.status.success(),
+        "{}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+    assert_eq!(timings["backend"], "gpu", "{timings}");
+    let reference = Xception::load(weights, BackendKind::Reference).unwrap();
+    assert_eq!(reference.info().architecture.name, "xception41_custom");
+    assert_eq!(lines.len(), photos.len());
+    for (line, path) in lines.iter().zip(&photos) {
+        let logits: Vec<f32> = serde_json::from_value(line["logits"].clone()).unwrap();
+        let expected = reference_logits(&reference, path, None);
+        let worst = logits
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            logits.len() == expected.len() && worst <= 1e-4,
+            "{path}: browser logits {logits:?}, native reference {expected:?}"
+        );
+    }
 }

@@ -296,7 +296,7 @@ fn bad_layouts_and_mismatched_heads_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("the head takes embeddings of 16 values; Xception's have 2048"),
+        e.contains("the head takes embeddings of 16 values; the backbone's (xception) have 2048"),
         "{e}"
     );
     let e = weights.with_head(WEIGHTS).unwrap_err().to_string();

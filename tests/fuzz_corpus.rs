@@ -43,8 +43,12 @@ fn image_path_survives_the_fuzz_corpus() {
         let bytes = std::fs::read(&path).unwrap();
         if let Ok(rgb) = preprocess::decode_bytes(&bytes, &path) {
             decoded += 1;
-            let t = preprocess::from_image(&DynamicImage::ImageRgb8(rgb), Some(Size::new(75, 75)))
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let t = preprocess::from_image(
+                &DynamicImage::ImageRgb8(rgb),
+                Some(Size::new(75, 75)),
+                preprocess::Resize::Stretch,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(
                 t.data.iter().all(|v| (-1.0..=1.0).contains(v)),
                 "{}",

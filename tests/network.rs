@@ -633,7 +633,7 @@ fn auto_runs_inputs_too_large_for_the_gpu_on_the_cpu() {
         height: 400,
     };
     let cup = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/cup.jpg");
-    let too_large = preprocess::load_image(cup, Some(large)).unwrap();
+    let too_large = preprocess::load_image(cup, Some(large), preprocess::Resize::Stretch).unwrap();
     assert_eq!(auto.fallback(), None);
     assert_eq!(
         auto.fallback_for(Size {

@@ -53,7 +53,7 @@ fn write(name: &str, bytes: &[u8]) -> PathBuf {
 
 /// Asserts `load_image` fails with an image error naming `path` and containing `reason`.
 fn assert_rejected(path: &Path, size: Option<Size>, reason: &str) {
-    match preprocess::load_image(path, size) {
+    match preprocess::load_image(path, size, preprocess::Resize::Stretch) {
         Err(e @ Error::Image { .. }) => {
             let text = e.to_string();
             assert!(text.starts_with(&path.display().to_string()), "{text}");
@@ -82,7 +82,7 @@ fn empty_and_truncated_files_are_rejected_by_name() {
         "",
     );
     let missing = dir().join("does-not-exist.jpg");
-    match preprocess::load_image(&missing, MODEL_SIZE) {
+    match preprocess::load_image(&missing, MODEL_SIZE, preprocess::Resize::Stretch) {
         Err(Error::Io { path, source }) => {
             assert_eq!(path, missing);
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
@@ -124,7 +124,7 @@ fn images_cut_short_are_refused_as_truncated_and_whole_ones_decode() {
     for (name, bytes) in &whole {
         let path = write(name, bytes);
         assert!(
-            preprocess::load_image(&path, MODEL_SIZE).is_ok(),
+            preprocess::load_image(&path, MODEL_SIZE, preprocess::Resize::Stretch).is_ok(),
             "{name} is whole"
         );
         // Cut anywhere from just after the header to one byte short of the end.
@@ -147,7 +147,7 @@ fn images_cut_short_are_refused_as_truncated_and_whole_ones_decode() {
     trailing.extend_from_slice(&[0, 0, 0xFF, 0xD8, 1, 2, 3]);
     let path = write("trailing.jpg", &trailing);
     assert!(
-        preprocess::load_image(&path, MODEL_SIZE).is_ok(),
+        preprocess::load_image(&path, MODEL_SIZE, preprocess::Resize::Stretch).is_ok(),
         "bytes after the end"
     );
     // The half photo from the issue, through the command line: an error line, exit 1, and
@@ -197,7 +197,7 @@ fn a_jpeg_whose_scan_breaks_is_refused_even_with_its_end_marker() {
 #[test]
 fn a_png_named_jpg_is_read_by_its_content() {
     let path = write("really_a_png.jpg", &png_bytes(&picture()));
-    let t = preprocess::load_image(&path, None).unwrap();
+    let t = preprocess::load_image(&path, None, preprocess::Resize::Stretch).unwrap();
     assert_eq!((t.shape.height, t.shape.width), (90, 120));
 }
 
@@ -205,7 +205,7 @@ fn a_png_named_jpg_is_read_by_its_content() {
 fn tiny_images_are_resized_or_rejected_at_native_size() {
     let one = RgbImage::from_pixel(1, 1, Rgb([10, 200, 30]));
     let path = write("one_pixel.png", &png_bytes(&one));
-    let t = preprocess::load_image(&path, MODEL_SIZE).unwrap();
+    let t = preprocess::load_image(&path, MODEL_SIZE, preprocess::Resize::Stretch).unwrap();
     assert_eq!((t.shape.height, t.shape.width), (150, 150));
     assert_rejected(&path, None, "needs at least 71x71");
     let small = RgbImage::from_pixel(70, 70, Rgb([1, 2, 3]));
@@ -295,7 +295,8 @@ fn every_colour_type_decodes_to_rgb() {
     for (name, img) in cases {
         let path = dir().join(name);
         img.save(&path).unwrap();
-        let t = preprocess::load_image(&path, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t = preprocess::load_image(&path, None, preprocess::Resize::Stretch)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             (t.shape.height, t.shape.width, t.shape.channels),
             (90, 120, 3),
@@ -304,7 +305,8 @@ fn every_colour_type_decodes_to_rgb() {
         assert!(t.data.iter().all(|v| (-1.0..=1.0).contains(v)), "{name}");
     }
     // A 16-bit white pixel is 1.0, like an 8-bit one.
-    let t = preprocess::load_image(dir().join("rgb16.png"), None).unwrap();
+    let t =
+        preprocess::load_image(dir().join("rgb16.png"), None, preprocess::Resize::Stretch).unwrap();
     assert_eq!(t.data[2], 1.0);
 }
 
@@ -372,7 +374,8 @@ fn a_cmyk_jpeg_decodes_or_fails_clearly() {
     encoder
         .encode(&cmyk, 96, 72, jpeg_encoder::ColorType::Cmyk)
         .unwrap();
-    let t = preprocess::load_image(&path, None).unwrap_or_else(|e| panic!("CMYK JPEG: {e}"));
+    let t = preprocess::load_image(&path, None, preprocess::Resize::Stretch)
+        .unwrap_or_else(|e| panic!("CMYK JPEG: {e}"));
     assert_eq!((t.shape.height, t.shape.width), (72, 96));
 }
 

@@ -341,6 +341,7 @@ fn imagenet_style_softmax_head_gives_1000_probabilities() {
     let input = xception_wgpu::preprocess::load_image(
         "samples/cup.jpg",
         Some(xception_wgpu::Size::new(80, 80)),
+        xception_wgpu::preprocess::Resize::Stretch,
     )
     .unwrap();
     let (_, features) = model.forward_features(&input).unwrap();

@@ -38,7 +38,10 @@
 
 import { RemoteModel } from "./remote-model.js";
 
-const WEIGHTS_URL = "pkg/xception_kitchenware.safetensors";
+/** The bundled model, or `?weights=URL` (relative to the page): any converted member of the
+ * Xception family, e.g. a timm xception65. */
+const WEIGHTS_URL = new URLSearchParams(location.search).get("weights")
+  ?? "pkg/xception_kitchenware.safetensors";
 const WEIGHTS_CACHE = "xception-weights-v1";
 /** Header of the cached response that records which server file it is a copy of. */
 const VERSION_HEADER = "X-Weights-Version";

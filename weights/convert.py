@@ -858,6 +858,7 @@ def convert(
     bn_epsilon=None,
     config_path=None,
     arch=None,
+    crop_pct=None,
 ):
     """Convert ``input_path`` and write ``output_path``.
 
@@ -867,7 +868,8 @@ def convert(
     ``.keras`` archive or a JSON model config) gives the architecture of a Keras 3
     weights-only file; without it one is looked for beside the file
     (``find_model_config``). ``arch`` names the variant of a timm aligned Xception
-    (``xception65``, ...; found from its tensors by default).
+    (``xception65``, ...; found from its tensors by default), ``crop_pct`` the centre-crop
+    fraction of its evaluation transform (default: that of timm's default weights for it).
     """
     if not os.path.exists(input_path):
         raise ConvertError(f"input file not found: {input_path}")
@@ -881,6 +883,7 @@ def convert(
     # timm pools with MaxPool2d(3, 2, padding=1); Keras pads 'same' (the runtime's default).
     pool_padding = None
     architecture = None
+    crop = {}
     timm_file = _is_safetensors(input_path) or _is_torch_file(input_path)
     if timm_file and timm_aligned.is_aligned(read_timm_state_dict(input_path)[0]):
         sd, kind = read_timm_state_dict(input_path)
@@ -890,8 +893,12 @@ def convert(
             raise ConvertError(f"{input_path}: not a timm aligned Xception state dict: {e}")
         source = os.path.basename(input_path) + f" (timm {name} {kind} state dict)"
         cfg_size = timm_aligned.INPUT_SIZE
-    elif arch is not None:
-        raise ConvertError(f"--arch applies to timm's aligned Xceptions; {input_path} is not one")
+        crop = {
+            "crop_fraction": repr(crop_pct or timm_aligned.NAMED[name][4]),
+            "interpolation": timm_aligned.INTERPOLATION,
+        }
+    elif arch is not None or crop_pct is not None:
+        raise ConvertError(f"--arch and --crop-pct apply to timm's aligned Xceptions; {input_path} is not one")
     elif timm_file:
         layers, head, cfg_size, source, eps = load_timm(input_path, head_activations)
         pool_padding = "symmetric"
@@ -974,6 +981,7 @@ def convert(
         metadata["pool_padding"] = pool_padding
     if architecture is not None:
         metadata["architecture"] = json.dumps(architecture)
+    metadata.update(crop)
     out_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(out_dir, exist_ok=True)
     save_file(out, output_path, metadata=metadata)
@@ -1083,7 +1091,16 @@ def main(argv=None):
         choices=sorted(timm_aligned.NAMED),
         help="the variant of a timm aligned Xception state dict (default: found from its tensors)",
     )
+    p.add_argument(
+        "--crop-pct",
+        type=float,
+        metavar="F",
+        help="timm aligned Xceptions: the centre-crop fraction images are classified with "
+        "(default: timm's for the variant's default weights: 0.94 for ra3, 0.903 for tf)",
+    )
     args = p.parse_args(argv)
+    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+        p.error("--crop-pct must be in (0, 1]")
 
     acts = None
     if args.head_activations:
@@ -1105,6 +1122,7 @@ def main(argv=None):
             args.bn_epsilon,
             args.config,
             args.arch,
+            args.crop_pct,
         )
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -861,3 +861,93 @@ def test_keras3_weights_file_takes_its_config_from_beside_it_or_from_config(tmp_
     write_keras2_h5(keras2, with_top=False)
     assert convert.main([str(keras2), "-o", out, "--config", str(tmp_path / "get_config.json")]) == 1
     assert "--config applies only to a Keras 3 weights-only file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# timm aligned Xceptions (weights/timm_aligned.py)
+# --------------------------------------------------------------------------
+
+import timm_aligned  # noqa: E402
+
+ALIGNED_TWINS = os.path.join(os.path.dirname(HERE), "tests", "golden", "aligned")
+
+
+def _aligned_state_dict(variant):
+    """timm's state dict of the committed narrow twin of ``variant`` (float32), by the inverse
+    renaming: what timm itself saved before ``make_timm_aligned.py`` converted it."""
+    return timm_aligned.to_timm(load_file(os.path.join(ALIGNED_TWINS, f"{variant}.safetensors")))
+
+
+def _save_state_dict(path, sd):
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, str(path))
+
+
+@pytest.mark.parametrize("variant", sorted(timm_aligned.NAMED))
+def test_aligned_twins_convert_back_to_themselves(tmp_path, variant):
+    twin = load_file(os.path.join(ALIGNED_TWINS, f"{variant}.safetensors"))
+    source = tmp_path / "model.safetensors"
+    _save_state_dict(source, _aligned_state_dict(variant))
+    out = tmp_path / "out.safetensors"
+    assert convert.main([str(source), "-o", str(out)]) == 0
+    got = load_file(str(out))
+    assert sorted(got) == sorted(twin)
+    for k in twin:
+        assert got[k].shape == twin[k].shape and np.array_equal(got[k], twin[k]), k
+    with safe_open(str(out), framework="numpy") as fh:
+        meta = fh.metadata()
+    architecture = json.loads(meta["architecture"])
+    assert architecture == timm_aligned.description(variant, [b["channels"] for b in architecture["blocks"]])
+    assert architecture["name"] == f"{variant}_custom"
+    assert float(meta["bn_epsilon"]) == timm_aligned.NAMED[variant][3]
+    assert float(meta["crop_fraction"]) == timm_aligned.NAMED[variant][4]
+    assert meta["interpolation"] == "bicubic" and json.loads(meta["input_size"]) == [299, 299]
+    assert json.loads(meta["head"]) == [{"name": "head.fc", "units": 6, "activation": "softmax"}]
+
+
+def test_a_full_size_description_is_named_as_timm_names_it():
+    for variant in timm_aligned.NAMED:
+        d = timm_aligned.description(variant)
+        assert d["name"] == variant
+        assert d["blocks"][-1] == {"channels": [1536, 1536, 2048], "stride": 1, "start_with_relu": False, "skip": False}
+    assert len(timm_aligned.description("xception71")["blocks"]) == 23
+
+
+def test_aligned_arch_that_does_not_fit_is_refused(tmp_path, capsys):
+    source = tmp_path / "model.safetensors"
+    _save_state_dict(source, _aligned_state_dict("xception41"))
+    assert convert.main([str(source), "--arch", "xception65", "-o", str(tmp_path / "o.safetensors")]) == 1
+    assert "is not a xception65" in capsys.readouterr().err
+    # The pre-activation twin of the same depth is told apart by its block norms.
+    source_p = tmp_path / "p.safetensors"
+    _save_state_dict(source_p, _aligned_state_dict("xception41p"))
+    assert convert.main([str(source_p), "-o", str(tmp_path / "p_out.safetensors")]) == 0
+    with safe_open(str(tmp_path / "p_out.safetensors"), framework="numpy") as fh:
+        assert json.loads(fh.metadata()["architecture"])["layout"] == "aligned_preact"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda sd: sd.pop("blocks.2.stack.conv3.conv_pw.weight"), "missing blocks.2.stack.conv3.conv_pw.weight"),
+        (lambda sd: sd.__setitem__("blocks.0.stack.conv1.conv_dw.bias", np.zeros(64, np.float32)), "unexpected"),
+        (lambda sd: sd.__setitem__("stem.0.conv.bias", np.zeros((32, 1, 1, 1), np.float32)), "biases are not supported"),
+    ],
+)
+def test_damaged_aligned_state_dicts_are_named(tmp_path, capsys, damage, message):
+    sd = _aligned_state_dict("xception65")
+    damage(sd)
+    source = tmp_path / "model.safetensors"
+    _save_state_dict(source, sd)
+    assert convert.main([str(source), "-o", str(tmp_path / "o.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "not a timm aligned Xception state dict" in err and message in err, err
+
+
+def test_arch_is_refused_for_other_checkpoints(tmp_path, capsys):
+    h5 = tmp_path / "w.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("x", data=np.zeros(4, dtype=np.float32))
+    assert convert.main([str(h5), "--arch", "xception65", "-o", str(tmp_path / "o.safetensors")]) == 1
+    assert "apply to timm's aligned Xceptions" in capsys.readouterr().err

@@ -26,16 +26,19 @@ from collections import OrderedDict
 import numpy as np
 
 # timm's default_cfgs: every aligned checkpoint is 299x299, Inception mean/std (0.5, which is
-# the runtime's `tf` preprocessing, x / 127.5 - 1), bicubic; ra3 weights crop 0.94, tf 0.903.
+# the runtime's `tf` preprocessing, x / 127.5 - 1), bicubic, centre-cropped: `ra3` weights at
+# 0.94, the `tf` ports at 0.903.
 INPUT_SIZE = [299, 299]
-# name: (pre-activation, entry blocks (channels, stride), middle blocks, batchnorm epsilon)
+INTERPOLATION = "bicubic"
+# name: (pre-activation, entry blocks (channels, stride), middle blocks, batchnorm epsilon,
+# crop fraction of timm's default weights for the name)
 NAMED = {
-    "xception41": (False, [(128, 2), (256, 2), (728, 2)], 8, 1e-3),
-    "xception65": (False, [(128, 2), (256, 2), (728, 2)], 16, 1e-3),
-    "xception71": (False, [(128, 2), (256, 1), (256, 2), (728, 1), (728, 2)], 16, 1e-3),
+    "xception41": (False, [(128, 2), (256, 2), (728, 2)], 8, 1e-3, 0.903),
+    "xception65": (False, [(128, 2), (256, 2), (728, 2)], 16, 1e-3, 0.94),
+    "xception71": (False, [(128, 2), (256, 1), (256, 2), (728, 1), (728, 2)], 16, 1e-3, 0.903),
     # xception41p builds plain nn.BatchNorm2d (PyTorch's eps 1e-5); the others pass eps=.001.
-    "xception41p": (True, [(128, 2), (256, 2), (728, 2)], 8, 1e-5),
-    "xception65p": (True, [(128, 2), (256, 2), (728, 2)], 16, 1e-3),
+    "xception41p": (True, [(128, 2), (256, 2), (728, 2)], 8, 1e-5, 0.94),
+    "xception65p": (True, [(128, 2), (256, 2), (728, 2)], 16, 1e-3, 0.94),
 }
 BN_VARS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
@@ -47,7 +50,7 @@ class AlignedError(Exception):
 def description(name, channels=None):
     """The ``architecture`` metadata of variant ``name``: its blocks, with ``channels`` (one
     list of three per block) in place of timm's where given."""
-    preact, entry, middle, _ = NAMED[name]
+    preact, entry, middle, _, _ = NAMED[name]
     blocks = [dict(channels=[c] * 3, stride=s, start_with_relu=True, skip=True) for c, s in entry]
     blocks += [dict(channels=[728] * 3, stride=1, start_with_relu=True, skip=True) for _ in range(middle)]
     blocks.append(dict(channels=[728, 1024, 1024], stride=2, start_with_relu=True, skip=True))
@@ -116,8 +119,9 @@ def identify(sd, arch=None):
     raise AlignedError(f"no aligned Xception has this layout ({found}); name it with --arch")
 
 
-def _convert_key(key, a):
-    """(name, array) of timm tensor ``key`` in the runtime's names and layouts, or None to drop."""
+def _convert_key(key, a, batch_norms):
+    """(name, array) of timm tensor ``key`` in the runtime's names and layouts, or None to drop;
+    ``batch_norms`` are the modules with running statistics."""
     module, _, var = key.rpartition(".")
     if var == "num_batches_tracked":
         return None
@@ -131,7 +135,7 @@ def _convert_key(key, a):
         return f"{module}.kernel", a.transpose(2, 3, 1, 0)
     if module == "head.fc" and var in ("weight", "bias"):
         return (f"{module}.kernel", a.T) if var == "weight" else (f"{module}.bias", a)
-    if a.ndim == 1 and var in BN_VARS:
+    if a.ndim == 1 and var in BN_VARS and module in batch_norms:
         return f"{module}.{BN_VARS[var]}", a
     raise AlignedError(f"{key}: unexpected tensor of shape {tuple(a.shape)}")
 
@@ -139,9 +143,10 @@ def _convert_key(key, a):
 def load(sd, arch=None, head_activations=None):
     """Converts timm state dict ``sd``: (tensors, head, description, eps, name)."""
     name, arch_description, eps = identify(sd, arch)
+    batch_norms = {k.rpartition(".")[0] for k in sd if k.endswith(".running_var")}
     tensors = OrderedDict()
     for key, a in sd.items():
-        converted = _convert_key(key, np.asarray(a, dtype=np.float32))
+        converted = _convert_key(key, np.asarray(a, dtype=np.float32), batch_norms)
         if converted is not None:
             tensors[converted[0]] = np.ascontiguousarray(converted[1])
     head = []
@@ -152,3 +157,28 @@ def load(sd, arch=None, head_activations=None):
         act = head_activations[0] if head_activations else "softmax"
         head.append({"name": "head.fc", "units": units, "activation": act})
     return tensors, head, arch_description, eps, name
+
+
+def to_timm(tensors):
+    """The inverse of the renaming in :func:`load`: converted ``tensors`` (numpy arrays, the
+    runtime's names and layouts) as a timm state dict."""
+    sd = OrderedDict()
+    bn_vars = {v: k for k, v in BN_VARS.items()}
+    for name, a in tensors.items():
+        module, _, var = name.rpartition(".")
+        a = np.asarray(a, dtype=np.float32)
+        if var == "depthwise_kernel":
+            sd[f"{module}.conv_dw.weight"] = a.transpose(2, 3, 0, 1)
+        elif var == "pointwise_kernel":
+            sd[f"{module}.conv_pw.weight"] = a.transpose(3, 2, 0, 1)
+        elif var == "kernel" and a.ndim == 4:
+            sd[f"{module}.weight"] = a.transpose(3, 2, 0, 1)
+        elif var == "kernel":
+            sd[f"{module}.weight"] = a.T
+        elif var == "bias" and module == "head.fc":
+            sd[f"{module}.bias"] = a
+        elif var in bn_vars:
+            sd[f"{module}.{bn_vars[var]}"] = a
+        else:
+            raise AlignedError(f"{name}: not a tensor of a converted aligned Xception")
+    return OrderedDict((k, np.ascontiguousarray(v)) for k, v in sd.items())

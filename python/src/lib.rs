@@ -240,6 +240,18 @@ impl Model {
         (size.height, size.width)
     }
 
+    /// Which member of the Xception family the weights are (`xception`, `xception65`, ...).
+    #[getter]
+    fn architecture(&self) -> String {
+        self.inner.info().architecture.name.clone()
+    }
+
+    /// Values of one image's embedding (2048 for every named member of the family).
+    #[getter]
+    fn embedding_dim(&self) -> usize {
+        self.inner.embedding_dim()
+    }
+
     /// The backend and adapter the model runs on, e.g. `gpu (llvmpipe ..., Vulkan)`.
     #[getter]
     fn adapter(&self) -> String {
@@ -300,7 +312,8 @@ impl Model {
         errors: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let run = self.run(py, images, skip_errors(errors)?)?;
-        let mut values = Vec::with_capacity(run.rows.len() * EMBEDDING_DIM);
+        let dim = self.inner.embedding_dim();
+        let mut values = Vec::with_capacity(run.rows.len() * dim);
         for (name, row) in run.names.iter().zip(&run.rows) {
             match (row, &run.outputs) {
                 (Ok(i), Some(outputs)) => values.extend_from_slice(outputs.embedding(*i)),
@@ -311,14 +324,12 @@ impl Model {
                         .map(ToString::to_string)
                         .unwrap_or_default();
                     warn(py, &format!("{name}: skipped: {why}"))?;
-                    values.extend(std::iter::repeat_n(f32::NAN, EMBEDDING_DIM));
+                    values.extend(std::iter::repeat_n(f32::NAN, dim));
                 }
             }
         }
         let n = run.rows.len();
-        Ok(PyArray1::from_vec(py, values)
-            .reshape([n, EMBEDDING_DIM])?
-            .into_any())
+        Ok(PyArray1::from_vec(py, values).reshape([n, dim])?.into_any())
     }
 }
 

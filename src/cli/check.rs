@@ -180,7 +180,7 @@ pub fn run(args: &CheckArgs) -> Result<bool, Error> {
 
     let inputs = photos
         .iter()
-        .map(|path| preprocess::load_image(path, Some(size)))
+        .map(|path| preprocess::load_image(path, Some(size), preprocess::Resize::Stretch))
         .collect::<Result<Vec<Tensor>, Error>>()?;
     let reference = Xception::builder()
         .backend(BackendKind::Reference)

@@ -120,7 +120,7 @@ pub fn run(model: &Xception, data: &Dataset, target: Size) -> Vec<Ran> {
         let mut batch = Vec::new();
         for &i in chunk {
             let path = &data.images[i].0;
-            match preprocess::load_image(path, Some(target)) {
+            match preprocess::load_image(path, Some(target), model.info().resize) {
                 Ok(tensor) => batch.push((i, tensor)),
                 Err(e) => report(path, &e),
             }

@@ -68,8 +68,15 @@ fn explain(
     overlay: &Path,
     notices: &mut CpuFallbackNotices,
 ) -> Result<(String, String), Error> {
-    let photo = preprocess::decode(path)?;
-    let input = preprocess::from_image(&DynamicImage::ImageRgb8(photo.clone()), target)?;
+    let resize = model.info().resize;
+    // A centre-cropping model sees part of the photo: the heatmap is drawn over that part.
+    let photo = match (resize, target) {
+        (preprocess::Resize::CenterCrop { .. }, Some(target)) => {
+            resize.apply(preprocess::decode(path)?, target)
+        }
+        _ => preprocess::decode(path)?,
+    };
+    let input = preprocess::from_image(&DynamicImage::ImageRgb8(photo.clone()), target, resize)?;
     if let Some(warning) = notices.check(model, path, &input) {
         eprintln!("{warning}");
     }

@@ -10,7 +10,6 @@ use rand::SeedableRng;
 use serde_json::json;
 use xception_wgpu::files::write_atomically;
 use xception_wgpu::fit::{fit_head, FitOptions};
-use xception_wgpu::graph::EMBEDDING_DIM;
 use xception_wgpu::Error;
 
 use super::dataset::{self, Dataset, Ran};
@@ -98,7 +97,7 @@ pub fn fit(args: &FitArgs) -> Result<bool, Error> {
     };
     let head = fit_head(
         &embeddings,
-        EMBEDDING_DIM,
+        model.embedding_dim(),
         &targets,
         data.labels.clone(),
         options,

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::json;
 use xception_wgpu::files::{temporary_beside, write_atomically};
-use xception_wgpu::graph::{Graph, EMBEDDING_DIM};
+use xception_wgpu::graph::Graph;
 use xception_wgpu::{preprocess, Error, Fallback, Outputs, Size, Tensor, Xception};
 
 use super::inputs;
@@ -45,7 +45,8 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     if paths.is_empty() {
         return Err(Error::Input("no images to run".into()));
     }
-    let mut printer = Printer::new(common.format(), &task);
+    let embedding_dim = model.embedding_dim();
+    let mut printer = Printer::new(common.format(), &task, embedding_dim);
     let progress = progress_bar(paths.len());
     let mut notices = CpuFallbackNotices::default();
     // With --output: every image's row, in input order (`None` where it failed).
@@ -55,7 +56,7 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     let mut pending: Vec<(&Path, Result<Tensor, Error>)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let tensor = match target {
-            Some(_) => preprocess::load_image(path, target),
+            Some(_) => preprocess::load_image(path, target, model.info().resize),
             None => load_native(path),
         };
         if let Some(warning) = tensor
@@ -115,7 +116,7 @@ pub fn images(common: &Common, task: Task<'_>, batch: usize) -> Result<bool, Err
     }
     progress.finish_and_clear();
     if let Task::Embed(Some(output)) = task {
-        write_embeddings(output, &embeddings)?;
+        write_embeddings(output, &embeddings, embedding_dim)?;
     }
     Ok(all_ok)
 }
@@ -134,11 +135,14 @@ fn load_native(path: &Path) -> Result<Tensor, Error> {
             "at its own size: {e}; pass --size (e.g. --size 299) to run it resized"
         ))
     })?;
-    preprocess::from_image(&xception_wgpu::image::DynamicImage::ImageRgb8(rgb), None).map_err(|e| {
-        match e {
-            Error::Input(problem) => image_error(problem),
-            other => other,
-        }
+    preprocess::from_image(
+        &xception_wgpu::image::DynamicImage::ImageRgb8(rgb),
+        None,
+        preprocess::Resize::Stretch,
+    )
+    .map_err(|e| match e {
+        Error::Input(problem) => image_error(problem),
+        other => other,
     })
 }
 
@@ -226,14 +230,15 @@ struct Printer {
 
 impl Printer {
     /// A printer for `task`'s results in `format`; CSV starts with its header:
-    /// `image,rank,label,probability,error` (a row per class) or `image,e0,...,e2047,error`.
-    fn new(format: Format, task: &Task<'_>) -> Self {
+    /// `image,rank,label,probability,error` (a row per class) or `image,e0,...,e2047,error`
+    /// (as many values as the model's embeddings have).
+    fn new(format: Format, task: &Task<'_>, embedding_dim: usize) -> Self {
         let header: Vec<String> = match task {
             Task::Classify(_) => ["image", "rank", "label", "probability", "error"]
                 .map(String::from)
                 .to_vec(),
             Task::Embed(_) => std::iter::once("image".to_string())
-                .chain((0..EMBEDDING_DIM).map(|i| format!("e{i}")))
+                .chain((0..embedding_dim).map(|i| format!("e{i}")))
                 .chain(std::iter::once("error".to_string()))
                 .collect(),
         };
@@ -344,7 +349,11 @@ impl EmbeddingFile {
 /// image failed), as `.npy` (with the images and which succeeded in `FILE.npy.json` beside
 /// it) or `.safetensors` (in its metadata), each through a temporary file and a rename. Where
 /// no image succeeded nothing is written, and an existing file is kept.
-fn write_embeddings(path: &Path, rows: &[(PathBuf, Option<Vec<f32>>)]) -> Result<(), Error> {
+fn write_embeddings(
+    path: &Path,
+    rows: &[(PathBuf, Option<Vec<f32>>)],
+    embedding_dim: usize,
+) -> Result<(), Error> {
     if rows.iter().all(|(_, row)| row.is_none()) {
         return Err(Error::Input(format!(
             "no image succeeded, so {} was not written",
@@ -355,12 +364,12 @@ fn write_embeddings(path: &Path, rows: &[(PathBuf, Option<Vec<f32>>)]) -> Result
         path: path.to_path_buf(),
         source,
     };
-    let failed = [f32::NAN; EMBEDDING_DIM];
+    let failed = vec![f32::NAN; embedding_dim];
     let values: Vec<f32> = rows
         .iter()
         .flat_map(|(_, row)| row.as_deref().unwrap_or(&failed).iter().copied())
         .collect();
-    let shape = [rows.len(), EMBEDDING_DIM];
+    let shape = [rows.len(), embedding_dim];
     let images: Vec<String> = rows.iter().map(|(p, _)| p.display().to_string()).collect();
     let ok: Vec<bool> = rows.iter().map(|(_, row)| row.is_some()).collect();
     match EmbeddingFile::of(path)? {

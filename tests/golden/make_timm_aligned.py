@@ -70,7 +70,7 @@ def network_input(pixels):
 
 def twin(variant):
     """timm's XceptionAligned with ``variant``'s blocks at a sixteenth of the channels."""
-    preact, _, _, eps = timm_aligned.NAMED[variant]
+    preact, _, _, eps, _ = timm_aligned.NAMED[variant]
     block_cfg, cin = [], 64
     for b in timm_aligned.description(variant)["blocks"]:
         out = tuple(NARROW[c] for c in b["channels"])

@@ -231,7 +231,8 @@ async fn classify(
     top: usize,
     start: Instant,
 ) -> Result<JsValue, JsValue> {
-    let input = preprocess::from_image(&image, Some(size)).map_err(js_error)?;
+    let resize = model.info().resize;
+    let input = preprocess::from_image(&image, Some(size), resize).map_err(js_error)?;
     let decode_ms = ms_since(start);
     let start = Instant::now();
     let outputs = model.forward_async(&input).await.map_err(js_error)?;

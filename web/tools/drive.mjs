@@ -5,7 +5,7 @@
  *
  *   node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
  *        [--timeout S] [--backend B] [--no-webgpu] [--threads N] [--size S] [--kernel K]
- *        [--precision P] IMAGE|DIR...
+ *        [--precision P] [--weights FILE] IMAGE|DIR...
  *
  * Serves web/ on 127.0.0.1 (cross-origin isolated: serve.mjs), opens the page in Chromium through Playwright (`playwright-core`,
  * pinned in web/tools/package-lock.json: `npm ci --prefix web/tools`), hands each image to
@@ -23,7 +23,7 @@ import { serve, WEB_ROOT } from "./serve.mjs";
 
 const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N] [--visits N] [--top K]
        [--timeout S] [--backend B] [--no-webgpu] [--threads N] [--size S] [--kernel K]
-       [--precision P] IMAGE|DIR...
+       [--precision P] [--weights FILE] IMAGE|DIR...
   --screenshot OUT.png  save a PNG of the page at the end
   --warm N              classify the last successful image N more times (default 0)
   --visits N            load the page N times in one profile, the later ones from the
@@ -37,7 +37,9 @@ const USAGE = `usage: node web/tools/drive.mjs [--screenshot OUT.png] [--warm N]
                         one runs the threaded build)
   --size S              N or WxH, as xception's --size (default the model's input size)
   --kernel K            the convolution kernels, as xception's --kernel (default auto)
-  --precision P         f32 or f16, as xception's --precision (default f32)`;
+  --precision P         f32 or f16, as xception's --precision (default f32)
+  --weights FILE        a converted weights file, any member of the Xception family (default
+                        the bundled model); served as web/pkg/weights/FILE's name`;
 
 /** A failure to report as `message` with exit code `code`. */
 class Failure extends Error {
@@ -91,7 +93,7 @@ async function main() {
   const query = new URLSearchParams(
     Object.entries({
       backend: options.backend, threads: options.threads, size: options.size, kernel: options.kernel,
-      precision: options.precision,
+      precision: options.precision, weights: options.weights && serveWeights(options.weights),
     }).filter(([, v]) => v),
   );
   const url = `http://127.0.0.1:${server.address().port}/${query.size ? `?${query}` : ""}`;
@@ -162,11 +164,20 @@ async function main() {
   return failed ? 1 : 0;
 }
 
+/** Copies a weights file where the page's server serves it; returns its URL on the page. */
+function serveWeights(file) {
+  if (!fs.existsSync(file)) throw new Failure(`--weights: ${file}: no such file`, 2);
+  const dir = path.join(WEB_ROOT, "pkg", "weights");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(file, path.join(dir, path.basename(file)));
+  return `pkg/weights/${encodeURIComponent(path.basename(file))}`;
+}
+
 /** Parses the command line; prints the usage and exits for --help, throws it on errors. */
 function parseArgs(args) {
   const options = {
     screenshot: null, warm: 0, visits: 1, top: 5, timeout: 600, backend: null, webgpu: true,
-    threads: null, size: null, kernel: null, precision: null, images: [],
+    threads: null, size: null, kernel: null, precision: null, weights: null, images: [],
   };
   const count = (name, value, min) => {
     const n = Number(value);
@@ -194,6 +205,7 @@ function parseArgs(args) {
     else if (arg === "--size") options.size = value();
     else if (arg === "--kernel") options.kernel = value();
     else if (arg === "--precision") options.precision = value();
+    else if (arg === "--weights") options.weights = value();
     else if (arg === "--") {
       options.images.push(...args.slice(i + 1));
       break;
