@@ -9,7 +9,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use xception_wgpu::cpu::gemm::{Finish, Isa, PackedWeights};
 use xception_wgpu::cpu::ops::{self as fast, ConvGeometry, Depthwise, Lhs};
 use xception_wgpu::cpu::winograd::{self, WinogradWeights};
-use xception_wgpu::graph::Padding;
+use xception_wgpu::graph::{DepthwiseGeometry, Padding};
 use xception_wgpu::reference::ops;
 use xception_wgpu::{Shape, Tensor};
 
@@ -148,46 +148,61 @@ fn gemms_match_the_reference() {
 fn separable_convolutions_and_the_depthwise_match_the_reference() {
     let mut values = Values(2);
     let s = Shape::new;
-    for (shape, cout, relu_in) in [
-        (s(1, 1, 1, 3), 5, true),
-        (s(2, 5, 7, 13), 11, false),
-        (s(1, 9, 9, 24), 40, true),
-        (s(1, 12, 11, 37), 8, true),
-        (s(1, 3, 3, 64), 64, false),
+    let plain = DepthwiseGeometry::PLAIN;
+    // timm's aligned layout: a stride-2 depthwise half, a dilated one, each with the folded
+    // batchnorm's bias and a ReLU after it.
+    let strided = |stride, dilation| DepthwiseGeometry {
+        stride,
+        dilation,
+        padding: Padding::timm(3, stride, dilation),
+    };
+    for (shape, cout, relu_in, geometry, biased) in [
+        (s(1, 1, 1, 3), 5, true, plain, false),
+        (s(2, 5, 7, 13), 11, false, plain, false),
+        (s(1, 9, 9, 24), 40, true, plain, false),
+        (s(1, 12, 11, 37), 8, true, plain, true),
+        (s(1, 3, 3, 64), 64, false, plain, false),
+        (s(1, 10, 9, 24), 16, true, strided(2, 1), true),
+        (s(2, 7, 7, 12), 20, false, strided(1, 2), true),
     ] {
         let cin = shape.channels;
         let x = Tensor::new(shape, values.take(shape.len(), 1.0)).unwrap();
         let depthwise = values.take(9 * cin, 1.0 / 3.0);
+        let depthwise_bias = biased.then(|| values.take(cin, 0.5));
         let pointwise = values.take(cin * cout, 1.0 / (cin as f32).sqrt());
         let bias = values.take(cout, 0.5);
         let input = if relu_in { ops::relu(&x) } else { x.clone() };
-        let dw = ops::depthwise_conv(&input, &depthwise);
+        let mut dw = ops::depthwise_conv(&input, &depthwise, geometry);
+        if let Some(b) = &depthwise_bias {
+            for pixel in dw.data.chunks_exact_mut(cin) {
+                pixel.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+            dw = ops::relu(&dw);
+        }
+        let fused = Depthwise {
+            input: shape,
+            geometry,
+            kernel: &depthwise,
+            relu_in,
+            bias: depthwise_bias.as_deref(),
+            relu_out: biased,
+        };
 
-        let mut got = vec![f32::NAN; shape.len()];
-        fast::depthwise_conv(&x.data, shape, &depthwise, relu_in, &mut got);
-        assert_close(
-            &got,
-            &dw.data,
-            &format!("depthwise {shape} relu_in={relu_in}"),
-        );
+        let mut got = vec![f32::NAN; dw.shape.len()];
+        fast::depthwise_conv(&x.data, fused, &mut got);
+        let what = format!("{shape} {geometry:?} bias={biased} relu_in={relu_in}");
+        assert_close(&got, &dw.data, &format!("depthwise {what}"));
 
         let want = reference(&dw, &pointwise, &bias, None, true);
-        let lhs = Lhs::Depthwise(
-            &x.data,
-            Depthwise {
-                input: shape,
-                kernel: &depthwise,
-                relu_in,
-            },
-        );
+        let lhs = Lhs::Depthwise(&x.data, fused);
         let finish = Finish {
             residual: None,
             relu: true,
         };
-        let what = format!("separable {shape} -> {cout} relu_in={relu_in}");
+        let what = format!("separable {what} -> {cout}");
         every_family_matches(
             lhs,
-            shape.pixels(),
+            dw.shape.pixels(),
             (&pointwise, &bias),
             finish,
             &want,
