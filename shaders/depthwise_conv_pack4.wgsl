@@ -1,7 +1,8 @@
 // Depthwise 3x3 convolution, stride 1, 'same' padding, NHWC, for channel counts that are a
 // multiple of 4 (every Xception layer): depthwise_conv_scalar.wgsl with each invocation working on 4
 // neighbouring channels through vec4 loads and stores, so one load fetches 4 values.
-// Optionally applies ReLU to the input as it is read. Kernel layout [3][3][channels].
+// Optionally applies ReLU to the input as it is read, and a bias and ReLU to the output. Kernel
+// layout [3][3][channels].
 
 alias Lanes = vec4<f32>;
 alias StoredLanes = vec4<Stored>;
@@ -64,14 +65,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3 += v3 * w0 + v4 * w1 + v5 * w2;
     }
     let base = (n * params.height + y) * params.width + x0;
-    output[base * quads + q] = vec4<Stored>(acc0);
+    output[base * quads + q] = vec4<Stored>(finish(acc0, q));
     if (x0 + 1u < params.width) {
-        output[(base + 1u) * quads + q] = vec4<Stored>(acc1);
+        output[(base + 1u) * quads + q] = vec4<Stored>(finish(acc1, q));
     }
     if (x0 + 2u < params.width) {
-        output[(base + 2u) * quads + q] = vec4<Stored>(acc2);
+        output[(base + 2u) * quads + q] = vec4<Stored>(finish(acc2, q));
     }
     if (x0 + 3u < params.width) {
-        output[(base + 3u) * quads + q] = vec4<Stored>(acc3);
+        output[(base + 3u) * quads + q] = vec4<Stored>(finish(acc3, q));
     }
 }

@@ -1,7 +1,7 @@
 // Depthwise 3x3 convolution, stride 1, 'same' padding (one zero pixel on every side), NHWC.
 // Optionally applies ReLU to the input as it is read, so the un-rectified input stays intact
-// for a residual shortcut. Kernel layout [3][3][channels] (Keras [3, 3, C, 1]). No bias: the
-// batchnorm after a separable convolution is folded into its pointwise half.
+// for a residual shortcut, and a bias (a batchnorm after the depthwise half, as timm's aligned
+// Xceptions have) and ReLU to the output. Kernel layout [3][3][channels] (Keras [3, 3, C, 1]).
 
 alias Lanes = f32;
 alias StoredLanes = Stored;
@@ -54,7 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = (n * params.height + y) * params.width;
     for (var j = 0u; j < STRIP; j++) {
         if (x0 + j < params.width) {
-            output[(base + x0 + j) * c_len + c] = Stored(acc[j]);
+            output[(base + x0 + j) * c_len + c] = Stored(finish(acc[j], c));
         }
     }
 }

@@ -2,7 +2,8 @@
 // are a multiple of 4: a workgroup stages the input of an 8x8-pixel, 32-channel output tile
 // (a 10x10 halo, rectified on read if asked) in workgroup memory once, so each input value is
 // read from memory about 1.6 times (4.5 in depthwise_conv_pack4), and every invocation
-// computes a strip of 8 pixels of 4 channels from it. Kernel layout [3][3][channels].
+// computes a strip of 8 pixels of 4 channels from it, then adds the bias and rectifies if
+// asked. Kernel layout [3][3][channels].
 
 alias Lanes = vec4<f32>;
 alias StoredLanes = vec4<Stored>;
@@ -76,7 +77,7 @@ fn main(
     let row = (n * params.height + y) * params.width;
     for (var j = 0u; j < TILE; j++) {
         if (x0 + j < params.width) {
-            output[(row + x0 + j) * quads + quad] = vec4<Stored>(acc[j]);
+            output[(row + x0 + j) * quads + quad] = vec4<Stored>(finish(acc[j], quad));
         }
     }
 }

@@ -194,7 +194,7 @@ fn every_cpu_kernel_family_matches_timm() {
 }
 
 /// Every float32 kernel choice of this adapter; the depthwise halves the plain kernels do not
-/// take (stride 2, a bias) run on `depthwise_conv_general`.
+/// take (stride 2, a bias) run on the `depthwise_conv_general` kernels.
 #[test]
 fn every_float32_gpu_kernel_choice_matches_timm() {
     for variant in VARIANTS {

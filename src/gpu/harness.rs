@@ -281,18 +281,12 @@ impl GpuOps {
         kernel: &[f32],
         spec: DepthwiseSpec<'_>,
     ) -> Result<Tensor> {
-        let epilogue = spec.bias.is_some() || spec.relu_output;
-        if !variant.runs(x.shape.channels, spec.geometry, epilogue) {
+        if !variant.runs(x.shape.channels, spec.geometry) {
             return Err(Error::Input(format!(
-                "{} does not run {} channels with {:?}{}",
+                "{} does not run {} channels with {:?}",
                 variant.name(),
                 x.shape.channels,
-                spec.geometry,
-                if epilogue {
-                    " and a bias or ReLU after"
-                } else {
-                    ""
-                }
+                spec.geometry
             )));
         }
         let input = self.input("input", &x.data);

@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 /// Shader fragments that kernels take in with a line `#include "<name>"`, by name (files in
 /// `shaders/fragments/`): WGSL has no includes, and these declarations are shared.
-const FRAGMENTS: [(&str, &str); 4] = [
+const FRAGMENTS: [(&str, &str); 5] = [
     (
         "conv_gemm_interface.wgsl",
         include_str!("../../shaders/fragments/conv_gemm_interface.wgsl"),
@@ -25,6 +25,10 @@ const FRAGMENTS: [(&str, &str); 4] = [
     (
         "depthwise_interface.wgsl",
         include_str!("../../shaders/fragments/depthwise_interface.wgsl"),
+    ),
+    (
+        "depthwise_general.wgsl",
+        include_str!("../../shaders/fragments/depthwise_general.wgsl"),
     ),
 ];
 
@@ -92,8 +96,10 @@ pub enum Kernel {
     /// The same with an 8x8-pixel, 32-channel tile's input staged in workgroup memory, for
     /// GPUs.
     DepthwiseConvTiled,
-    /// Depthwise 3x3 of any stride, dilation and padding, with a bias and ReLU on its output.
+    /// Depthwise 3x3 of any stride, dilation and padding, one output value per invocation.
     DepthwiseConvGeneral,
+    /// The same over 4 channels per invocation, for channel counts that are multiples of 4.
+    DepthwiseConvGeneralPack4,
     /// Pointwise 1x1 convolution (GEMM) with a register tile and no workgroup memory.
     ConvPortable,
     /// Convolution as an implicit GEMM for CPU drivers, sharing loads through subgroup
@@ -132,12 +138,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels, in registry order.
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::ConvDirect,
         Kernel::DepthwiseConvScalar,
         Kernel::DepthwiseConvPack4,
         Kernel::DepthwiseConvTiled,
         Kernel::DepthwiseConvGeneral,
+        Kernel::DepthwiseConvGeneralPack4,
         Kernel::ConvPortable,
         Kernel::ConvSubgroup,
         Kernel::ConvTiled,
@@ -164,6 +171,7 @@ impl Kernel {
             Kernel::DepthwiseConvPack4 => "depthwise_conv_pack4",
             Kernel::DepthwiseConvTiled => "depthwise_conv_tiled",
             Kernel::DepthwiseConvGeneral => "depthwise_conv_general",
+            Kernel::DepthwiseConvGeneralPack4 => "depthwise_conv_general_pack4",
             Kernel::ConvPortable => "conv_portable",
             Kernel::ConvSubgroup => "conv_subgroup",
             Kernel::ConvTiled => "conv_tiled",
@@ -218,6 +226,7 @@ impl Kernel {
                 | Kernel::DepthwiseConvPack4
                 | Kernel::DepthwiseConvTiled
                 | Kernel::DepthwiseConvGeneral
+                | Kernel::DepthwiseConvGeneralPack4
                 | Kernel::ScaleShiftRelu
                 | Kernel::ConvPortable
                 | Kernel::ConvSubgroup
@@ -288,6 +297,9 @@ impl Kernel {
             Kernel::DepthwiseConvTiled => include_str!("../../shaders/depthwise_conv_tiled.wgsl"),
             Kernel::DepthwiseConvGeneral => {
                 include_str!("../../shaders/depthwise_conv_general.wgsl")
+            }
+            Kernel::DepthwiseConvGeneralPack4 => {
+                include_str!("../../shaders/depthwise_conv_general_pack4.wgsl")
             }
             Kernel::ConvPortable => include_str!("../../shaders/conv_portable.wgsl"),
             Kernel::ConvSubgroup => include_str!("../../shaders/conv_subgroup.wgsl"),

@@ -195,21 +195,21 @@ impl ConvSupport {
         })
     }
 
-    /// The kernel that runs a depthwise convolution over `channels` channels with this
-    /// window and, if `epilogue`, a bias or ReLU after it.
+    /// The kernel that runs a depthwise convolution over `channels` channels with this window.
     pub(crate) fn depthwise_for(
         &self,
         channels: usize,
         geometry: DepthwiseGeometry,
-        epilogue: bool,
     ) -> DepthwiseKernel {
-        let runs = |variant: DepthwiseKernel| variant.runs(channels, geometry, epilogue);
+        let runs = |variant: DepthwiseKernel| variant.runs(channels, geometry);
         if self.depthwise_tiled && runs(DepthwiseKernel::Tiled) {
             DepthwiseKernel::Tiled
         } else if runs(DepthwiseKernel::Pack4) {
             DepthwiseKernel::Pack4
         } else if runs(DepthwiseKernel::Scalar) {
             DepthwiseKernel::Scalar
+        } else if runs(DepthwiseKernel::GeneralPack4) {
+            DepthwiseKernel::GeneralPack4
         } else {
             DepthwiseKernel::General
         }
@@ -363,11 +363,9 @@ pub(crate) fn assign_kernels(
         }
         match *shape {
             ConvShape::Depthwise {
-                input,
-                geometry,
-                epilogue,
+                input, geometry, ..
             } => (
-                Some(support.depthwise_for(input.channels, geometry, epilogue)),
+                Some(support.depthwise_for(input.channels, geometry)),
                 None,
                 by_rule,
             ),

@@ -302,12 +302,10 @@ mod native {
             }
             (
                 ConvShape::Depthwise {
-                    input,
-                    geometry,
-                    epilogue,
+                    input, geometry, ..
                 },
                 TunedChoice::Depthwise(kernel),
-            ) => kernel.runs(input.channels, geometry, epilogue),
+            ) => kernel.runs(input.channels, geometry),
             _ => false,
         }
     }

@@ -17,13 +17,16 @@ pub enum DepthwiseKernel {
     /// `depthwise_conv_tiled.wgsl`: a tile's input staged in workgroup memory, for GPUs.
     Tiled,
     /// `depthwise_conv_general.wgsl`: one output value per invocation, any stride, dilation
-    /// and padding, with a bias and ReLU after it.
+    /// and padding.
     General,
+    /// `depthwise_conv_general_pack4.wgsl`: the same over 4 channels per invocation through
+    /// vec4 loads.
+    GeneralPack4,
 }
 
 /// What one depthwise launch computes: its window, and the bias (a folded batchnorm) and ReLU
 /// on its output that the aligned layout puts between the two halves of a separable
-/// convolution.
+/// convolution (every variant applies them).
 #[derive(Debug, Clone, Copy)]
 pub struct DepthwiseWork<'a> {
     /// Stride, dilation, padding.
@@ -38,11 +41,12 @@ pub struct DepthwiseWork<'a> {
 
 impl DepthwiseKernel {
     /// Every variant.
-    pub const ALL: [DepthwiseKernel; 4] = [
+    pub const ALL: [DepthwiseKernel; 5] = [
         DepthwiseKernel::Scalar,
         DepthwiseKernel::Pack4,
         DepthwiseKernel::Tiled,
         DepthwiseKernel::General,
+        DepthwiseKernel::GeneralPack4,
     ];
 
     /// The kernel it launches.
@@ -52,6 +56,7 @@ impl DepthwiseKernel {
             DepthwiseKernel::Pack4 => Kernel::DepthwiseConvPack4,
             DepthwiseKernel::Tiled => Kernel::DepthwiseConvTiled,
             DepthwiseKernel::General => Kernel::DepthwiseConvGeneral,
+            DepthwiseKernel::GeneralPack4 => Kernel::DepthwiseConvGeneralPack4,
         }
     }
 
@@ -60,15 +65,17 @@ impl DepthwiseKernel {
         self.kernel().name()
     }
 
-    /// Whether it can run `channels` channels with this window and epilogue: the general
-    /// variant runs everything; the others a plain window (stride 1, 'same') with nothing
-    /// after it, the vec4 ones over multiples of 4 channels.
-    pub fn runs(self, channels: usize, geometry: DepthwiseGeometry, epilogue: bool) -> bool {
+    /// Whether it can run `channels` channels with this window: the general variants run
+    /// every window, the others a plain one (stride 1, 'same'); the vec4 ones need multiples
+    /// of 4 channels. Every variant adds a bias and rectifies its output where asked.
+    pub fn runs(self, channels: usize, geometry: DepthwiseGeometry) -> bool {
+        let vec4 = channels.is_multiple_of(4);
         match self {
             DepthwiseKernel::General => true,
-            _ if !geometry.is_plain() || epilogue => false,
+            DepthwiseKernel::GeneralPack4 => vec4,
+            _ if !geometry.is_plain() => false,
             DepthwiseKernel::Scalar => true,
-            DepthwiseKernel::Pack4 | DepthwiseKernel::Tiled => channels.is_multiple_of(4),
+            DepthwiseKernel::Pack4 | DepthwiseKernel::Tiled => vec4,
         }
     }
 }
@@ -82,7 +89,9 @@ struct DepthwiseParams {
     width: u32,
     channels: u32,
     relu_input: u32,
-    _pad: [u32; 3],
+    relu_output: u32,
+    has_bias: u32,
+    _pad: u32,
 }
 impl KernelParams for DepthwiseParams {}
 
@@ -122,20 +131,19 @@ impl Kernels {
         work: DepthwiseWork<'_>,
         output: &wgpu::Buffer,
     ) -> Dispatch {
-        let epilogue = work.bias.is_some() || work.relu_output;
         assert!(
-            variant.runs(shape.channels, work.geometry, epilogue),
-            "{} cannot run {} channels with {:?}{}",
+            variant.runs(shape.channels, work.geometry),
+            "{} cannot run {} channels with {:?}",
             variant.name(),
             shape.channels,
             work.geometry,
-            if epilogue {
-                " and a bias or ReLU after"
-            } else {
-                ""
-            }
         );
-        if variant == DepthwiseKernel::General {
+        if let DepthwiseKernel::General | DepthwiseKernel::GeneralPack4 = variant {
+            let lanes = if variant == DepthwiseKernel::GeneralPack4 {
+                4
+            } else {
+                1
+            };
             let out = work.geometry.output_shape(shape);
             let (_, pad_top) = work.geometry.resolve(shape.height);
             let (_, pad_left) = work.geometry.resolve(shape.width);
@@ -156,9 +164,9 @@ impl Kernels {
                 _pad: [0; 3],
             };
             let bias = work.bias.unwrap_or(&self.placeholder);
-            // x: 64 channels per workgroup; y: output columns; z: batch * output rows.
+            // x: 64 channels (or quads) per workgroup; y: output columns; z: batch * output rows.
             let grid = [
-                u(shape.channels.div_ceil(64)),
+                u((shape.channels / lanes).div_ceil(64)),
                 u(out.width),
                 u(out.batch * out.height),
             ];
@@ -175,7 +183,9 @@ impl Kernels {
             width: u(shape.width),
             channels: u(shape.channels),
             relu_input: work.relu_input.into(),
-            _pad: [0; 3],
+            relu_output: work.relu_output.into(),
+            has_bias: work.bias.is_some().into(),
+            _pad: 0,
         };
         let grid = match variant {
             // x: 64 channels per workgroup; y: strips of 4 columns; z: batch * rows.
@@ -196,9 +206,17 @@ impl Kernels {
                 u(shape.width.div_ceil(8)),
                 u(shape.batch * shape.height.div_ceil(8)),
             ],
-            DepthwiseKernel::General => unreachable!("launched above"),
+            DepthwiseKernel::General | DepthwiseKernel::GeneralPack4 => {
+                unreachable!("launched above")
+            }
         };
-        self.dispatch(variant.kernel(), &params, &[input, kernel, output], grid)
+        let bias = work.bias.unwrap_or(&self.placeholder);
+        self.dispatch(
+            variant.kernel(),
+            &params,
+            &[input, kernel, output, bias],
+            grid,
+        )
     }
 
     /// `max(x * scale[c] + shift[c], 0)` over an NHWC input of `shape` (`affine` `None`: a
@@ -248,6 +266,7 @@ mod tests {
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvPack4);
         assert_params_match::<DepthwiseParams>(Kernel::DepthwiseConvTiled);
         assert_params_match::<GeneralParams>(Kernel::DepthwiseConvGeneral);
+        assert_params_match::<GeneralParams>(Kernel::DepthwiseConvGeneralPack4);
         assert_params_match::<ScaleShiftParams>(Kernel::ScaleShiftRelu);
     }
 }
