@@ -41,6 +41,12 @@ class Model:
     def input_size(self) -> tuple[int, int]:
         """(height, width) images are resized to."""
     @property
+    def architecture(self) -> str:
+        """Which member of the Xception family the weights are (`xception`, `xception65`, ...)."""
+    @property
+    def embedding_dim(self) -> int:
+        """Values of one image's embedding (2048 for every named member of the family)."""
+    @property
     def adapter(self) -> str:
         """The backend and adapter the model runs on."""
     def classify(
@@ -50,6 +56,6 @@ class Model:
     def embed(
         self, images: Images, errors: Literal["raise", "skip"] = "raise"
     ) -> npt.NDArray[np.float32]:
-        """The float32 [N, 2048] embeddings (NaN rows for images skipped)."""
+        """The float32 [N, embedding_dim] embeddings (NaN rows for images skipped)."""
 
 __all__: list[str]
