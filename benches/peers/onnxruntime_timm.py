@@ -38,6 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -48,22 +49,9 @@ from safetensors.torch import save_file  # noqa: E402
 
 import convert  # noqa: E402
 import timm_aligned  # noqa: E402
+from make_timm import LABELS, network_input, photo  # noqa: E402
 
 TOLERANCE = 1e-4
-
-
-LABELS = ["cup", "fork", "glass", "knife", "plate", "spoon"]
-
-
-def photo(label, size):
-    from PIL import Image
-
-    image = Image.open(os.path.join(ROOT, "samples", f"{label}.jpg")).convert("RGB")
-    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-
-
-def network_input(pixels):
-    return torch.from_numpy((pixels.astype(np.float32) / np.float32(127.5) - 1).transpose(2, 0, 1).copy())
 
 
 def calibrate(model):
@@ -75,7 +63,7 @@ def calibrate(model):
         bn.momentum = None
     model.train()
     with torch.no_grad():
-        model(torch.stack([network_input(photo(label, 299)) for label in LABELS]))
+        model(torch.stack([network_input(photo(label, 299, 299)) for label in LABELS]))
     model.eval()
 
 
@@ -152,9 +140,9 @@ def check(weights, backends):
         paths = []
         for label in LABELS:
             paths.append(os.path.join(tmp, f"{label}.png"))
-            Image.fromarray(photo(label, 299)).save(paths[-1])
+            Image.fromarray(photo(label, 299, 299)).save(paths[-1])
         with torch.no_grad():
-            want = model(torch.stack([network_input(photo(label, 299)) for label in LABELS]).double()).numpy()
+            want = model(torch.stack([network_input(photo(label, 299, 299)) for label in LABELS]).double()).numpy()
         for backend in backends:
             args = [binary, "classify", "--json", "--top", "1", "--backend", backend, "--weights", weights]
             out = subprocess.run(args + paths, capture_output=True, text=True, check=True).stdout

@@ -40,32 +40,22 @@ from functools import partial
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
+sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 from safetensors.torch import save_file as save_torch  # noqa: E402
 from timm.models.xception_aligned import XceptionAligned  # noqa: E402
 
 import convert  # noqa: E402
 import timm_aligned  # noqa: E402
+from make_timm import LABELS, network_input, photo  # noqa: E402
 
 OUT = os.path.join(HERE, "aligned")
-LABELS = ["cup", "fork", "glass", "knife", "plate", "spoon"]
 CASES = [("cup_299", "cup", 299, 299), ("fork_331", "fork", 331, 331), ("plate_171x203", "plate", 171, 203)]
 NARROW = {128: 8, 256: 16, 728: 48, 1024: 64, 1536: 96, 2048: 128}
 SEED = 0
-
-
-def photo(label, height, width):
-    image = Image.open(os.path.join(ROOT, "samples", f"{label}.jpg")).convert("RGB")
-    return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)
-
-
-def network_input(pixels):
-    x = pixels.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def twin(variant):
