@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::files::read_bounded;
-use crate::graph::{Architecture, Graph, Op, BN_EPSILON};
+use crate::graph::{Architecture, Graph, Op, SeparableNode, BN_EPSILON};
 use crate::preprocess::{Interpolation, Resize};
 use crate::tensor::Size;
 
@@ -308,6 +308,25 @@ impl Weights {
             variance: self.tensor(&format!("{bn}.moving_variance")),
             epsilon: self.info.bn_epsilon,
         }
+    }
+
+    /// The depthwise kernel of separable node `s` with its depthwise batchnorm (if any) folded
+    /// in, and the bias that leaves (what both fast backends run).
+    pub fn folded_depthwise(&self, s: &SeparableNode) -> (Vec<f32>, Option<Vec<f32>>) {
+        let kernel = self.tensor(&format!("{}.depthwise_kernel", s.conv));
+        match &s.depthwise_bn {
+            Some(bn) => {
+                let (kernel, bias) = self.batchnorm(bn).fold(kernel, s.in_channels);
+                (kernel, Some(bias))
+            }
+            None => (kernel.to_vec(), None),
+        }
+    }
+
+    /// Layer `bn`'s batchnorm over `channels` channels as a per-channel scale and shift, or
+    /// `None` without one: a pre-activation before its ReLU.
+    pub fn scale_shift(&self, bn: Option<&str>, channels: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        bn.map(|bn| self.batchnorm(bn).fold(&vec![1.0; channels], channels))
     }
 
     /// Layer `bn`'s batchnorm over `channels` channels, or where a node has none, the identity

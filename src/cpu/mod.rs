@@ -107,15 +107,7 @@ impl CpuModel {
                     }
                 }
                 Op::Separable(s) => {
-                    let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
-                    let (depthwise, depthwise_bias) = match &s.depthwise_bn {
-                        Some(bn) => {
-                            let (kernel, bias) =
-                                weights.batchnorm(bn).fold(depthwise, s.in_channels);
-                            (kernel, Some(bias))
-                        }
-                        None => (depthwise.to_vec(), None),
-                    };
+                    let (depthwise, depthwise_bias) = weights.folded_depthwise(s);
                     let pointwise = weights.tensor(&format!("{}.pointwise_kernel", s.conv));
                     let bn = weights.batchnorm_or_identity(s.bn.as_deref(), s.out_channels);
                     let (pointwise, bias) = bn.fold(pointwise, s.out_channels);
@@ -131,10 +123,9 @@ impl CpuModel {
                         ),
                     }
                 }
-                Op::PreActivation { bn, channels } => Layer::PreActivation(bn.as_ref().map(|bn| {
-                    let bn = weights.batchnorm(bn);
-                    bn.fold(&vec![1.0; *channels], *channels)
-                })),
+                Op::PreActivation { bn, channels } => {
+                    Layer::PreActivation(weights.scale_shift(bn.as_deref(), *channels))
+                }
                 Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => Layer::Pool,
             })
             .collect();

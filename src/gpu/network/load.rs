@@ -83,17 +83,9 @@ pub(super) fn load(
                 c.bn.as_deref(),
             )?),
             (Op::Separable(s), Some(a)) => {
-                let depthwise = weights.tensor(&format!("{}.depthwise_kernel", s.conv));
-                let (depthwise, bias) = match &s.depthwise_bn {
-                    Some(bn) => {
-                        let (kernel, bias) = weights.batchnorm(bn).fold(depthwise, s.in_channels);
-                        (
-                            upload(device, &s.conv, &kernel),
-                            Some(upload(device, bn, &bias)),
-                        )
-                    }
-                    None => (upload(device, &s.conv, depthwise), None),
-                };
+                let (kernel, bias) = weights.folded_depthwise(s);
+                let depthwise = upload(device, &s.conv, &kernel);
+                let bias = bias.map(|bias| upload(device, &s.conv, &bias));
                 PreparedOp::Separable {
                     pointwise: conv(
                         a,
@@ -110,11 +102,14 @@ pub(super) fn load(
                 }
             }
             (Op::PreActivation { bn, channels }, None) => {
-                PreparedOp::PreActivation(bn.as_ref().map(|bn| {
-                    let (scale, shift) =
-                        weights.batchnorm(bn).fold(&vec![1.0; *channels], *channels);
-                    (upload(device, bn, &scale), upload(device, bn, &shift))
-                }))
+                PreparedOp::PreActivation(weights.scale_shift(bn.as_deref(), *channels).map(
+                    |(scale, shift)| {
+                        (
+                            upload(device, "scale", &scale),
+                            upload(device, "shift", &shift),
+                        )
+                    },
+                ))
             }
             (Op::MaxPoolAdd { .. } | Op::GlobalAvgPool, None) => PreparedOp::Pool,
             (op, assigned) => unreachable!("{op:?} was assigned {assigned:?}"),
