@@ -545,6 +545,8 @@ def load_keras2_h5(path, head_activations=None):
 # timm/models/xception.py builds every batch norm as nn.BatchNorm2d(C) without
 # an eps argument, i.e. PyTorch's default eps=1e-5 (Keras uses 1e-3).
 TIMM_BN_EPSILON = 1e-5
+# timm's evaluation transform for legacy_xception.tf_in1k: bicubic, centre crop 0.8975.
+TIMM_LEGACY_CROP = 0.8975
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 TIMM_BN_VARS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
 # timm Block(in, out, reps, strides, start_with_relu, grow_first) for block1..block12
@@ -897,11 +899,14 @@ def convert(
             "crop_fraction": repr(crop_pct or timm_aligned.NAMED[name][4]),
             "interpolation": timm_aligned.INTERPOLATION,
         }
-    elif arch is not None or crop_pct is not None:
-        raise ConvertError(f"--arch and --crop-pct apply to timm's aligned Xceptions; {input_path} is not one")
+    elif arch is not None:
+        raise ConvertError(f"--arch applies to timm's aligned Xceptions; {input_path} is not one")
     elif timm_file:
         layers, head, cfg_size, source, eps = load_timm(input_path, head_activations)
         pool_padding = "symmetric"
+        crop = {"crop_fraction": repr(crop_pct or TIMM_LEGACY_CROP), "interpolation": "bicubic"}
+    elif crop_pct is not None:
+        raise ConvertError(f"--crop-pct applies to timm checkpoints; {input_path} is not one")
     elif zipfile.is_zipfile(input_path):
         if head_activations is not None:
             raise ConvertError("--head-activations does not apply to .keras archives (they store activations)")
@@ -1095,8 +1100,8 @@ def main(argv=None):
         "--crop-pct",
         type=float,
         metavar="F",
-        help="timm aligned Xceptions: the centre-crop fraction images are classified with "
-        "(default: timm's for the variant's default weights: 0.94 for ra3, 0.903 for tf)",
+        help="timm checkpoints: the centre-crop fraction images are classified with (default: "
+        "timm's for the model's default weights: 0.94 for ra3, 0.903 for tf, 0.8975 for legacy_xception)",
     )
     args = p.parse_args(argv)
     if args.crop_pct is not None and not 0 < args.crop_pct <= 1:

@@ -552,6 +552,7 @@ def test_timm_safetensors_roundtrip(tmp_path):
     assert json.loads(meta["labels"]) == imagenet_labels()
     assert meta["source"] == "model.safetensors (timm legacy_xception safetensors state dict)"
     assert meta["pool_padding"] == "symmetric", "timm pools with padding=1 on every side"
+    assert (meta["crop_fraction"], meta["interpolation"]) == ("0.8975", "bicubic"), "timm's eval transform"
 
 
 def test_timm_float16_options_and_no_head(tmp_path):
@@ -950,4 +951,6 @@ def test_arch_is_refused_for_other_checkpoints(tmp_path, capsys):
     with h5py.File(h5, "w") as f:
         f.create_dataset("x", data=np.zeros(4, dtype=np.float32))
     assert convert.main([str(h5), "--arch", "xception65", "-o", str(tmp_path / "o.safetensors")]) == 1
-    assert "apply to timm's aligned Xceptions" in capsys.readouterr().err
+    assert "--arch applies to timm's aligned Xceptions" in capsys.readouterr().err
+    assert convert.main([str(h5), "--crop-pct", "0.9", "-o", str(tmp_path / "o.safetensors")]) == 1
+    assert "--crop-pct applies to timm checkpoints" in capsys.readouterr().err
