@@ -312,6 +312,11 @@ impl Architecture {
             }
         } else if self.output_stride != 32 {
             return Err("architecture: the Keras layout has no `output_stride` but 32".into());
+        } else if let Some(i) = self.blocks.iter().position(|b| b.stride == 2 && !b.skip) {
+            return Err(format!(
+                "architecture block {i}: a Keras-layout block that pools (stride 2) adds its \
+                 shortcut to the pool, so it needs `skip`"
+            ));
         }
         Ok(())
     }
@@ -349,5 +354,9 @@ mod tests {
         assert!(Architecture::from_json(&a)
             .unwrap_err()
             .contains("`resnet`"));
+        let mut a = Architecture::xception().to_json();
+        a["blocks"][1]["skip"] = json!(false);
+        let e = Architecture::from_json(&a).unwrap_err();
+        assert!(e.contains("block 1") && e.contains("needs `skip`"), "{e}");
     }
 }

@@ -1,9 +1,10 @@
-//! The Xception graph as data: the node sequence both backends walk, with shape inference.
+//! An Xception as data: the node sequence every backend walks, built from a family member's
+//! description ([`Architecture`]), with its geometry and shape inference.
 //!
-//! Batchnorm is attached to the convolution it follows, ReLUs are flags on the nodes that
+//! Batchnorms are attached to the convolution they follow, ReLUs are flags on the nodes that
 //! read or write them, and residual adds are attached to the node whose output they join,
-//! so the list is what the GPU dispatcher runs while the CPU reference expands every node
-//! back into its plain Keras ops.
+//! so the list is what the GPU dispatcher and the fast CPU backend run while the reference
+//! expands every node back into its plain ops.
 
 pub use crate::architecture::{Architecture, BlockSpec, Layout};
 use crate::error::{Error, Result};
@@ -501,6 +502,17 @@ impl Graph {
         };
         b.push(Op::GlobalAvgPool, features, name);
         b.graph
+    }
+
+    /// The most channels any value of the graph has.
+    pub fn widest_channels(&self) -> usize {
+        let node = |node: &Node| match &node.op {
+            Op::Conv(c) => c.in_channels.max(c.out_channels),
+            Op::Separable(s) => s.in_channels.max(s.out_channels),
+            Op::PreActivation { channels, .. } => *channels,
+            Op::MaxPoolAdd { .. } | Op::GlobalAvgPool => 0,
+        };
+        self.nodes.iter().map(node).max().unwrap_or(0)
     }
 
     /// Keras' Xception backbone with its Keras layer names.

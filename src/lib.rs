@@ -1,8 +1,11 @@
 //! Xception (Chollet, CVPR 2017) inference on any GPU through wgpu compute shaders, with a
 //! plain CPU reference implementation of every op.
 //!
-//! - [`weights`] loads pretrained Keras weights from safetensors (float16 or float32).
-//! - [`graph`] describes the network as data, with Keras' layer names and shape rules.
+//! - [`weights`] loads pretrained weights (Keras', or timm's converted) from safetensors
+//!   (float16 or float32).
+//! - [`architecture`] describes the members of the Xception family (Keras', timm's
+//!   `legacy_xception` and aligned `xception41/65/71`, `xception41p/65p`) as block lists;
+//!   [`graph`] builds the node list every backend walks from one, with its shape rules.
 //! - [`gpu`] holds the WGSL kernels, the device context and the dispatcher.
 //! - [`cpu`] is the fast CPU backend (GEMMs, fused epilogues, threads) for machines without a
 //!   usable GPU.

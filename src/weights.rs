@@ -84,7 +84,8 @@ pub struct Weights {
     /// The backbone the weights are for, built from [`ModelInfo::architecture`].
     graph: Graph,
     tensors: HashMap<String, Vec<f32>>,
-    /// Ones, as long as the widest layer: the identity batchnorm's scale and variance.
+    /// Ones, as many as the widest layer's channels: the identity batchnorm's scale and
+    /// variance.
     ones: Vec<f32>,
     /// Zeros, as long: its shift and mean.
     zeros: Vec<f32>,
@@ -160,7 +161,7 @@ impl Weights {
     }
 
     fn new(info: ModelInfo, graph: Graph, tensors: HashMap<String, Vec<f32>>) -> Self {
-        let widest = tensors.values().map(Vec::len).max().unwrap_or(0);
+        let widest = graph.widest_channels();
         Self {
             info,
             graph,
